@@ -1,0 +1,6 @@
+"""Trajectory data: readers (LAMMPS, mdtraj, ASE), the on-disk dataset, windows and batches."""
+
+from eqcg.data.store import TrajectoryDataset, load_dataset, write_dataset
+from eqcg.data.trajectory import SystemTrajectory, Topology
+
+__all__ = ["SystemTrajectory", "Topology", "TrajectoryDataset", "load_dataset", "write_dataset"]

@@ -1,0 +1,226 @@
+"""The on-disk trajectory dataset: one HDF5 file, chunked along time.
+
+Layout of ``DIR/dataset.h5``::
+
+    /                      attrs: format, format_version, units, created, source
+    /systems/<name>/       attrs: pbc, units, source, frame_interval, attrs_json
+        positions          (n_frames, n_atoms, 3) float, unwrapped, chunked along frames
+        box                (n_frames, 3, 3) cell vectors as rows
+        time               (n_frames,)
+        masses             (n_atoms,)
+        types              (n_atoms,) index into type_names
+        type_names         (n_types,) strings
+        bonds              (n_bonds, 2) 0-based atom indices
+        bond_types         (n_bonds,)
+        charges            (n_atoms,)  (optional)
+
+Any window of frames is read without loading the whole trajectory. Files are written to a
+temporary name and renamed into place, so an interrupted write never leaves a valid-looking
+dataset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time as _time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from eqcg.data.trajectory import SystemTrajectory, Topology
+from eqcg.errors import DataError
+from eqcg.units import unit_system
+
+DATASET_FILE = "dataset.h5"
+FORMAT_NAME = "eqcg-trajectories"
+FORMAT_VERSION = 1
+_FRAMES_PER_CHUNK = 16
+
+
+def dataset_file(path: str | os.PathLike) -> Path:
+    """The HDF5 file of a dataset given its directory or the file itself."""
+    path = Path(path)
+    return path / DATASET_FILE if path.is_dir() or path.suffix != ".h5" else path
+
+
+def write_dataset(
+    path: str | os.PathLike, systems: Sequence[SystemTrajectory], source: str = ""
+) -> Path:
+    """Validate ``systems`` and write them atomically as a dataset at ``path`` (a directory).
+
+    All systems must share one unit system. Returns the path of the written HDF5 file.
+    """
+    if not systems:
+        raise DataError(f"{path}: refusing to write a dataset with no systems")
+    units = {s.units for s in systems}
+    if len(units) != 1:
+        raise DataError(f"{path}: systems mix unit systems {sorted(units)}; use one per dataset")
+    names = [s.name for s in systems]
+    if len(set(names)) != len(names):
+        raise DataError(f"{path}: system names are not unique: {names}")
+    for system in systems:
+        system.validate()
+
+    target = dataset_file(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["units"] = units.pop()
+            f.attrs["created"] = _time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            f.attrs["source"] = source
+            group = f.create_group("systems")
+            for system in systems:
+                _write_system(group.create_group(system.name), system)
+            f.flush()
+            os.fsync(f.id.get_vfd_handle())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _write_system(g: h5py.Group, s: SystemTrajectory) -> None:
+    n_frames, n_atoms = s.n_frames, s.n_atoms
+    g.create_dataset(
+        "positions",
+        data=np.asarray(s.positions, dtype=np.float64),
+        chunks=(min(_FRAMES_PER_CHUNK, n_frames), n_atoms, 3),
+        compression="gzip",
+        compression_opts=4,
+        shuffle=True,
+    )
+    g.create_dataset("box", data=np.asarray(s.box, dtype=np.float64))
+    g.create_dataset("time", data=np.asarray(s.time, dtype=np.float64))
+    top = s.topology
+    g.create_dataset("masses", data=top.masses)
+    g.create_dataset("types", data=top.types)
+    g.create_dataset("type_names", data=np.array(top.type_names, dtype=h5py.string_dtype()))
+    g.create_dataset("bonds", data=top.bonds.reshape(-1, 2))
+    g.create_dataset("bond_types", data=top.bond_types)
+    if top.charges is not None:
+        g.create_dataset("charges", data=top.charges)
+    g.attrs["pbc"] = bool(s.pbc)
+    g.attrs["units"] = s.units
+    g.attrs["source"] = s.source
+    g.attrs["frame_interval"] = s.frame_interval
+    g.attrs["attrs_json"] = json.dumps(s.attrs, default=_jsonable)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in dataset metadata")
+
+
+class TrajectoryDataset:
+    """A dataset on disk, opened read-only; ``systems[i].positions`` is read lazily.
+
+    Use as a context manager or call :meth:`close`. Construct with :func:`load_dataset`.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = dataset_file(path)
+        if not self.path.exists():
+            raise DataError(f"{self.path}: no dataset here (expected {DATASET_FILE})")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise DataError(f"{self.path}: not a readable HDF5 dataset ({exc})") from None
+        if self._file.attrs.get("format") != FORMAT_NAME:
+            self._file.close()
+            raise DataError(f"{self.path}: not an eqcg trajectory dataset")
+        version = int(self._file.attrs["format_version"])
+        if version > FORMAT_VERSION:
+            self._file.close()
+            raise DataError(
+                f"{self.path}: dataset format version {version} is newer than this eqcg "
+                f"understands ({FORMAT_VERSION}); upgrade eqcg"
+            )
+        self.units = str(self._file.attrs["units"])
+        unit_system(self.units, str(self.path))
+        self.source = str(self._file.attrs.get("source", ""))
+        self.systems: list[SystemTrajectory] = [
+            self._read_system(name, g) for name, g in self._file["systems"].items()
+        ]
+
+    def _read_system(self, name: str, g: h5py.Group) -> SystemTrajectory:
+        where = f"{self.path}: system {name!r}"
+        try:
+            topology = Topology(
+                masses=g["masses"][()],
+                types=g["types"][()],
+                type_names=[t.decode() if isinstance(t, bytes) else t for t in g["type_names"][()]],
+                bonds=g["bonds"][()],
+                bond_types=g["bond_types"][()],
+                charges=g["charges"][()] if "charges" in g else None,
+            )
+            return SystemTrajectory(
+                name=name,
+                topology=topology,
+                positions=g["positions"],
+                box=g["box"][()],
+                time=g["time"][()],
+                pbc=bool(g.attrs["pbc"]),
+                units=str(g.attrs["units"]),
+                source=str(g.attrs.get("source", "")),
+                attrs=json.loads(g.attrs.get("attrs_json", "{}")),
+            )
+        except KeyError as exc:
+            raise DataError(f"{where}: missing field {exc}") from None
+
+    def __len__(self) -> int:
+        return len(self.systems)
+
+    def __iter__(self) -> Iterator[SystemTrajectory]:
+        return iter(self.systems)
+
+    def __getitem__(self, key: int | str) -> SystemTrajectory:
+        if isinstance(key, str):
+            for system in self.systems:
+                if system.name == key:
+                    return system
+            raise KeyError(f"{self.path}: no system named {key!r}")
+        return self.systems[key]
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.systems]
+
+    def summary(self) -> str:
+        """A human-readable table of the systems in this dataset."""
+        u = unit_system(self.units)
+        lines = [
+            f"dataset {self.path}",
+            f"  units: {self.units} (length {u.length}, time {u.time}); {len(self)} systems",
+            f"  {'system':<24} {'atoms':>7} {'bonds':>7} {'frames':>7} "
+            f"{'interval':>9} {'span':>10} {'pbc':>4}",
+        ]
+        for s in self.systems:
+            span = float(s.time[-1] - s.time[0])
+            lines.append(
+                f"  {s.name:<24} {s.n_atoms:>7d} {s.topology.n_bonds:>7d} {s.n_frames:>7d} "
+                f"{s.frame_interval:>9.4g} {span:>10.4g} {'yes' if s.pbc else 'no':>4}"
+            )
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> TrajectoryDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_dataset(path: str | os.PathLike) -> TrajectoryDataset:
+    """Open the dataset at ``path`` (its directory or its ``dataset.h5``)."""
+    return TrajectoryDataset(path)

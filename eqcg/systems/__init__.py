@@ -1,0 +1,1 @@
+"""Reference MD generators run by the real LAMMPS engine: polymer chains and PEO/LiTFSI."""

