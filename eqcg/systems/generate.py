@@ -1,0 +1,91 @@
+"""Drive reference-MD generation: one LAMMPS job per system, run in parallel, then one dataset.
+
+A generator module (``polymer``, ``electrolyte``) turns a preset into a list of
+:class:`SystemSpec`. Each spec writes its LAMMPS inputs into its own directory
+``OUT/lammps/<name>/`` (kept beside the dataset so a user can rerun or inspect them), LAMMPS runs
+there, and the spec reads the result back as a :class:`~eqcg.data.trajectory.SystemTrajectory`.
+Systems whose LAMMPS run already finished are not run again, so an interrupted generation
+resumes where it stopped. The dataset file is written once, atomically, at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from eqcg.data.store import write_dataset
+from eqcg.data.trajectory import SystemTrajectory
+from eqcg.systems.lammps import lammps_finished, run_lammps
+
+LAMMPS_DIR = "lammps"
+
+
+@dataclass
+class LammpsJob:
+    """What LAMMPS must run for one system: the input script and its total MD steps."""
+
+    input_file: str
+    total_steps: int
+
+
+@dataclass
+class SystemSpec:
+    """One system to simulate.
+
+    Attributes:
+        name: unique system name (also its directory under ``OUT/lammps``).
+        write_inputs: writes the LAMMPS input files into the given directory.
+        read_output: reads the finished run in the given directory as a trajectory.
+    """
+
+    name: str
+    write_inputs: Callable[[Path], LammpsJob]
+    read_output: Callable[[Path], SystemTrajectory]
+
+
+def run_specs(
+    specs: list[SystemSpec],
+    out: str | os.PathLike,
+    *,
+    jobs: int | None = None,
+    threads_per_job: int = 1,
+    source: str = "",
+    show_progress: bool = True,
+) -> Path:
+    """Run every spec's LAMMPS job (``jobs`` at a time) and write the dataset into ``out``.
+
+    Returns the path of the dataset file.
+    """
+    out = Path(out)
+    jobs = jobs or max(1, (os.cpu_count() or 1) // threads_per_job)
+    workdirs = {spec.name: out / LAMMPS_DIR / spec.name for spec in specs}
+
+    def simulate(spec: SystemSpec) -> None:
+        workdir = workdirs[spec.name]
+        if lammps_finished(workdir):
+            return
+        workdir.mkdir(parents=True, exist_ok=True)
+        job = spec.write_inputs(workdir)
+        run_lammps(
+            job.input_file,
+            workdir,
+            total_steps=job.total_steps,
+            description=spec.name,
+            threads=threads_per_job,
+            show_progress=show_progress and jobs == 1,
+        )
+
+    overall = tqdm(total=len(specs), desc="systems", unit="system", disable=not show_progress)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(simulate, spec) for spec in specs]
+        for future in as_completed(futures):
+            future.result()
+            overall.update()
+    overall.close()
+    systems = [spec.read_output(workdirs[spec.name]) for spec in specs]
+    return write_dataset(out, systems, source=source)
