@@ -1,0 +1,243 @@
+"""Run configuration: typed sections with a comment on every default, loaded from YAML.
+
+Loading validates as it goes: an unknown key, a value of the wrong type or an out-of-range
+value raises :class:`~eqcg.errors.ConfigError` naming the key (``model.latent_dim``) and the
+file. ``--set a.b=value`` overrides are applied with the same checks. The resolved config is
+saved next to every run's outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eqcg.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Which frames become training examples and how atoms become beads."""
+
+    history: int = 5  # k: history frames the dynamics GNN sees (paper: 20 electrolyte, 30 polymer)
+    dilation: int = 1  # d: recorded frames per learned step (paper electrolyte: 100 = 0.2 ns)
+    stride: int = 1  # frames between the starts of consecutive training windows
+    cg_level: int = 7  # target atoms per bead for METIS (paper: 7 for the electrolyte)
+    whole_molecule_max_atoms: int = 15  # molecules up to this size stay one bead (TFSI: 15)
+    cg_seed: int = 0  # METIS seed: the mapping is deterministic given it
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train/val/test fractions, by system
+    split_seed: int = 0  # seed of the system shuffle before splitting
+
+
+@dataclass
+class ModelConfig:
+    """Architecture; ``variant`` picks the dynamics and score networks from the registry."""
+
+    variant: str = "baseline"  # registered variant: baseline | equivariant
+    radius: float = 6.0  # cut-off of CG radius edges (Å or sigma; paper: 6 Å)
+    embed_dim: int = 32  # width of the fine-level embedding GNN
+    embed_layers: int = 2  # message-passing layers of the embedding GNN over fine bonds
+    latent_dim: int = 64  # width of the dynamics/score latent features (paper: 128)
+    message_passing_steps: int = 3  # processor steps of the dynamics GNN (paper: 7)
+    score_message_passing_steps: int = 2  # processor steps of the score GNN
+    mlp_layers: int = 2  # hidden layers of every MLP (paper: 2)
+    vector_channels: int = 16  # equivariant only: number of 1o (vector) channels per bead
+    lmax: int = 2  # equivariant only: max degree of edge spherical harmonics
+    radial_basis: int = 8  # equivariant only: Bessel radial basis functions per edge
+    covariance: str = "diagonal"  # acceleration spread: diagonal (baseline) | isotropic | full
+    min_std: float = 0.05  # floor of the predicted acceleration std (normalised units)
+    property_head: bool = False  # predict a radius-of-gyration residual (polymer chains)
+
+
+@dataclass
+class ScoreConfig:
+    """Denoising score matching and annealed Langevin refinement."""
+
+    sigma_begin: float = 1.0  # largest noise level (Å or sigma; paper: 10)
+    sigma_end: float = 0.01  # smallest noise level (paper: 0.01)
+    n_levels: int = 10  # geometric levels from sigma_begin to sigma_end (paper: 20)
+    langevin_steps: int = 5  # Langevin steps per level at refinement (paper: 10)
+    step_size: float = 5e-5  # Langevin step size at the smallest level (paper: 5e-5)
+    refine: bool = True  # refine rollout steps with the score network
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation."""
+
+    seed: int = 0  # seeds torch, numpy and Python
+    batch_size: int = 8  # windows (systems) per batch
+    max_steps: int = 2000  # optimisation steps in all
+    lr: float = 2e-4  # Adam learning rate (paper: ~2e-4)
+    lr_decay: float = 0.1  # learning rate multiplier reached at max_steps (exponential decay)
+    grad_clip: float = 1.0  # max global gradient norm
+    noise_begin: float = 0.0  # smallest history noise-augmentation sigma (Å or sigma)
+    noise_end: float = 0.0  # largest history noise-augmentation sigma, drawn per system
+    score_weight: float = 1.0  # weight of the score-matching loss
+    property_weight: float = 1.0  # weight of the Rg property loss (with model.property_head)
+    val_every: int = 200  # steps between validations (also at the end)
+    log_every: int = 20  # steps between logged training losses
+    checkpoint_every: int = 200  # steps between checkpoints of the last state
+    num_workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class Config:
+    """A whole run: data, model, score refinement and training."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+
+_CHOICES = {
+    "model.covariance": ("diagonal", "isotropic", "full"),
+}
+_POSITIVE = {
+    "data.history", "data.dilation", "data.stride", "data.cg_level", "model.radius",
+    "model.embed_dim", "model.latent_dim", "model.message_passing_steps", "model.mlp_layers",
+    "model.vector_channels", "model.radial_basis", "model.min_std", "score.sigma_begin",
+    "score.sigma_end", "score.n_levels", "score.step_size", "train.batch_size",
+    "train.max_steps", "train.lr", "train.lr_decay", "train.grad_clip", "train.val_every",
+    "train.log_every", "train.checkpoint_every",
+}
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _coerce(value: Any, annotation: Any, key: str, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        item_types = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)) or len(value) != len(item_types):
+            raise ConfigError(f"{where}: {key} must be a list of {len(item_types)} values")
+        return tuple(_coerce(v, t, key, where) for v, t in zip(value, item_types))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: {key} has unsupported type {annotation}")
+
+
+def _build(cls: type, data: Any, prefix: str, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(
+            f"{where}: unknown key {key!r} (known in {prefix or 'config'}: {', '.join(fields)})"
+        )
+    values = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            values[name] = _build(annotation, value, key, where)
+        else:
+            values[name] = _coerce(value, annotation, key, where)
+    return cls(**values)
+
+
+def _check(config: Config, where: str) -> None:
+    plain = config.to_dict()
+    for key in _POSITIVE:
+        section, name = key.split(".")
+        if not plain[section][name] > 0:
+            raise ConfigError(f"{where}: {key} must be > 0, got {plain[section][name]}")
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        if plain[section][name] not in choices:
+            raise ConfigError(
+                f"{where}: {key} must be one of {', '.join(choices)}, got {plain[section][name]!r}"
+            )
+    if config.data.history < 2:
+        raise ConfigError(f"{where}: data.history must be >= 2 (velocities need two frames)")
+    if config.score.sigma_end > config.score.sigma_begin:
+        raise ConfigError(f"{where}: score.sigma_end must not exceed score.sigma_begin")
+    if config.train.noise_begin > config.train.noise_end or config.train.noise_begin < 0:
+        raise ConfigError(f"{where}: need 0 <= train.noise_begin <= train.noise_end")
+    from eqcg.models.registry import check_variant
+
+    check_variant(config.model, where)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
+    """Build and validate a :class:`Config` from plain data (e.g. parsed YAML)."""
+    config = _build(Config, data or {}, "", where)
+    _check(config, where)
+    return config
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b=value`` into the dotted key and the YAML-parsed value."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. model.latent_dim=64")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to plain config data (validated later by the loader)."""
+    for text in overrides:
+        key, value = parse_override(text)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text!r}: {part} is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
+    """Load a YAML config file, apply ``--set`` overrides, validate."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return config_from_dict(apply_overrides(data, list(overrides)), where=str(path))
+
+
+def save_config(config: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+__all__ = [
+    "Config", "DataConfig", "ModelConfig", "ScoreConfig", "TrainConfig", "apply_overrides",
+    "config_from_dict", "load_config", "save_config",
+]

@@ -1,0 +1,94 @@
+"""Training windows: ``k`` history frames ``d`` frames apart, and the frame ``d`` after them.
+
+With dilation ``d`` one learned step spans ``d`` recorded frames. Window ``(system, t0)`` has
+history frames ``t0, t0 + d, ..., t0 + (k - 1) d`` and target frame ``t0 + k d``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from eqcg.data.graph import CGGraph, CGSystem
+from eqcg.errors import DataError
+
+
+def history_frames(start: int, history: int, dilation: int) -> np.ndarray:
+    """``(history,)`` frame indices of a window starting at ``start``."""
+    return start + dilation * np.arange(history)
+
+
+class WindowDataset(Dataset):
+    """All windows of a list of CG systems, as :class:`CGGraph` items.
+
+    Args:
+        systems: coarse-grained systems.
+        history: ``k``, number of history frames.
+        dilation: ``d``, recorded frames per learned step.
+        stride: frames between the starts of consecutive windows.
+        dtype: float dtype of positions.
+    """
+
+    def __init__(
+        self,
+        systems: list[CGSystem],
+        history: int,
+        dilation: int = 1,
+        stride: int = 1,
+        dtype: torch.dtype = torch.float32,
+    ):
+        if history < 2:
+            raise DataError(f"history must be >= 2 frames (velocities need two), got {history}")
+        if dilation < 1 or stride < 1:
+            raise DataError(f"dilation and stride must be >= 1, got {dilation} and {stride}")
+        self.systems = systems
+        self.history = history
+        self.dilation = dilation
+        self.dtype = dtype
+        span = history * dilation
+        index = []
+        for i, system in enumerate(systems):
+            starts = np.arange(0, system.n_frames - span, stride)
+            index.append(np.stack([np.full_like(starts, i), starts], axis=1))
+        self.index = np.concatenate(index) if index else np.zeros((0, 2), dtype=np.int64)
+        if len(self.index) == 0:
+            longest = max((s.n_frames for s in systems), default=0)
+            raise DataError(
+                f"no training windows: a window spans {span + 1} frames (history {history} x "
+                f"dilation {dilation} + 1) but the longest trajectory has {longest}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, item: int) -> CGGraph:
+        system_index, start = self.index[item]
+        frames = history_frames(int(start), self.history, self.dilation)
+        target = int(frames[-1] + self.dilation)
+        return self.systems[system_index].graph(frames, target, dtype=self.dtype)
+
+
+def split_systems(
+    names: list[str], fractions: tuple[float, float, float], seed: int
+) -> tuple[list[str], list[str], list[str]]:
+    """Split system names (never frames) into train/validation/test by ``fractions``.
+
+    Every non-empty fraction gets at least one system when there are enough systems; the
+    training split always gets at least one.
+    """
+    if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
+        raise DataError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    n = len(names)
+    n_val = int(round(fractions[1] * n))
+    n_test = int(round(fractions[2] * n))
+    if fractions[1] > 0 and n_val == 0 and n >= 2:
+        n_val = 1
+    if fractions[2] > 0 and n_test == 0 and n - n_val >= 2:
+        n_test = 1
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise DataError(f"{n} systems are too few for split {fractions}: no training system left")
+    picked = [names[i] for i in order]
+    return picked[:n_train], picked[n_train : n_train + n_val], picked[n_train + n_val :]

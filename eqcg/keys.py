@@ -1,0 +1,36 @@
+"""Names of the fields of a CG graph batch, with their shapes.
+
+``n_atoms``/``n_beads`` count over all systems of a batch; ``k`` is the history length.
+Fine-level (atom) fields feed the embedding GNN; bead fields feed the dynamics and score GNNs.
+"""
+
+from typing import Final
+
+# --- per atom (fine level) ---------------------------------------------------------------------
+ATOM_TYPES: Final = "atom_types"  # (n_atoms,) long, index into the model's atom-type vocabulary
+ATOM_MASSES: Final = "atom_masses"  # (n_atoms,) float, g/mol or m
+ATOM_TO_BEAD: Final = "atom_to_bead"  # (n_atoms,) long, bead of each atom
+
+# --- per fine bond edge (both directions) ------------------------------------------------------
+FINE_EDGE_INDEX: Final = "fine_edge_index"  # (2, n_fine_edges) long, atom indices
+FINE_EDGE_TYPES: Final = "fine_edge_types"  # (n_fine_edges,) long, bond-type vocabulary index
+
+# --- per bead ----------------------------------------------------------------------------------
+POS_HISTORY: Final = "pos_history"  # (n_beads, k, 3) float, unwrapped, oldest frame first
+TARGET_POS: Final = "target_pos"  # (n_beads, 3) float, position one learned step later
+BEAD_MASSES: Final = "bead_masses"  # (n_beads,) float
+BEAD_SPECIES: Final = "bead_species"  # (n_beads,) long, molecule kind within its system
+
+# --- per CG bond edge (both directions) --------------------------------------------------------
+CG_BOND_INDEX: Final = "cg_bond_index"  # (2, n_cg_bond_edges) long, bead indices
+
+# --- per graph (system) ------------------------------------------------------------------------
+BOX: Final = "box"  # (n_graphs, 3, 3) float, cell vectors as rows (zeros if not periodic)
+PBC: Final = "pbc"  # (n_graphs,) bool
+NOISE_SCALE: Final = "noise_scale"  # (n_graphs,) float, history noise-augmentation sigma (Å)
+TARGET_RG: Final = "target_rg"  # (n_graphs,) float, radius of gyration at the target frame
+
+# which fields are indexed by which entity, for batching and permutation checks
+ATOM_FIELDS: Final = (ATOM_TYPES, ATOM_MASSES, ATOM_TO_BEAD)
+BEAD_FIELDS: Final = (POS_HISTORY, TARGET_POS, BEAD_MASSES, BEAD_SPECIES)
+GRAPH_FIELDS: Final = (BOX, PBC, NOISE_SCALE, TARGET_RG)

@@ -1,0 +1,155 @@
+"""The learned simulator: embedding GNN + a variant's dynamics and score networks.
+
+Everything that is not the variant lives here and is shared: normalisation, velocities from the
+position history, typed CG edges under periodic boundaries, the Rg property head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
+
+from eqcg import keys
+from eqcg.config import ModelConfig, ScoreConfig
+from eqcg.data.graph import TypeVocabulary
+from eqcg.models.embedding import EmbeddingGNN
+from eqcg.models.gaussian import GaussianAcceleration
+from eqcg.models.interface import DynamicsOutput, GraphInputs
+from eqcg.models.mlp import mlp
+from eqcg.models.registry import get_variant
+from eqcg.neighbors import cg_edges
+from eqcg.simulate.integrator import finite_difference_velocities
+
+
+@dataclass
+class Prediction:
+    """A dynamics prediction in physical units.
+
+    Attributes:
+        acceleration: Gaussian over the acceleration per learned step (Å or sigma).
+        normalized: the same in normalised units (what the NLL is computed on).
+        latent: context for the score network.
+        rg_residual: ``(n_graphs,)`` predicted Rg change over the step, or ``None``.
+    """
+
+    acceleration: GaussianAcceleration
+    normalized: GaussianAcceleration
+    latent: torch.Tensor
+    rg_residual: torch.Tensor | None
+
+
+class Simulator(nn.Module):
+    """Embedding GNN + dynamics GNN + score GNN of one variant.
+
+    Args:
+        model: architecture config (``model.variant`` picks the networks).
+        score: noise levels of the score network.
+        vocabulary: atom and bond types the model knows.
+        history: ``k``, history frames per prediction.
+        velocity_scale: RMS velocity per learned step in the training data (length units).
+        acceleration_scale: RMS acceleration per learned step in the training data.
+    """
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        score: ScoreConfig,
+        vocabulary: TypeVocabulary,
+        history: int,
+        velocity_scale: float = 1.0,
+        acceleration_scale: float = 1.0,
+    ):
+        super().__init__()
+        self.model_config = model
+        self.vocabulary = vocabulary
+        self.history = history
+        self.radius = model.radius
+        self.embedding = EmbeddingGNN(
+            len(vocabulary.atom_types), len(vocabulary.bond_types), model.embed_dim,
+            model.embed_layers, model.mlp_layers,
+        )
+        self.dynamics, self.score_network = get_variant(model.variant).build(model, history)
+        self.property_head = (
+            mlp(self.dynamics.invariant_dim, model.latent_dim, 1, model.mlp_layers, layer_norm=False)
+            if model.property_head
+            else None
+        )
+        self.register_buffer("velocity_scale", torch.tensor(float(velocity_scale)))
+        self.register_buffer("acceleration_scale", torch.tensor(float(acceleration_scale)))
+        sigmas = torch.logspace(
+            torch.log10(torch.tensor(score.sigma_begin)), torch.log10(torch.tensor(score.sigma_end)),
+            score.n_levels,
+        )
+        self.register_buffer("sigmas", sigmas)
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """``(n_beads, embed_dim)`` bead features (topology only: compute once per rollout)."""
+        return self.embedding(batch)
+
+    def graph_inputs(
+        self, batch: Batch, pos: torch.Tensor, bead_features: torch.Tensor
+    ) -> GraphInputs:
+        """Typed CG edges at positions ``pos (n_beads, 3)``, normalised by the radius."""
+        edge_index, edge_vec, edge_type = cg_edges(
+            pos, batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
+            batch[keys.CG_BOND_INDEX], self.radius,
+        )
+        return GraphInputs(bead_features, edge_index, edge_vec / self.radius, edge_type, batch.batch)
+
+    def predict(
+        self, batch: Batch, pos_history: torch.Tensor, bead_features: torch.Tensor | None = None
+    ) -> Prediction:
+        """Distribution of the next acceleration given ``pos_history (n_beads, k, 3)``."""
+        if bead_features is None:
+            bead_features = self.embed(batch)
+        graph = self.graph_inputs(batch, pos_history[:, -1], bead_features)
+        velocities = finite_difference_velocities(pos_history) / self.velocity_scale
+        out: DynamicsOutput = self.dynamics(graph, velocities)
+        rg_residual = None
+        if self.property_head is not None:
+            pooled = scatter(out.invariant_latent, batch.batch, dim=0, reduce="mean",
+                             dim_size=batch.num_graphs)
+            rg_residual = self.property_head(pooled).squeeze(-1) * self.velocity_scale
+        return Prediction(
+            acceleration=out.acceleration.scaled(self.acceleration_scale),
+            normalized=out.acceleration,
+            latent=out.latent,
+            rg_residual=rg_residual,
+        )
+
+    def score_times_sigma(
+        self,
+        batch: Batch,
+        noisy_pos: torch.Tensor,
+        last_pos: torch.Tensor,
+        sigma: torch.Tensor,
+        bead_features: torch.Tensor,
+        context: torch.Tensor,
+    ) -> torch.Tensor:
+        """``(n_beads, 3)`` network output ``f = sigma * score`` at ``noisy_pos``.
+
+        Args:
+            noisy_pos: ``(n_beads, 3)`` candidate next positions.
+            last_pos: ``(n_beads, 3)`` last known positions.
+            sigma: ``(n_beads,)`` noise level of each bead (length units).
+        """
+        graph = self.graph_inputs(batch, noisy_pos, bead_features)
+        displacement = (noisy_pos - last_pos) / self.velocity_scale
+        return self.score_network(graph, context, displacement, torch.log(sigma))
+
+    def score(
+        self,
+        batch: Batch,
+        noisy_pos: torch.Tensor,
+        last_pos: torch.Tensor,
+        sigma: torch.Tensor,
+        bead_features: torch.Tensor,
+        context: torch.Tensor,
+    ) -> torch.Tensor:
+        """``(n_beads, 3)`` score ``∇ log p`` (1/length); arguments as :meth:`score_times_sigma`."""
+        f = self.score_times_sigma(batch, noisy_pos, last_pos, sigma, bead_features, context)
+        return f / sigma.unsqueeze(-1)

@@ -1,0 +1,105 @@
+"""CG edges: radius graph under periodic boundaries (vesin) plus CG bonds, typed.
+
+Runs on the device of its inputs (vesin's torch interface computes on CPU and CUDA), for a
+batch of independent systems. Displacements are recomputed here from positions and integer cell
+shifts, so autograd and float64 flow through them.
+"""
+
+from __future__ import annotations
+
+import torch
+import vesin.torch
+
+RADIUS_EDGE = 0
+BOND_EDGE = 1
+N_EDGE_TYPES = 2
+
+
+def minimum_image(vectors: torch.Tensor, cells: torch.Tensor, periodic: torch.Tensor) -> torch.Tensor:
+    """Minimum-image convention for displacement vectors.
+
+    Args:
+        vectors: ``(E, 3)`` displacements (Å).
+        cells: ``(E, 3, 3)`` cell vectors as rows, one per displacement.
+        periodic: ``(E,)`` bool; non-periodic displacements are returned unchanged.
+
+    Returns ``(E, 3)`` displacements reduced to the nearest periodic image (exact for cells whose
+    reduced shape is not too skewed, which LAMMPS' tilt limits guarantee).
+    """
+    safe_cells = torch.where(periodic[:, None, None], cells, torch.eye(3, dtype=cells.dtype,
+                                                                        device=cells.device))
+    frac = torch.linalg.solve(safe_cells.transpose(1, 2), vectors.unsqueeze(-1)).squeeze(-1)
+    frac = torch.where(periodic[:, None], frac - torch.round(frac), frac)
+    return torch.einsum("ei,eij->ej", frac, safe_cells)
+
+
+def radius_edges(
+    pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor, ptr: torch.Tensor, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All ordered bead pairs closer than ``cutoff`` within each system.
+
+    Args:
+        pos: ``(n_beads, 3)`` positions (unwrapped is fine).
+        box: ``(n_graphs, 3, 3)`` cell vectors as rows.
+        pbc: ``(n_graphs,)`` bool, periodic in all directions.
+        ptr: ``(n_graphs + 1,)`` start of each system's beads in ``pos``.
+        cutoff: radius (Å).
+
+    Returns ``edge_index (2, E)`` (source, target) and ``shift (E, 3)`` such that the displacement
+    from source to target is ``pos[target] - pos[source] + shift``.
+    """
+    calculator = vesin.torch.NeighborList(cutoff=cutoff, full_list=True)
+    senders, receivers, shifts = [], [], []
+    bounds = ptr.tolist()
+    periodic = pbc.tolist()
+    detached = pos.detach()
+    for g in range(len(bounds) - 1):
+        start, stop = bounds[g], bounds[g + 1]
+        cell = box[g].detach() if periodic[g] else torch.zeros_like(box[g])
+        i, j, s = calculator.compute(detached[start:stop], cell, periodic[g], "ijS")
+        senders.append(i + start)
+        receivers.append(j + start)
+        shifts.append(s.to(pos.dtype) @ box[g])
+    edge_index = torch.stack([torch.cat(senders), torch.cat(receivers)]).to(torch.long)
+    return edge_index, torch.cat(shifts)
+
+
+def cg_edges(
+    pos: torch.Tensor,
+    box: torch.Tensor,
+    pbc: torch.Tensor,
+    batch: torch.Tensor,
+    ptr: torch.Tensor,
+    bond_index: torch.Tensor,
+    cutoff: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Radius edges plus CG-bond edges, one edge per ordered pair, typed.
+
+    A pair that is a CG bond is a ``BOND_EDGE`` whatever its distance (minimum image); other
+    pairs within ``cutoff`` are ``RADIUS_EDGE``.
+
+    Args:
+        pos: ``(n_beads, 3)``; box ``(n_graphs, 3, 3)``; pbc ``(n_graphs,)``;
+        batch: ``(n_beads,)`` system of each bead; ptr ``(n_graphs + 1,)``.
+        bond_index: ``(2, n_bond_edges)`` CG bonds, both directions.
+        cutoff: radius (Å).
+
+    Returns ``edge_index (2, E)``, ``edge_vec (E, 3)`` displacement source -> target and
+    ``edge_type (E,)``.
+    """
+    r_index, r_shift = radius_edges(pos, box, pbc, ptr, cutoff)
+    n = pos.shape[0]
+    r_key = r_index[0] * n + r_index[1]
+    b_key = bond_index[0] * n + bond_index[1]
+    keep = ~torch.isin(r_key, b_key)
+    r_index = r_index[:, keep]
+    r_vec = pos[r_index[1]] - pos[r_index[0]] + r_shift[keep]
+    b_graph = batch[bond_index[0]]
+    b_vec = minimum_image(pos[bond_index[1]] - pos[bond_index[0]], box[b_graph], pbc[b_graph])
+    edge_index = torch.cat([r_index, bond_index], dim=1)
+    edge_vec = torch.cat([r_vec, b_vec])
+    edge_type = torch.cat([
+        torch.full((r_index.shape[1],), RADIUS_EDGE, dtype=torch.long, device=pos.device),
+        torch.full((bond_index.shape[1],), BOND_EDGE, dtype=torch.long, device=pos.device),
+    ])
+    return edge_index, edge_vec, edge_type
