@@ -103,14 +103,10 @@ def _partition(adjacency: scipy.sparse.csr_matrix, n_parts: int, seed: int) -> n
     n = adjacency.shape[0]
     if n_parts <= 1:
         return np.zeros(n, dtype=np.int64)
-    options = pymetis.Options(seed=seed)
-    _, parts = pymetis.part_graph(
-        n_parts,
-        xadj=adjacency.indptr.astype(np.int64),
-        adjncy=adjacency.indices.astype(np.int64),
-        contiguous=True,
-        options=options,
-    )
+    options = pymetis.Options(seed=seed, contig=1)
+    adjacency_csr = pymetis.CSRAdjacency(adjacency.indptr.astype(np.int64),
+                                         adjacency.indices.astype(np.int64))
+    _, parts = pymetis.part_graph(n_parts, adjacency_csr, options=options)
     return _make_connected(adjacency, np.asarray(parts, dtype=np.int64))
 
 

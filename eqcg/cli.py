@@ -1,0 +1,224 @@
+"""The ``eqcg`` command line (also ``python -m eqcg``).
+
+Exit codes: 0 success, 1 a simulation or rollout failed, 2 bad input (data, config,
+checkpoint, arguments), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from eqcg.errors import EqcgError, SimulationError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_EXAMPLES = """examples:
+  eqcg generate polymer --preset tiny --out data/polymer
+  eqcg train configs/polymer_equivariant.yaml --data data/polymer --out runs/poly-eq
+  eqcg rollout runs/poly-eq --data data/polymer --steps 200 --out rollouts/poly-eq
+  eqcg evaluate rollouts/poly-eq --reference data/polymer --out reports/poly-eq
+  eqcg compare reports/poly-base reports/poly-eq --out reports/comparison
+  eqcg check-equivariance runs/poly-eq
+  torchrun --nproc_per_node=2 -m eqcg train configs/polymer_baseline.yaml --data ... --out ...
+"""
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    if args.system == "polymer":
+        from eqcg.systems.polymer import generate_polymer as generate
+    else:
+        from eqcg.systems.electrolyte import generate_electrolyte as generate
+    path = generate(args.out, preset=args.preset, seed=args.seed, n_systems=args.n_systems,
+                    jobs=args.jobs)
+    from eqcg.data.store import load_dataset
+
+    with load_dataset(path) as dataset:
+        print(dataset.summary())
+
+
+def _cmd_ingest(args: argparse.Namespace) -> None:
+    from eqcg.data.ingest import ingest
+    from eqcg.data.store import load_dataset
+
+    path = ingest(args.topology, args.trajectory, args.out, fmt=args.format, name=args.name,
+                  units=args.units, timestep=args.timestep, frame_interval=args.frame_interval)
+    with load_dataset(path) as dataset:
+        print(dataset.summary())
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from eqcg.info import describe
+
+    print(describe(args.path))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from eqcg.config import load_config
+    from eqcg.train.trainer import train
+
+    if args.resume:
+        config = load_config(Path(args.out) / "config.yaml", args.set)
+    else:
+        config = load_config(args.config, args.set)
+    result = train(config, args.data, args.out, max_steps=args.max_steps, resume=args.resume,
+                   device=args.device, dtype=_dtype(args.dtype), command=sys.argv)
+    if result.last_val:
+        print(f"trained {result.step} steps; validation NLL {result.last_val['nll']:.4f} "
+              f"(best {result.best_val_nll:.4f}); checkpoints in {result.run_dir}/checkpoints")
+
+
+def _cmd_rollout(args: argparse.Namespace) -> None:
+    from eqcg.simulate.rollout import Refinement
+    from eqcg.simulate.runner import run_rollout
+    from eqcg.train.checkpoint import load_simulator
+
+    _, config, _ = load_simulator(args.run, args.checkpoint)
+    score = config.score
+    refinement = Refinement(
+        enabled=score.refine and not args.no_refine,
+        steps_per_level=args.langevin_steps or score.langevin_steps,
+        step_size=args.step_size or score.step_size,
+        levels=args.levels,
+    )
+    out = run_rollout(
+        args.run, args.data, args.out, args.steps, systems=args.systems,
+        checkpoint=args.checkpoint, deterministic=args.deterministic, refinement=refinement,
+        save_every=args.save_every, start_frame=args.start_frame, seed=args.seed,
+        device=args.device, dtype=_dtype(args.dtype), command=sys.argv,
+    )
+    print(f"rollout written to {out} (rollout.h5, <system>.pdb + <system>.dcd)")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from eqcg.evaluate.report import evaluate
+
+    evaluate(args.rollout, args.reference, args.out, collision_threshold=args.collision_threshold)
+    print(f"report written to {args.out}/report.md (metrics.json, plots)")
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from eqcg.evaluate.report import compare
+
+    compare(args.reports, args.out)
+    print(f"comparison written to {args.out}/comparison.md")
+
+
+def _cmd_check_equivariance(args: argparse.Namespace) -> None:
+    from eqcg.equivariance import check_equivariance_cli
+
+    check_equivariance_cli(args.target, n_trials=args.trials, seed=args.seed, out=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``eqcg`` command."""
+    parser = argparse.ArgumentParser(
+        prog="eqcg", description="Learned coarse-grained MD with E(3)-equivariant networks.",
+        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("generate", _cmd_generate, "run reference MD with LAMMPS and write a dataset")
+    p.add_argument("system", choices=["polymer", "electrolyte"])
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "paper"])
+    p.add_argument("--out", required=True, help="output directory (dataset + LAMMPS files)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-systems", type=int, default=None, help="override the preset's count")
+    p.add_argument("--jobs", type=int, default=None, help="parallel LAMMPS jobs (default: cores)")
+
+    p = add("ingest", _cmd_ingest, "convert existing trajectories (LAMMPS, mdtraj, ASE)")
+    p.add_argument("--topology", required=True, help="LAMMPS data, PDB/PSF/prmtop, or extxyz")
+    p.add_argument("--trajectory", required=True, action="append",
+                   help="trajectory file; repeat to join several in time")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", default=None, choices=["lammps", "mdtraj", "ase"])
+    p.add_argument("--name", default=None, help="system name (default: topology file stem)")
+    p.add_argument("--units", default=None, choices=["real", "lj"])
+    p.add_argument("--timestep", type=float, default=None,
+                   help="MD step in ps (real) or tau (lj), for LAMMPS dumps")
+    p.add_argument("--frame-interval", type=float, default=None,
+                   help="time between frames when the files carry none")
+
+    p = add("info", _cmd_info, "summarise a dataset, run directory or rollout")
+    p.add_argument("path")
+
+    p = add("train", _cmd_train, "train a simulator (torchrun for several GPUs/nodes)")
+    p.add_argument("config", nargs="?", help="YAML config (not needed with --resume)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.latent_dim=64")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+
+    p = add("rollout", _cmd_rollout, "roll a trained simulator out and write trajectories")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("--data", required=True)
+    p.add_argument("--systems", nargs="+", default=None, help="default: the run's test split")
+    p.add_argument("--steps", type=int, required=True, help="learned steps")
+    p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint", default="best.pt", choices=["best.pt", "last.pt"])
+    p.add_argument("--deterministic", action="store_true", help="mean acceleration, no sampling")
+    p.add_argument("--no-refine", action="store_true", help="switch score refinement off")
+    p.add_argument("--langevin-steps", type=int, default=None)
+    p.add_argument("--step-size", type=float, default=None)
+    p.add_argument("--levels", type=int, default=None, help="use only the N smallest sigmas")
+    p.add_argument("--save-every", type=int, default=1)
+    p.add_argument("--start-frame", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+
+    p = add("evaluate", _cmd_evaluate, "compare a rollout with the reference MD (report + plots)")
+    p.add_argument("rollout")
+    p.add_argument("--reference", required=True, help="reference dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--collision-threshold", type=float, default=1.0)
+
+    p = add("compare", _cmd_compare, "put several evaluation reports side by side")
+    p.add_argument("reports", nargs="+")
+    p.add_argument("--out", required=True)
+
+    p = add("check-equivariance", _cmd_check_equivariance,
+            "measure E(3) equivariance errors of both variants (a run dir or a config)")
+    p.add_argument("target", help="run directory, checkpoint or YAML config")
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also write the table as JSON here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except SimulationError as exc:
+        print(f"eqcg {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except EqcgError as exc:
+        print(f"eqcg {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"eqcg {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""``eqcg info``: a summary of a dataset, a run directory, a checkpoint or a rollout."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from eqcg.data.store import DATASET_FILE, load_dataset
+from eqcg.errors import DataError
+from eqcg.simulate.writer import ROLLOUT_FILE
+from eqcg.train.checkpoint import BEST, CHECKPOINT_DIR, LAST, load_checkpoint
+
+
+def _describe_checkpoint(path: Path) -> str:
+    state = load_checkpoint(path)
+    config = state["config"]
+    n_params = sum(t.numel() for t in state["model"].values() if t.dtype.is_floating_point)
+    lines = [
+        f"checkpoint {path}",
+        f"  variant: {config['model']['variant']} (covariance {config['model']['covariance']}), "
+        f"{n_params:,} weights",
+        f"  history k={state['history']}, dilation d={config['data']['dilation']}, "
+        f"cg_level={config['data']['cg_level']}, radius={config['model']['radius']}",
+        f"  atom types: {', '.join(state['vocabulary']['atom_types'])}",
+    ]
+    if "step" in state:
+        lines.append(f"  step {state['step']}, best validation NLL {state['best_val_nll']:.4f}")
+    split = state.get("metadata", {}).get("split")
+    if split:
+        lines.append("  split: " + ", ".join(f"{k} {len(v)}" for k, v in split.items()))
+    return "\n".join(lines)
+
+
+def describe(path: str | os.PathLike) -> str:
+    """A human-readable summary of whatever eqcg file or directory ``path`` is."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".pt":
+        return _describe_checkpoint(path)
+    if (path / CHECKPOINT_DIR).is_dir():
+        parts = [f"run {path}"]
+        for name in (BEST, LAST):
+            if (path / CHECKPOINT_DIR / name).exists():
+                parts.append(_describe_checkpoint(path / CHECKPOINT_DIR / name))
+        return "\n".join(parts)
+    for candidate in (path / ROLLOUT_FILE, path / DATASET_FILE, path):
+        if candidate.is_file() and candidate.suffix == ".h5":
+            with load_dataset(candidate) as dataset:
+                text = dataset.summary()
+            info = path / "run.json"
+            if candidate.name == ROLLOUT_FILE and info.exists():
+                run = json.loads(info.read_text())
+                text += (f"\n  rollout of {run.get('run')}: {run.get('steps')} steps, "
+                         f"{run.get('wall_seconds', 0):.1f} s wall")
+            return text
+    raise DataError(f"{path}: not a dataset, run directory, checkpoint or rollout")

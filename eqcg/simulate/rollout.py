@@ -1,0 +1,174 @@
+"""Roll a trained simulator out: predict, Euler step, refine, append to history, repeat.
+
+Many systems run batched in one graph. The loop keeps everything on the model's device: a
+system whose positions turn non-finite or jump farther than ``max_displacement`` in one step is
+frozen at its last good positions and its first bad step is recorded on the device; the host
+looks at that record only at save points, then stops with an error naming system and step.
+Frames produced before the failure are returned with the error, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
+from tqdm.auto import tqdm
+
+from eqcg import keys
+from eqcg.config import ScoreConfig
+from eqcg.errors import SimulationError
+from eqcg.models.simulator import Simulator
+from eqcg.simulate.integrator import append_frame, euler_step
+from eqcg.simulate.langevin import annealed_langevin
+
+
+@dataclass
+class Refinement:
+    """Annealed Langevin refinement settings of a rollout.
+
+    Attributes:
+        enabled: refine every step with the score network.
+        steps_per_level: Langevin steps per noise level.
+        step_size: Langevin step size (length²).
+        levels: use only the ``levels`` smallest noise levels (``None``: all of them).
+    """
+
+    enabled: bool = True
+    steps_per_level: int = 5
+    step_size: float = 5e-5
+    levels: int | None = None
+
+    @classmethod
+    def from_config(cls, score: ScoreConfig) -> Refinement:
+        return cls(score.refine, score.langevin_steps, score.step_size)
+
+
+@dataclass
+class RolloutResult:
+    """Saved frames of a rollout.
+
+    Attributes:
+        positions: ``(n_saved, n_beads, 3)`` bead positions on the CPU; frame 0 is the last
+            history frame (the starting state).
+        steps: ``(n_saved,)`` learned-step index of each saved frame.
+        wall_seconds: wall-clock time of the stepping loop.
+    """
+
+    positions: torch.Tensor
+    steps: torch.Tensor
+    wall_seconds: float
+
+
+class RolloutFailure(SimulationError):
+    """A rollout that went non-finite or exploded; carries the frames saved before it."""
+
+    def __init__(self, message: str, result: RolloutResult):
+        super().__init__(message)
+        self.result = result
+
+
+@torch.no_grad()
+def rollout(
+    simulator: Simulator,
+    batch: Batch,
+    n_steps: int,
+    *,
+    deterministic: bool = False,
+    refinement: Refinement | None = None,
+    save_every: int = 1,
+    max_displacement: float | None = None,
+    generator: torch.Generator | None = None,
+    system_names: list[str] | None = None,
+    show_progress: bool = True,
+) -> RolloutResult:
+    """Run ``n_steps`` learned steps from ``batch``'s position history.
+
+    Args:
+        simulator: trained model (its device and dtype are used).
+        batch: batched CG graphs with ``pos_history``.
+        n_steps: learned steps to take.
+        deterministic: use the mean acceleration instead of sampling.
+        refinement: score-based refinement (``None`` or disabled: no refinement).
+        save_every: keep every ``save_every``-th step.
+        max_displacement: a bead moving farther in one step marks its system exploded
+            (default: twice the cut-off radius).
+        generator: source of sampling and Langevin noise, on the model's device.
+        system_names: names used in error messages (default ``system <i>``).
+        show_progress: draw a progress bar with steps/s.
+
+    Raises :class:`RolloutFailure` (with the frames saved so far) when a system blows up.
+    """
+    limit = max_displacement if max_displacement is not None else 2.0 * simulator.radius
+    n_graphs = batch.num_graphs
+    graph_of_bead = batch.batch
+    history = batch[keys.POS_HISTORY].clone()
+    features = simulator.embed(batch)
+    refine = refinement is not None and refinement.enabled
+    if refine:
+        sigmas = simulator.sigmas if refinement.levels is None else simulator.sigmas[-refinement.levels:]
+    first_bad = torch.full((n_graphs,), -1, dtype=torch.long, device=history.device)
+    saved, saved_steps = [history[:, -1].clone()], [0]
+    started = time.perf_counter()
+    bar = tqdm(total=n_steps, desc="rollout", unit="step", disable=not show_progress,
+               dynamic_ncols=True)
+    try:
+        for step in range(1, n_steps + 1):
+            last = history[:, -1]
+            prediction = simulator.predict(batch, history, features)
+            accel = prediction.acceleration
+            if deterministic:
+                acceleration = accel.mean
+            else:
+                noise = torch.randn(accel.mean.shape, generator=generator, dtype=accel.mean.dtype,
+                                    device=accel.mean.device)
+                acceleration = accel.sample(noise)
+            next_pos = euler_step(history, acceleration)
+            if refine:
+                next_pos = annealed_langevin(
+                    lambda x, sigma: simulator.score(
+                        batch, x, last, sigma.expand(x.shape[0]), features, prediction.latent
+                    ),
+                    next_pos, sigmas, refinement.steps_per_level, refinement.step_size, generator,
+                )
+            bead_ok = torch.isfinite(next_pos).all(-1) & ((next_pos - last).norm(dim=-1) < limit)
+            graph_bad = scatter((~bead_ok).to(torch.long), graph_of_bead, dim=0,
+                                dim_size=n_graphs, reduce="max").bool()
+            first_bad = torch.where(graph_bad & (first_bad < 0), step, first_bad)
+            frozen = (first_bad >= 0)[graph_of_bead]
+            next_pos = torch.where(frozen[:, None], last, next_pos)
+            history = append_frame(history, next_pos)
+            if step % save_every == 0 or step == n_steps:
+                saved.append(next_pos.clone())
+                saved_steps.append(step)
+                if bool((first_bad >= 0).any()):
+                    raise _failure(first_bad, system_names, saved[:-1], saved_steps[:-1], started)
+            bar.update()
+    finally:
+        bar.close()
+    return _result(saved, saved_steps, started)
+
+
+def _result(saved: list[torch.Tensor], steps: list[int], started: float) -> RolloutResult:
+    return RolloutResult(
+        positions=torch.stack(saved).cpu(),
+        steps=torch.tensor(steps),
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def _failure(
+    first_bad: torch.Tensor, names: list[str] | None, saved: list[torch.Tensor],
+    steps: list[int], started: float,
+) -> RolloutFailure:
+    bad = [(i, int(s)) for i, s in enumerate(first_bad.tolist()) if s >= 0]
+    described = ", ".join(
+        f"{names[i] if names else f'system {i}'} at step {s}" for i, s in bad
+    )
+    return RolloutFailure(
+        f"rollout blew up (non-finite positions or a bead jumping farther than the limit): "
+        f"{described}; the {len(saved)} frames saved before were kept",
+        _result(saved, steps, started),
+    )

@@ -1,0 +1,135 @@
+"""``eqcg rollout``: load a run, start from reference frames, roll out, write trajectories."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch_geometric.data import Batch
+
+from eqcg.cg.mapping import CGSettings
+from eqcg.data.graph import CGSystem, prepare_systems
+from eqcg.data.store import load_dataset
+from eqcg.data.windows import history_frames
+from eqcg.errors import DataError
+from eqcg.run_info import write_run_info
+from eqcg.simulate.rollout import Refinement, RolloutFailure, RolloutResult, rollout
+from eqcg.simulate.writer import bead_trajectory, write_rollout
+from eqcg.train.checkpoint import BEST, load_simulator
+
+
+def start_batch(
+    systems: list[CGSystem], history: int, dilation: int, start: int, dtype: torch.dtype
+) -> Batch:
+    """A batch of ``systems`` holding their reference history from frame ``start``."""
+    frames = history_frames(start, history, dilation)
+    for system in systems:
+        if frames[-1] >= system.n_frames:
+            raise DataError(
+                f"system {system.name!r} has {system.n_frames} frames; a history of {history} "
+                f"frames {dilation} apart from frame {start} needs {frames[-1] + 1}"
+            )
+    return Batch.from_data_list([s.graph(frames, dtype=dtype) for s in systems])
+
+
+def run_rollout(
+    run: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    n_steps: int,
+    *,
+    systems: Sequence[str] | None = None,
+    checkpoint: str = BEST,
+    deterministic: bool = False,
+    refinement: Refinement | None = None,
+    save_every: int = 1,
+    start_frame: int = 0,
+    seed: int = 0,
+    device: str = "auto",
+    dtype: torch.dtype = torch.float32,
+    show_progress: bool = True,
+    command: Sequence[str] = (),
+) -> Path:
+    """Roll the model of ``run`` out on ``systems`` of dataset ``data``; write into ``out``.
+
+    ``systems`` defaults to the run's test split (all systems when the split is empty or the
+    dataset is another one). ``refinement`` defaults to the run's score config. Returns the
+    output directory. When a system blows up, the frames before it are written and
+    :class:`~eqcg.simulate.rollout.RolloutFailure` is raised.
+    """
+    torch_device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    )
+    simulator, config, metadata = load_simulator(run, checkpoint, map_location=torch_device)
+    simulator = simulator.to(device=torch_device, dtype=dtype)
+    dataset = load_dataset(data)
+    if systems is None:
+        same_data = Path(metadata.get("dataset", "")).resolve() == Path(dataset.path).resolve()
+        test = metadata.get("split", {}).get("test", [])
+        systems = test if (same_data and test) else dataset.names
+    settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
+                          config.data.cg_seed)
+    cg_systems = prepare_systems(dataset, settings, simulator.vocabulary, list(systems))
+    dilation = config.data.dilation
+    batch = start_batch(cg_systems, simulator.history, dilation, start_frame, dtype)
+    batch = batch.to(torch_device)
+    if refinement is None:
+        refinement = Refinement.from_config(config.score)
+    generator = torch.Generator(device=torch_device)
+    generator.manual_seed(seed)
+
+    failure: RolloutFailure | None = None
+    try:
+        result = rollout(
+            simulator, batch, n_steps, deterministic=deterministic, refinement=refinement,
+            save_every=save_every, generator=generator, system_names=list(systems),
+            show_progress=show_progress,
+        )
+    except RolloutFailure as exc:
+        failure, result = exc, exc.result
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    first = int(history_frames(start_frame, simulator.history, dilation)[-1])
+    write_rollout(out, _trajectories(cg_systems, batch, result, first, dilation, config,
+                                     deterministic, refinement))
+    write_run_info(out, config.to_dict(), seed, command, extra={
+        "run": str(run), "data": str(dataset.path), "systems": list(systems),
+        "steps": n_steps, "deterministic": deterministic, "refinement": vars(refinement),
+        "wall_seconds": result.wall_seconds, "failed": str(failure) if failure else None,
+    })
+    if failure is not None:
+        raise failure
+    return out
+
+
+def _trajectories(
+    systems: list[CGSystem], batch: Batch, result: RolloutResult, first: int, dilation: int,
+    config, deterministic: bool, refinement: Refinement,
+) -> list:
+    positions = result.positions.double().numpy()
+    steps = result.steps.numpy()
+    ptr = batch.ptr.tolist()
+    trajectories = []
+    for i, system in enumerate(systems):
+        frame_interval = float(system.time[1] - system.time[0])
+        time = system.time[first] + steps * dilation * frame_interval
+        trajectories.append(bead_trajectory(
+            system, positions[:, ptr[i] : ptr[i + 1]], time, system.box[first], {
+                "reference_system": system.name,
+                "cg_level": config.data.cg_level,
+                "whole_molecule_max_atoms": config.data.whole_molecule_max_atoms,
+                "cg_seed": config.data.cg_seed,
+                "start_frame": first,
+                "dilation": dilation,
+                "wall_seconds": result.wall_seconds,
+                "model": config.model.variant,
+                "deterministic": deterministic,
+                "refine": refinement.enabled,
+            },
+        ))
+    return trajectories
+
+
+__all__ = ["run_rollout", "start_batch"]

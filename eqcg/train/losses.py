@@ -1,0 +1,140 @@
+"""Training losses shared by every variant.
+
+* Gaussian NLL of the true acceleration under the predicted per-bead Gaussian.
+* Denoising score matching (NCSN): next positions are perturbed with ``sigma z`` for a noise
+  level drawn per system; with the loss weighted by ``sigma²`` it reads ``||f + z||²`` where
+  ``f = sigma * score`` is the score network's output.
+* Optional radius-of-gyration residual (MSE), as in the paper's polymer model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
+
+from eqcg import keys
+from eqcg.models.gaussian import GaussianAcceleration
+from eqcg.models.simulator import Simulator
+from eqcg.simulate.integrator import acceleration_target
+
+
+def gaussian_nll(prediction: GaussianAcceleration, target: torch.Tensor) -> torch.Tensor:
+    """Mean over beads of the negative log-likelihood of ``target (n, 3)``."""
+    return prediction.nll(target).mean()
+
+
+def score_matching_loss(f: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``sigma²``-weighted DSM loss ``0.5 mean_beads ||f + z||²`` for ``f = sigma * score``.
+
+    Args:
+        f: ``(n, 3)`` score network output at ``x + sigma z``.
+        noise: ``(n, 3)`` the standard normal ``z`` that made the noisy sample.
+    """
+    return 0.5 * (f + noise).pow(2).sum(-1).mean()
+
+
+def augment_history(
+    pos_history: torch.Tensor,
+    graph_of_bead: torch.Tensor,
+    n_graphs: int,
+    noise_begin: float,
+    noise_end: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Add Gaussian noise to ``pos_history (n, k, 3)``, one sigma per system.
+
+    Sigmas are log-uniform between ``noise_begin`` and ``noise_end`` (uniform when
+    ``noise_begin`` is 0). Returns the noisy history; the target acceleration is then taken
+    from the noisy history, so the model learns to correct the noise.
+    """
+    if noise_end <= 0:
+        return pos_history
+    u = torch.rand(n_graphs, generator=generator, dtype=pos_history.dtype,
+                   device=pos_history.device)
+    if noise_begin > 0:
+        low, high = math.log(noise_begin), math.log(noise_end)
+        sigma = torch.exp(low + u * (high - low))
+    else:
+        sigma = u * noise_end
+    noise = torch.randn(pos_history.shape, generator=generator, dtype=pos_history.dtype,
+                        device=pos_history.device)
+    return pos_history + sigma[graph_of_bead, None, None] * noise
+
+
+@dataclass
+class LossTerms:
+    """The loss terms of one batch (scalars); ``total`` is what is optimised."""
+
+    total: torch.Tensor
+    nll: torch.Tensor
+    score: torch.Tensor
+    rg: torch.Tensor
+    mse: torch.Tensor
+    mse_zero: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {name: float(value.detach()) for name, value in vars(self).items()}
+
+
+def radius_of_gyration(pos: torch.Tensor, masses: torch.Tensor, batch: torch.Tensor,
+                       n_graphs: int) -> torch.Tensor:
+    """``(n_graphs,)`` mass-weighted radius of gyration of ``pos (n, 3)`` per system."""
+    total = scatter(masses, batch, dim=0, dim_size=n_graphs, reduce="sum")
+    com = scatter(masses[:, None] * pos, batch, dim=0, dim_size=n_graphs, reduce="sum")
+    com = com / total[:, None]
+    sq = masses * (pos - com[batch]).pow(2).sum(-1)
+    return torch.sqrt(scatter(sq, batch, dim=0, dim_size=n_graphs, reduce="sum") / total)
+
+
+def compute_losses(
+    simulator: Simulator,
+    batch: Batch,
+    *,
+    noise_begin: float,
+    noise_end: float,
+    score_weight: float,
+    property_weight: float,
+    generator: torch.Generator,
+) -> LossTerms:
+    """All loss terms of one batch; randomness comes from ``generator`` only (exact resume).
+
+    ``generator`` must live on the batch's device.
+
+    ``mse`` is the mean squared error of the predicted mean acceleration, ``mse_zero`` that of
+    predicting zero acceleration (constant velocity), both in normalised units.
+    """
+    n_graphs = batch.num_graphs
+    history = augment_history(
+        batch[keys.POS_HISTORY], batch.batch, n_graphs, noise_begin, noise_end, generator
+    )
+    target_pos = batch[keys.TARGET_POS]
+    features = simulator.embed(batch)
+    prediction = simulator.predict(batch, history, features)
+    target = acceleration_target(history, target_pos) / simulator.acceleration_scale
+    nll = gaussian_nll(prediction.normalized, target)
+    mse = (prediction.normalized.mean - target).pow(2).sum(-1).mean()
+    mse_zero = target.pow(2).sum(-1).mean()
+
+    level = torch.randint(len(simulator.sigmas), (n_graphs,), generator=generator,
+                          device=target_pos.device)
+    sigma = simulator.sigmas[level][batch.batch]
+    noise = torch.randn(target_pos.shape, generator=generator, dtype=target_pos.dtype,
+                        device=target_pos.device)
+    f = simulator.score_times_sigma(
+        batch, target_pos + sigma[:, None] * noise, history[:, -1], sigma, features,
+        prediction.latent,
+    )
+    score = score_matching_loss(f, noise)
+
+    rg = torch.zeros((), dtype=target_pos.dtype, device=target_pos.device)
+    if prediction.rg_residual is not None:
+        masses = batch[keys.BEAD_MASSES]
+        rg_now = radius_of_gyration(history[:, -1], masses, batch.batch, n_graphs)
+        rg_change = batch[keys.TARGET_RG] - rg_now
+        rg = (prediction.rg_residual - rg_change).pow(2).mean() / simulator.velocity_scale**2
+    total = nll + score_weight * score + property_weight * rg
+    return LossTerms(total=total, nll=nll, score=score, rg=rg, mse=mse, mse_zero=mse_zero)

@@ -1,0 +1,314 @@
+"""The training loop: single process, or DistributedDataParallel under ``torchrun``.
+
+Every random choice of a step (which windows, history noise, score noise levels) is drawn from
+generators seeded by ``(seed, step)``, so ``--resume`` continues exactly as an uninterrupted run
+would. Under ``torchrun`` each rank takes its share of the same global batch, DDP averages
+gradients, and rank 0 alone logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+from tqdm.auto import tqdm
+
+from eqcg.cg.mapping import CGSettings
+from eqcg.config import Config, save_config
+from eqcg.data.graph import CGSystem, TypeVocabulary, prepare_systems
+from eqcg.data.store import load_dataset
+from eqcg.data.windows import WindowDataset, split_systems
+from eqcg.errors import ConfigError, DataError
+from eqcg.models.simulator import Simulator
+from eqcg.run_info import write_run_info
+from eqcg.train.checkpoint import (
+    BEST,
+    CHECKPOINT_DIR,
+    LAST,
+    build_simulator,
+    load_checkpoint,
+    model_state,
+    save_checkpoint,
+)
+from eqcg.train.distributed import DistributedContext, distributed_context
+from eqcg.train.losses import LossTerms, compute_losses
+
+METRICS_CSV = "metrics.csv"
+_CSV_FIELDS = ("step", "split", "total", "nll", "score", "rg", "mse", "mse_zero", "lr", "seconds")
+_MAX_VALIDATION_WINDOWS = 256
+
+
+@dataclass
+class TrainResult:
+    """Where a run wrote its outputs and how it ended."""
+
+    run_dir: Path
+    step: int
+    best_val_nll: float
+    last_val: dict[str, float]
+
+
+class _LossModule(nn.Module):
+    """Wraps the simulator so that DDP sees the whole loss computation as one forward."""
+
+    def __init__(self, simulator: Simulator):
+        super().__init__()
+        self.simulator = simulator
+
+    def forward(self, batch: Batch, generator: torch.Generator, config: Config) -> dict:
+        terms = compute_losses(
+            self.simulator, batch,
+            noise_begin=config.train.noise_begin, noise_end=config.train.noise_end,
+            score_weight=config.train.score_weight, property_weight=config.train.property_weight,
+            generator=generator,
+        )
+        return vars(terms)
+
+
+def _scales(systems: list[CGSystem], dilation: int) -> tuple[float, float]:
+    """RMS per-component velocity and acceleration per learned step over training systems."""
+    sq_v, sq_a, count_v, count_a = 0.0, 0.0, 0, 0
+    for system in systems:
+        x = system.bead_positions[::dilation]
+        v = np.diff(x, axis=0)
+        a = np.diff(x, n=2, axis=0)
+        sq_v, count_v = sq_v + float((v**2).sum()), count_v + v.size
+        sq_a, count_a = sq_a + float((a**2).sum()), count_a + a.size
+    if count_a == 0:
+        raise DataError("training trajectories are too short to estimate acceleration scales")
+    return math.sqrt(sq_v / count_v) or 1.0, math.sqrt(sq_a / count_a) or 1.0
+
+
+def step_windows(
+    step: int, n_windows: int, global_batch: int, seed: int, rank: int = 0, world: int = 1
+) -> np.ndarray:
+    """Window indices this rank trains on at ``step`` (epochs of seeded permutations)."""
+    global_batch = min(global_batch, n_windows)
+    per_epoch = n_windows // global_batch
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n_windows)
+    return order[position * global_batch : (position + 1) * global_batch][rank::world]
+
+
+def _step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(np.random.default_rng([seed, step, rank, 7]).integers(2**62)))
+    return generator
+
+
+def _batch(dataset: WindowDataset, indices: Sequence[int], device: torch.device) -> Batch:
+    return Batch.from_data_list([dataset[int(i)] for i in indices]).to(device)
+
+
+@torch.no_grad()
+def validate(
+    simulator: Simulator, dataset: WindowDataset, config: Config, device: torch.device
+) -> dict[str, float]:
+    """Mean loss terms over (at most 256 evenly spaced) validation windows, no augmentation."""
+    simulator.eval()
+    n = len(dataset)
+    chosen = np.unique(np.linspace(0, n - 1, min(n, _MAX_VALIDATION_WINDOWS)).astype(int))
+    sums: dict[str, float] = {}
+    for start in range(0, len(chosen), config.train.batch_size):
+        indices = chosen[start : start + config.train.batch_size]
+        terms = compute_losses(
+            simulator, _batch(dataset, indices, device), noise_begin=0.0, noise_end=0.0,
+            score_weight=config.train.score_weight, property_weight=config.train.property_weight,
+            generator=_step_generator(config.train.seed, start, -1, device),
+        )
+        for name, value in terms.as_floats().items():
+            sums[name] = sums.get(name, 0.0) + value * len(indices)
+    simulator.train()
+    return {name: value / len(chosen) for name, value in sums.items()}
+
+
+class _MetricsLog:
+    """CSV + TensorBoard log of training and validation losses (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, start_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.csv_path = run_dir / METRICS_CSV
+        kept: list[dict[str, str]] = []
+        if self.csv_path.exists():
+            with open(self.csv_path, newline="") as f:
+                kept = [row for row in csv.DictReader(f) if int(row["step"]) <= start_step]
+        with open(self.csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(kept)
+        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
+
+    def write(self, step: int, split: str, values: dict[str, float], lr: float, seconds: float) -> None:
+        row = {"step": step, "split": split, "lr": lr, "seconds": round(seconds, 3)}
+        row.update({k: values[k] for k in _CSV_FIELDS if k in values})
+        with open(self.csv_path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=_CSV_FIELDS).writerow(row)
+        for name, value in values.items():
+            self.tensorboard.add_scalar(f"{split}/{name}", value, step)
+        self.tensorboard.add_scalar("lr", lr, step)
+
+    def close(self) -> None:
+        self.tensorboard.close()
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(
+    config: Config,
+    data: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    max_steps: int | None = None,
+    resume: bool = False,
+    device: str = "auto",
+    dtype: torch.dtype = torch.float32,
+    show_progress: bool = True,
+    command: Sequence[str] = (),
+) -> TrainResult:
+    """Train a simulator on the dataset at ``data``; write logs and checkpoints to ``run_dir``.
+
+    Args:
+        config: validated run configuration.
+        data: dataset directory (or its ``dataset.h5``).
+        run_dir: output directory (``config.yaml``, ``run.json``, ``metrics.csv``,
+            ``tensorboard/``, ``checkpoints/{last,best}.pt``).
+        max_steps: overrides ``config.train.max_steps``.
+        resume: continue from ``run_dir/checkpoints/last.pt``.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
+        dtype: float dtype of model and data.
+        show_progress: draw the progress bar (rank 0).
+        command: the command line, recorded in ``run.json``.
+    """
+    ctx = distributed_context(_resolve_device(device))
+    try:
+        return _train(config, Path(data), Path(run_dir), max_steps, resume, ctx, dtype,
+                      show_progress, command)
+    finally:
+        ctx.close()
+
+
+def _train(
+    config: Config, data: Path, run_dir: Path, max_steps: int | None, resume: bool,
+    ctx: DistributedContext, dtype: torch.dtype, show_progress: bool, command: Sequence[str],
+) -> TrainResult:
+    if max_steps is not None:
+        config.train.max_steps = max_steps
+    device, seed = ctx.device, config.train.seed
+    torch.manual_seed(seed)
+    last_path = run_dir / CHECKPOINT_DIR / LAST
+    if resume and not last_path.exists():
+        raise ConfigError(f"--resume: no checkpoint at {last_path}")
+    if not resume and last_path.exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out"
+        )
+
+    dataset = load_dataset(data)
+    train_names, val_names, test_names = split_systems(dataset.names, config.data.split,
+                                                       config.data.split_seed)
+    vocabulary = TypeVocabulary.from_systems(dataset.systems)
+    settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
+                          config.data.cg_seed)
+    train_systems = prepare_systems(dataset, settings, vocabulary, train_names)
+    val_systems = prepare_systems(dataset, settings, vocabulary, val_names or train_names)
+    windows = WindowDataset(train_systems, config.data.history, config.data.dilation,
+                            config.data.stride, dtype)
+    val_windows = WindowDataset(val_systems, config.data.history, config.data.dilation, 1, dtype)
+    velocity_scale, acceleration_scale = _scales(train_systems, config.data.dilation)
+    metadata = {
+        "dataset": str(dataset.path),
+        "units": dataset.units,
+        "frame_interval": float(train_systems[0].time[1] - train_systems[0].time[0]),
+        "split": {"train": train_names, "val": val_names, "test": test_names},
+    }
+
+    if resume:
+        state = load_checkpoint(last_path, map_location=device)
+        simulator, _ = build_simulator(state, str(last_path))
+    else:
+        simulator = Simulator(config.model, config.score, vocabulary, config.data.history,
+                              velocity_scale, acceleration_scale)
+    simulator = simulator.to(device=device, dtype=dtype)
+    module = ctx.wrap(_LossModule(simulator))
+    optimizer = torch.optim.Adam(simulator.parameters(), lr=config.train.lr)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(
+        optimizer, gamma=config.train.lr_decay ** (1.0 / config.train.max_steps)
+    )
+    step, best_val = 0, math.inf
+    if resume:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, best_val = int(state["step"]), float(state["best_val_nll"])
+
+    log = None
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        write_run_info(run_dir, config.to_dict(), seed, command, extra={"world_size": ctx.world})
+        log = _MetricsLog(run_dir, step)
+
+    def checkpoint(path: Path, full: bool) -> None:
+        state = model_state(simulator, config, metadata)
+        if full:
+            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                         step=step, best_val_nll=best_val)
+        save_checkpoint(path, state)
+
+    bar = tqdm(total=config.train.max_steps, initial=step, desc="train", unit="step",
+               disable=not (show_progress and ctx.is_main), dynamic_ncols=True)
+    started = time.perf_counter()
+    last_val: dict[str, float] = {}
+    running: dict[str, float] = {}
+    while step < config.train.max_steps:
+        indices = step_windows(step, len(windows), config.train.batch_size * ctx.world, seed,
+                               ctx.rank, ctx.world)
+        batch = _batch(windows, indices, device)
+        terms = module(batch, _step_generator(seed, step, ctx.rank, device), config)
+        loss = terms["total"]
+        if not torch.isfinite(loss):
+            raise DataError(
+                f"step {step}: training loss is {float(loss)}; lower train.lr or check the data"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(simulator.parameters(), config.train.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        values = LossTerms(**terms).as_floats()
+        running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
+        bar.set_postfix(nll=f"{running['nll']:.3f}", score=f"{running['score']:.3f}")
+        bar.update()
+        elapsed = time.perf_counter() - started
+        lr = scheduler.get_last_lr()[0]
+        if log is not None and step % config.train.log_every == 0:
+            log.write(step, "train", values, lr, elapsed)
+        final = step == config.train.max_steps
+        if log is not None and (step % config.train.val_every == 0 or final):
+            last_val = validate(simulator, val_windows, config, device)
+            log.write(step, "val", last_val, lr, elapsed)
+            if last_val["nll"] < best_val:
+                best_val = last_val["nll"]
+                checkpoint(run_dir / CHECKPOINT_DIR / BEST, full=False)
+        if log is not None and (step % config.train.checkpoint_every == 0 or final):
+            checkpoint(last_path, full=True)
+    bar.close()
+    if log is not None:
+        log.close()
+    return TrainResult(run_dir, step, best_val, last_val)
+
+

@@ -1,0 +1,73 @@
+"""Radius graph under periodic boundaries against brute force over all images."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from eqcg.neighbors import BOND_EDGE, RADIUS_EDGE, cg_edges, minimum_image
+
+
+def brute_force_pairs(pos: np.ndarray, cell: np.ndarray | None, cutoff: float) -> dict:
+    """{(i, j): shortest displacement} over every image within 5 cells, i != j."""
+    images = np.array(list(itertools.product(range(-5, 6), repeat=3)))
+    shifts = images @ cell if cell is not None else np.zeros((1, 3))
+    i, j = np.array(list(itertools.permutations(range(len(pos)), 2))).T
+    d = (pos[j] - pos[i])[:, None, :] + shifts[None]
+    norms = np.linalg.norm(d, axis=-1)
+    best = norms.argmin(axis=1)
+    close = norms[np.arange(len(i)), best] < cutoff
+    return {(a, b): d[k, best[k]] for k, (a, b) in enumerate(zip(i, j)) if close[k]}
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_radius_and_bond_edges_match_brute_force(periodic):
+    rng = np.random.default_rng(0)
+    cell = np.array([[12.0, 0, 0], [2.5, 11.0, 0], [-1.5, 2.0, 13.0]])
+    frac = rng.uniform(size=(40, 3))
+    pos = frac @ cell + rng.integers(-2, 3, size=(40, 3)) @ cell  # unwrapped: random images
+    bonds = np.array([[0, 1], [1, 2], [5, 9], [20, 33]])
+    bond_index = np.concatenate([bonds.T, bonds.T[::-1]], axis=1)
+    cutoff = 4.0
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    edge_index, edge_vec, edge_type = cg_edges(
+        t(pos), t(cell)[None], torch.tensor([periodic]), torch.zeros(40, dtype=torch.long),
+        torch.tensor([0, 40]), torch.tensor(bond_index), cutoff,
+    )
+    expected = brute_force_pairs(pos, cell if periodic else None, cutoff)
+    got = {(int(i), int(j)): (v.numpy(), int(k))
+           for (i, j), v, k in zip(edge_index.T, edge_vec, edge_type)}
+    bond_pairs = {tuple(p) for p in bond_index.T.tolist()}
+    assert set(got) == set(expected) | bond_pairs
+    assert len(got) == edge_index.shape[1]  # one edge per ordered pair
+    for pair, (vec, kind) in got.items():
+        assert kind == (BOND_EDGE if pair in bond_pairs else RADIUS_EDGE)
+        if pair in expected:
+            np.testing.assert_allclose(vec, expected[pair], atol=1e-10)
+        else:  # a bond longer than the cut-off: minimum image displacement
+            i, j = pair
+            d = pos[j] - pos[i]
+            if periodic:
+                f = d @ np.linalg.inv(cell)
+                d = (f - np.round(f)) @ cell
+            np.testing.assert_allclose(vec, d, atol=1e-10)
+
+
+def test_minimum_image_leaves_open_systems_alone():
+    vec = torch.tensor([[7.0, 0.0, 0.0]], dtype=torch.float64)
+    cells = torch.eye(3, dtype=torch.float64)[None] * 10
+    out = minimum_image(vec, cells, torch.tensor([True]))
+    torch.testing.assert_close(out, torch.tensor([[-3.0, 0.0, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(minimum_image(vec, cells, torch.tensor([False])), vec)
+
+
+def test_systems_in_a_batch_never_connect():
+    pos = torch.zeros(4, 3, dtype=torch.float64)
+    pos[1, 0] = pos[3, 0] = 1.0
+    edge_index, _, _ = cg_edges(
+        pos, torch.zeros(2, 3, 3, dtype=torch.float64), torch.tensor([False, False]),
+        torch.tensor([0, 0, 1, 1]), torch.tensor([0, 2, 4]),
+        torch.zeros(2, 0, dtype=torch.long), 2.0,
+    )
+    assert sorted(map(tuple, edge_index.T.tolist())) == [(0, 1), (1, 0), (2, 3), (3, 2)]
