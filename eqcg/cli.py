@@ -69,11 +69,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
         config = load_config(Path(args.out) / "config.yaml", args.set)
     else:
         config = load_config(args.config, args.set)
-    result = train(config, args.data, args.out, max_steps=args.max_steps, resume=args.resume,
-                   device=args.device, dtype=_dtype(args.dtype), command=sys.argv)
-    if result.last_val:
-        print(f"trained {result.step} steps; validation NLL {result.last_val['nll']:.4f} "
-              f"(best {result.best_val_nll:.4f}); checkpoints in {result.run_dir}/checkpoints")
+    result = train(config, args.data, args.out, max_steps=args.max_steps,
+                   stop_after=args.stop_after, resume=args.resume, device=args.device,
+                   dtype=_dtype(args.dtype), command=sys.argv)
+    print(f"trained {result.step} steps; best validation NLL {result.best_val_nll:.4f}; "
+          f"checkpoints in {result.run_dir}/checkpoints")
 
 
 def _cmd_rollout(args: argparse.Namespace) -> None:
@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config (not needed with --resume)")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after N steps in all (time-limited jobs); continue with --resume")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set model.latent_dim=64")

@@ -80,10 +80,10 @@ class TrainConfig:
     noise_end: float = 0.0  # largest history noise-augmentation sigma, drawn per system
     score_weight: float = 1.0  # weight of the score-matching loss
     property_weight: float = 1.0  # weight of the Rg property loss (with model.property_head)
-    val_every: int = 200  # steps between validations (also at the end)
+    val_every: int = 200  # steps between validations (also at the start and the end)
+    val_windows: int = 256  # validation windows, evenly spaced over the validation systems
     log_every: int = 20  # steps between logged training losses
     checkpoint_every: int = 200  # steps between checkpoints of the last state
-    num_workers: int = 0  # DataLoader worker processes
 
 
 @dataclass
@@ -108,6 +108,7 @@ _POSITIVE = {
     "model.vector_channels", "model.radial_basis", "model.min_std", "score.sigma_begin",
     "score.sigma_end", "score.n_levels", "score.step_size", "train.batch_size",
     "train.max_steps", "train.lr", "train.lr_decay", "train.grad_clip", "train.val_every",
+    "train.val_windows",
     "train.log_every", "train.checkpoint_every",
 }
 
@@ -136,6 +137,11 @@ def _coerce(value: Any, annotation: Any, key: str, where: str) -> Any:
             raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
         return float(value)
@@ -220,16 +226,40 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
-    """Load a YAML config file, apply ``--set`` overrides, validate."""
-    path = Path(path)
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Parse ``path``; an ``extends: other.yaml`` key (relative to ``path``) is merged under it."""
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: 'extends' forms a cycle")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return config_from_dict(apply_overrides(data, list(overrides)), where=str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends must be a file name, got {parent!r}")
+    return _merge(_read_yaml(path.parent / parent, chain + (path.resolve(),)), data)
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
+    """Load a YAML config file (following ``extends``), apply ``--set`` overrides, validate."""
+    path = Path(path)
+    return config_from_dict(apply_overrides(_read_yaml(path), list(overrides)), where=str(path))
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:

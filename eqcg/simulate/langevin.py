@@ -14,6 +14,13 @@ from collections.abc import Callable
 import torch
 
 ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+NoiseFunction = Callable[[torch.Tensor], torch.Tensor]
+
+
+def gaussian_noise(generator: torch.Generator | None = None) -> NoiseFunction:
+    """``like -> z``: standard normal noise shaped like ``like``, drawn from ``generator``."""
+    return lambda like: torch.randn(like.shape, generator=generator, dtype=like.dtype,
+                                    device=like.device)
 
 
 def annealed_langevin(
@@ -22,7 +29,7 @@ def annealed_langevin(
     sigmas: torch.Tensor,
     steps_per_level: int,
     step_size: float,
-    generator: torch.Generator | None = None,
+    noise: NoiseFunction,
 ) -> torch.Tensor:
     """Refine ``x (n, 3)`` with annealed Langevin dynamics.
 
@@ -32,13 +39,12 @@ def annealed_langevin(
         sigmas: ``(n_levels,)`` noise levels, largest first (length units).
         steps_per_level: Langevin steps per level.
         step_size: ``eps`` (length² units).
-        generator: source of the Langevin noise (on ``x``'s device).
+        noise: source of the Langevin noise (e.g. :func:`gaussian_noise`).
 
     Returns the refined ``(n, 3)`` positions.
     """
     noise_scale = math.sqrt(2.0 * step_size)
     for sigma in sigmas:
         for _ in range(steps_per_level):
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-            x = x + step_size * score(x, sigma) + noise_scale * z
+            x = x + step_size * score(x, sigma) + noise_scale * noise(x)
     return x

@@ -22,7 +22,7 @@ from eqcg.config import ScoreConfig
 from eqcg.errors import SimulationError
 from eqcg.models.simulator import Simulator
 from eqcg.simulate.integrator import append_frame, euler_step
-from eqcg.simulate.langevin import annealed_langevin
+from eqcg.simulate.langevin import NoiseFunction, annealed_langevin, gaussian_noise
 
 
 @dataclass
@@ -80,7 +80,7 @@ def rollout(
     refinement: Refinement | None = None,
     save_every: int = 1,
     max_displacement: float | None = None,
-    generator: torch.Generator | None = None,
+    noise: NoiseFunction | None = None,
     system_names: list[str] | None = None,
     show_progress: bool = True,
 ) -> RolloutResult:
@@ -95,12 +95,15 @@ def rollout(
         save_every: keep every ``save_every``-th step.
         max_displacement: a bead moving farther in one step marks its system exploded
             (default: twice the cut-off radius).
-        generator: source of sampling and Langevin noise, on the model's device.
+        noise: source of the standard normal noise for sampling and Langevin steps, called with
+            a ``(n_beads, 3)`` tensor to match (default: :func:`gaussian_noise` unseeded).
+            Rotating what it returns rotates the whole rollout (equivariance checks).
         system_names: names used in error messages (default ``system <i>``).
         show_progress: draw a progress bar with steps/s.
 
     Raises :class:`RolloutFailure` (with the frames saved so far) when a system blows up.
     """
+    noise = noise or gaussian_noise()
     limit = max_displacement if max_displacement is not None else 2.0 * simulator.radius
     n_graphs = batch.num_graphs
     graph_of_bead = batch.batch
@@ -122,16 +125,14 @@ def rollout(
             if deterministic:
                 acceleration = accel.mean
             else:
-                noise = torch.randn(accel.mean.shape, generator=generator, dtype=accel.mean.dtype,
-                                    device=accel.mean.device)
-                acceleration = accel.sample(noise)
+                acceleration = accel.sample(noise(accel.mean))
             next_pos = euler_step(history, acceleration)
             if refine:
                 next_pos = annealed_langevin(
                     lambda x, sigma: simulator.score(
                         batch, x, last, sigma.expand(x.shape[0]), features, prediction.latent
                     ),
-                    next_pos, sigmas, refinement.steps_per_level, refinement.step_size, generator,
+                    next_pos, sigmas, refinement.steps_per_level, refinement.step_size, noise,
                 )
             bead_ok = torch.isfinite(next_pos).all(-1) & ((next_pos - last).norm(dim=-1) < limit)
             graph_bad = scatter((~bead_ok).to(torch.long), graph_of_bead, dim=0,

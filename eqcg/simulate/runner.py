@@ -15,6 +15,7 @@ from eqcg.data.store import load_dataset
 from eqcg.data.windows import history_frames
 from eqcg.errors import DataError
 from eqcg.run_info import write_run_info
+from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.rollout import Refinement, RolloutFailure, RolloutResult, rollout
 from eqcg.simulate.writer import bead_trajectory, write_rollout
 from eqcg.train.checkpoint import BEST, load_simulator
@@ -84,7 +85,7 @@ def run_rollout(
     try:
         result = rollout(
             simulator, batch, n_steps, deterministic=deterministic, refinement=refinement,
-            save_every=save_every, generator=generator, system_names=list(systems),
+            save_every=save_every, noise=gaussian_noise(generator), system_names=list(systems),
             show_progress=show_progress,
         )
     except RolloutFailure as exc:

@@ -44,7 +44,6 @@ from eqcg.train.losses import LossTerms, compute_losses
 
 METRICS_CSV = "metrics.csv"
 _CSV_FIELDS = ("step", "split", "total", "nll", "score", "rg", "mse", "mse_zero", "lr", "seconds")
-_MAX_VALIDATION_WINDOWS = 256
 
 
 @dataclass
@@ -99,9 +98,15 @@ def step_windows(
     return order[position * global_batch : (position + 1) * global_batch][rank::world]
 
 
-def _step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+_TRAIN_STREAM, _VALIDATION_STREAM = 0, 1
+
+
+def _step_generator(
+    seed: int, stream: int, step: int, rank: int, device: torch.device
+) -> torch.Generator:
+    """A generator on ``device`` determined by ``(seed, stream, step, rank)`` alone."""
     generator = torch.Generator(device=device)
-    generator.manual_seed(int(np.random.default_rng([seed, step, rank, 7]).integers(2**62)))
+    generator.manual_seed(int(np.random.default_rng([seed, stream, step, rank]).integers(2**62)))
     return generator
 
 
@@ -113,17 +118,17 @@ def _batch(dataset: WindowDataset, indices: Sequence[int], device: torch.device)
 def validate(
     simulator: Simulator, dataset: WindowDataset, config: Config, device: torch.device
 ) -> dict[str, float]:
-    """Mean loss terms over (at most 256 evenly spaced) validation windows, no augmentation."""
+    """Mean loss terms over ``train.val_windows`` evenly spaced windows, no augmentation."""
     simulator.eval()
     n = len(dataset)
-    chosen = np.unique(np.linspace(0, n - 1, min(n, _MAX_VALIDATION_WINDOWS)).astype(int))
+    chosen = np.unique(np.linspace(0, n - 1, min(n, config.train.val_windows)).astype(int))
     sums: dict[str, float] = {}
     for start in range(0, len(chosen), config.train.batch_size):
         indices = chosen[start : start + config.train.batch_size]
         terms = compute_losses(
             simulator, _batch(dataset, indices, device), noise_begin=0.0, noise_end=0.0,
             score_weight=config.train.score_weight, property_weight=config.train.property_weight,
-            generator=_step_generator(config.train.seed, start, -1, device),
+            generator=_step_generator(config.train.seed, _VALIDATION_STREAM, start, 0, device),
         )
         for name, value in terms.as_floats().items():
             sums[name] = sums.get(name, 0.0) + value * len(indices)
@@ -173,6 +178,7 @@ def train(
     run_dir: str | os.PathLike,
     *,
     max_steps: int | None = None,
+    stop_after: int | None = None,
     resume: bool = False,
     device: str = "auto",
     dtype: torch.dtype = torch.float32,
@@ -186,7 +192,10 @@ def train(
         data: dataset directory (or its ``dataset.h5``).
         run_dir: output directory (``config.yaml``, ``run.json``, ``metrics.csv``,
             ``tensorboard/``, ``checkpoints/{last,best}.pt``).
-        max_steps: overrides ``config.train.max_steps``.
+        max_steps: overrides ``config.train.max_steps`` (the length of the run and of its
+            learning-rate schedule).
+        stop_after: stop once this many steps are done, writing ``last.pt`` as an interruption
+            would (for time-limited jobs: continue later with ``resume=True``).
         resume: continue from ``run_dir/checkpoints/last.pt``.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
         dtype: float dtype of model and data.
@@ -195,15 +204,15 @@ def train(
     """
     ctx = distributed_context(_resolve_device(device))
     try:
-        return _train(config, Path(data), Path(run_dir), max_steps, resume, ctx, dtype,
-                      show_progress, command)
+        return _train(config, Path(data), Path(run_dir), max_steps, stop_after, resume, ctx,
+                      dtype, show_progress, command)
     finally:
         ctx.close()
 
 
 def _train(
-    config: Config, data: Path, run_dir: Path, max_steps: int | None, resume: bool,
-    ctx: DistributedContext, dtype: torch.dtype, show_progress: bool, command: Sequence[str],
+    config: Config, data: Path, run_dir: Path, max_steps: int | None, stop_after: int | None,
+    resume: bool, ctx: DistributedContext, dtype: torch.dtype, show_progress: bool, command: Sequence[str],
 ) -> TrainResult:
     if max_steps is not None:
         config.train.max_steps = max_steps
@@ -245,8 +254,9 @@ def _train(
     simulator = simulator.to(device=device, dtype=dtype)
     module = ctx.wrap(_LossModule(simulator))
     optimizer = torch.optim.Adam(simulator.parameters(), lr=config.train.lr)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(
-        optimizer, gamma=config.train.lr_decay ** (1.0 / config.train.max_steps)
+    horizon = config.train.max_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda done: config.train.lr_decay ** (min(done, horizon) / horizon)
     )
     step, best_val = 0, math.inf
     if resume:
@@ -273,39 +283,50 @@ def _train(
     started = time.perf_counter()
     last_val: dict[str, float] = {}
     running: dict[str, float] = {}
-    while step < config.train.max_steps:
-        indices = step_windows(step, len(windows), config.train.batch_size * ctx.world, seed,
-                               ctx.rank, ctx.world)
-        batch = _batch(windows, indices, device)
-        terms = module(batch, _step_generator(seed, step, ctx.rank, device), config)
-        loss = terms["total"]
-        if not torch.isfinite(loss):
-            raise DataError(
-                f"step {step}: training loss is {float(loss)}; lower train.lr or check the data"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(simulator.parameters(), config.train.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        values = LossTerms(**terms).as_floats()
-        running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
-        bar.set_postfix(nll=f"{running['nll']:.3f}", score=f"{running['score']:.3f}")
-        bar.update()
-        elapsed = time.perf_counter() - started
-        lr = scheduler.get_last_lr()[0]
-        if log is not None and step % config.train.log_every == 0:
-            log.write(step, "train", values, lr, elapsed)
-        final = step == config.train.max_steps
-        if log is not None and (step % config.train.val_every == 0 or final):
-            last_val = validate(simulator, val_windows, config, device)
-            log.write(step, "val", last_val, lr, elapsed)
-            if last_val["nll"] < best_val:
-                best_val = last_val["nll"]
-                checkpoint(run_dir / CHECKPOINT_DIR / BEST, full=False)
-        if log is not None and (step % config.train.checkpoint_every == 0 or final):
+    if log is not None and step == 0:
+        last_val = validate(simulator, val_windows, config, device)
+        log.write(0, "val", last_val, config.train.lr, 0.0)
+    end = min(config.train.max_steps, stop_after or config.train.max_steps)
+    try:
+        while step < end:
+            indices = step_windows(step, len(windows), config.train.batch_size * ctx.world, seed,
+                                   ctx.rank, ctx.world)
+            batch = _batch(windows, indices, device)
+            terms = module(batch, _step_generator(seed, _TRAIN_STREAM, step, ctx.rank, device), config)
+            loss = terms["total"]
+            if not torch.isfinite(loss):
+                raise DataError(
+                    f"step {step}: training loss is {float(loss)}; lower train.lr or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(simulator.parameters(), config.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            values = LossTerms(**terms).as_floats()
+            running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
+            bar.set_postfix(nll=f"{running['nll']:.3f}", score=f"{running['score']:.3f}")
+            bar.update()
+            elapsed = time.perf_counter() - started
+            lr = scheduler.get_last_lr()[0]
+            if log is not None and step % config.train.log_every == 0:
+                log.write(step, "train", values, lr, elapsed)
+            final = step == config.train.max_steps
+            if log is not None and (step % config.train.val_every == 0 or final):
+                last_val = validate(simulator, val_windows, config, device)
+                log.write(step, "val", last_val, lr, elapsed)
+                if last_val["nll"] < best_val:
+                    best_val = last_val["nll"]
+                    checkpoint(run_dir / CHECKPOINT_DIR / BEST, full=False)
+            if log is not None and step % config.train.checkpoint_every == 0:
+                checkpoint(last_path, full=True)
+    except KeyboardInterrupt:
+        if log is not None:
             checkpoint(last_path, full=True)
+        raise
+    if log is not None and step % config.train.checkpoint_every != 0:
+        checkpoint(last_path, full=True)
     bar.close()
     if log is not None:
         log.close()

@@ -1,0 +1,57 @@
+"""Config loading: every shipped config validates; bad keys and values are named."""
+
+from pathlib import Path
+
+import pytest
+
+from eqcg.config import Config, load_config, save_config
+from eqcg.errors import ConfigError
+
+CONFIGS = sorted(Path(__file__).parent.parent.joinpath("configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.name))
+def test_shipped_configs_validate(path):
+    config = load_config(path)
+    assert config.model.variant in {"baseline", "equivariant"}
+
+
+def test_equivariant_configs_share_everything_else_with_the_baseline():
+    for system in ("polymer", "electrolyte"):
+        base = load_config(f"configs/{system}_baseline.yaml").to_dict()
+        equi = load_config(f"configs/{system}_equivariant.yaml").to_dict()
+        assert base["data"] == equi["data"] and base["train"] == equi["train"]
+        assert base["score"] == equi["score"]
+
+
+def test_unknown_key_is_named_with_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  latent_dims: 64\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown key 'model.latent_dims'"):
+        load_config(path)
+
+
+def test_mistyped_and_out_of_range_values_are_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  batch_size: eight\n")
+    with pytest.raises(ConfigError, match="train.batch_size must be an integer"):
+        load_config(path)
+    path.write_text("model:\n  radius: -1\n")
+    with pytest.raises(ConfigError, match="model.radius must be > 0"):
+        load_config(path)
+    path.write_text("model:\n  variant: transformer\n")
+    with pytest.raises(ConfigError, match="unknown model.variant 'transformer'"):
+        load_config(path)
+    path.write_text("model:\n  variant: baseline\n  covariance: full\n")
+    with pytest.raises(ConfigError, match="not supported by variant 'baseline'"):
+        load_config(path)
+
+
+def test_overrides_are_validated_and_round_trip(tmp_path):
+    config = load_config("configs/polymer_baseline.yaml", ["model.latent_dim=16", "train.lr=0.01"])
+    assert config.model.latent_dim == 16 and config.train.lr == 0.01
+    with pytest.raises(ConfigError, match="unknown key 'train.learning_rate'"):
+        load_config("configs/polymer_baseline.yaml", ["train.learning_rate=0.1"])
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == config
+    assert Config().to_dict()["data"]["split"] == [0.6, 0.2, 0.2]
