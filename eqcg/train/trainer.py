@@ -48,12 +48,13 @@ _CSV_FIELDS = ("step", "split", "total", "nll", "score", "rg", "mse", "mse_zero"
 
 @dataclass
 class TrainResult:
-    """Where a run wrote its outputs and how it ended."""
+    """Where a run wrote its outputs, how it ended, and the trained simulator (this rank's)."""
 
     run_dir: Path
     step: int
     best_val_nll: float
     last_val: dict[str, float]
+    simulator: Simulator
 
 
 class _LossModule(nn.Module):
@@ -330,6 +331,6 @@ def _train(
     bar.close()
     if log is not None:
         log.close()
-    return TrainResult(run_dir, step, best_val, last_val)
+    return TrainResult(run_dir, step, best_val, last_val, simulator)
 
 
