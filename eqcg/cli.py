@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rollout")
     p.add_argument("--reference", required=True, help="reference dataset")
     p.add_argument("--out", required=True)
-    p.add_argument("--collision-threshold", type=float, default=1.0)
+    p.add_argument("--collision-threshold", type=float, default=None,
+                   help="collision distance (default: 1 Å for real units, 0.5 sigma for LJ)")
 
     p = add("compare", _cmd_compare, "put several evaluation reports side by side")
     p.add_argument("reports", nargs="+")

@@ -6,9 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from eqcg.data.store import DATASET_FILE, load_dataset
+from eqcg.data.store import DATASET_FILE, ROLLOUT_FILE, load_dataset
 from eqcg.errors import DataError
-from eqcg.simulate.writer import ROLLOUT_FILE
 from eqcg.train.checkpoint import BEST, CHECKPOINT_DIR, LAST, load_checkpoint
 
 

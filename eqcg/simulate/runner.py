@@ -94,7 +94,7 @@ def run_rollout(
     out.mkdir(parents=True, exist_ok=True)
     first = int(history_frames(start_frame, simulator.history, dilation)[-1])
     write_rollout(out, _trajectories(cg_systems, batch, result, first, dilation, config,
-                                     deterministic, refinement))
+                                     deterministic, refinement, metadata.get("val_nll")))
     write_run_info(out, config.to_dict(), seed, command, extra={
         "run": str(run), "data": str(dataset.path), "systems": list(systems),
         "steps": n_steps, "deterministic": deterministic, "refinement": vars(refinement),
@@ -107,7 +107,7 @@ def run_rollout(
 
 def _trajectories(
     systems: list[CGSystem], batch: Batch, result: RolloutResult, first: int, dilation: int,
-    config, deterministic: bool, refinement: Refinement,
+    config, deterministic: bool, refinement: Refinement, val_nll: float | None,
 ) -> list:
     positions = result.positions.double().numpy()
     steps = result.steps.numpy()
@@ -128,6 +128,7 @@ def _trajectories(
                 "model": config.model.variant,
                 "deterministic": deterministic,
                 "refine": refinement.enabled,
+                "val_nll": val_nll,
             },
         ))
     return trajectories

@@ -16,10 +16,9 @@ import mdtraj
 import numpy as np
 
 from eqcg.data.graph import CGSystem
-from eqcg.data.store import write_dataset
+from eqcg.data.store import ROLLOUT_FILE, write_dataset
 from eqcg.data.trajectory import SystemTrajectory, Topology
 
-ROLLOUT_FILE = "rollout.h5"
 
 
 def bead_trajectory(

@@ -273,7 +273,7 @@ def _train(
         log = _MetricsLog(run_dir, step)
 
     def checkpoint(path: Path, full: bool) -> None:
-        state = model_state(simulator, config, metadata)
+        state = model_state(simulator, config, {**metadata, "step": step, "val_nll": best_val})
         if full:
             state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                          step=step, best_val_nll=best_val)

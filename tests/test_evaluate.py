@@ -1,0 +1,244 @@
+"""evaluate() and compare() on a tiny synthetic reference MD dataset and rollouts of it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from eqcg.cg.mapping import CGSettings, compute_mapping
+from eqcg.data.store import load_dataset, write_dataset
+from eqcg.data.trajectory import SystemTrajectory, Topology
+from eqcg.errors import DataError
+from eqcg.evaluate import compare, evaluate
+from eqcg.evaluate.report import COMPARISON_FILES, METRICS_FILE, REPORT_FILE, ROLLOUT_FILE
+
+SETTINGS = CGSettings(cg_level=3, whole_molecule_max_atoms=1, seed=0)
+N_FRAMES, FRAME_INTERVAL = 40, 2.0  # ps
+START, DILATION = 4, 2
+ROLLOUT_FRAMES = (15, 18, 25)  # the last runs past the reference's end (frame 4 + 2 * 24 > 39)
+COLLISION_SYSTEM, COLLISION_FRAME = 2, 20
+WALL_SECONDS = 12.0
+LAMMPS_WALL = "0:01:40"
+
+
+def _reference_system(index: int, rng: np.random.Generator) -> SystemTrajectory:
+    """Three 6-atom chains (C/O) that breathe as an AR(1) process, plus two diffusing Li ions.
+
+    The breathing memory and the Li step size differ between systems, so relaxation times and
+    diffusivities vary across systems. Beads stay several Å apart: no collisions.
+    """
+    phi, li_step = (0.5, 0.7, 0.85)[index], (0.15, 0.25, 0.35)[index]
+    rest = np.concatenate([np.c_[2.0 + 1.5 * np.arange(6), np.full(6, 3.0 + 5 * k),
+                                 np.full(6, 4.0)] for k in range(3)])
+    chain_of = np.repeat(np.arange(3), 6)
+    centre = np.array([rest[chain_of == k].mean(axis=0) for k in range(3)])[chain_of]
+    breathing = np.zeros((N_FRAMES, 3))
+    for t in range(1, N_FRAMES):
+        breathing[t] = phi * breathing[t - 1] + 0.05 * rng.normal(size=3)
+    chains = centre + (1 + breathing[:, chain_of, None]) * (rest - centre)
+    chains = chains + 0.05 * rng.normal(size=chains.shape)
+    ions = np.array([[13.0, 5.5, 11.0], [13.0, 10.5, 11.0]]) + np.cumsum(
+        li_step * rng.normal(size=(N_FRAMES, 2, 3)), axis=0)
+    cell = np.diag([16.0, 16.0, 16.0])
+    if index == 2:
+        cell[1, 0], cell[2, 0], cell[2, 1] = 2.0, 1.0, -1.5
+    types = np.r_[np.tile([0, 1], 9), 2, 2]
+    bonds = np.concatenate([np.c_[6 * k + np.arange(5), 6 * k + np.arange(1, 6)]
+                            for k in range(3)])
+    return SystemTrajectory(
+        name=f"sys{index}",
+        topology=Topology(masses=np.array([12.011, 15.999, 6.94])[types], types=types,
+                          type_names=["C", "O", "Li"], bonds=bonds,
+                          bond_types=np.zeros(len(bonds), dtype=np.int64)),
+        positions=np.concatenate([chains, ions], axis=1),
+        box=np.tile(cell, (N_FRAMES, 1, 1)),
+        time=FRAME_INTERVAL * np.arange(N_FRAMES),
+        pbc=True,
+        units="real",
+    )
+
+
+def _rollout_system(
+    reference: SystemTrajectory, n_frames: int, noise: float, model: str,
+    rng: np.random.Generator, collision_frame: int | None = None,
+) -> SystemTrajectory:
+    """A rollout in the format eqcg writes: the reference's beads at the rollout frames (plus
+    ``noise``), continued by a random walk past the reference's end."""
+    mapping = compute_mapping(reference.topology, SETTINGS)
+    beads = mapping.bead_positions(np.asarray(reference.positions), reference.topology.masses)
+    frames = START + DILATION * np.arange(n_frames)
+    inside = frames[frames < N_FRAMES]
+    positions = beads[inside]
+    beyond = n_frames - inside.size
+    if beyond:
+        walk = np.cumsum(0.1 * rng.normal(size=(beyond, mapping.n_beads, 3)), axis=0)
+        positions = np.concatenate([positions, positions[-1] + walk])
+    positions = positions + noise * rng.normal(size=positions.shape)
+    if collision_frame is not None:
+        positions[collision_frame, 1] = positions[collision_frame, 0] + [0.3, 0.0, 0.0]
+    return SystemTrajectory(
+        name=reference.name,
+        topology=Topology(masses=mapping.bead_masses, types=mapping.bead_species,
+                          type_names=mapping.species_names, bonds=mapping.cg_bonds,
+                          bond_types=np.zeros(len(mapping.cg_bonds), dtype=np.int64)),
+        positions=positions,
+        box=np.tile(reference.box[START], (n_frames, 1, 1)),
+        time=reference.time[START] + DILATION * FRAME_INTERVAL * np.arange(n_frames),
+        pbc=True,
+        units="real",
+        source="eqcg rollout",
+        attrs={"reference_system": reference.name, "cg_level": SETTINGS.cg_level,
+               "whole_molecule_max_atoms": SETTINGS.whole_molecule_max_atoms,
+               "cg_seed": SETTINGS.seed, "start_frame": START, "dilation": DILATION,
+               "wall_seconds": WALL_SECONDS, "model": model},
+    )
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """Reference data, an exact rollout ("equivariant", 3 systems) and a noisy one ("baseline",
+    2 systems, evaluated without figures to save time), and their comparison."""
+    root = tmp_path_factory.mktemp("evaluate")
+    rng = np.random.default_rng(0)
+    references = [_reference_system(i, rng) for i in range(3)]
+    write_dataset(root / "reference", references)
+    log_dir = root / "reference" / "lammps" / "sys0"
+    log_dir.mkdir(parents=True)
+    (log_dir / "log.lammps").write_text(f"Loop time of 99.8\nTotal wall time: {LAMMPS_WALL}\n")
+    exact = [_rollout_system(ref, n, 0.0, "equivariant", rng,
+                             COLLISION_FRAME if i == COLLISION_SYSTEM else None)
+             for i, (ref, n) in enumerate(zip(references, ROLLOUT_FRAMES, strict=True))]
+    write_dataset(root / "exact" / ROLLOUT_FILE, exact)
+    noisy = [_rollout_system(ref, 15, 0.3, "baseline", rng) for ref in references[:2]]
+    write_dataset(root / "noisy" / ROLLOUT_FILE, noisy)
+    metrics_exact = evaluate(root / "exact", root / "reference", root / "report_exact")
+    metrics_noisy = evaluate(root / "noisy", root / "reference" / "dataset.h5",
+                             root / "report_noisy", draw_plots=False)
+    comparison = compare([root / "report_exact", root / "report_noisy"], root / "comparison")
+    return root, metrics_exact, metrics_noisy, comparison
+
+
+def _assert_png(path: Path) -> None:
+    assert path.stat().st_size > 0
+    pixels = matplotlib.image.imread(path)
+    assert pixels.ndim == 3 and pixels.std() > 0
+
+
+def test_evaluate_writes_metrics_report_and_plots(evaluated):
+    root, metrics, _, _ = evaluated
+    out = root / "report_exact"
+    assert json.loads((out / METRICS_FILE).read_text()) == metrics
+    report = (out / REPORT_FILE).read_text()
+    plots = [path for s in metrics["systems"].values() for path in s["plots"].values()]
+    plots += list(metrics["aggregate"]["plots"].values())
+    assert set(metrics["systems"]["sys0"]["plots"]) == {"rg", "msd", "structure"}
+    assert set(metrics["aggregate"]["plots"]) == {"agreement"}
+    for path in plots:
+        assert f"]({path})" in report
+        _assert_png(out / path)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == sorted(plots)
+
+
+def test_an_exact_rollout_agrees_with_the_reference_over_the_matched_span(evaluated):
+    _, metrics, _, _ = evaluated
+    assert metrics["label"] == "exact" and metrics["model"] == "equivariant"
+    for name, n_frames in zip(("sys0", "sys1", "sys2"), ROLLOUT_FRAMES, strict=True):
+        system = metrics["systems"][name]
+        assert system["frames"]["rollout"] == n_frames
+        assert system["frames"]["matched"] == min(n_frames, (N_FRAMES - 1 - START) // DILATION + 1)
+        assert system["frames"]["reference_frames_per_rollout_frame"] == pytest.approx(DILATION)
+        values = system["values"]
+        for key, reference_value in values["reference_matched"].items():
+            assert values["model_matched"][key] == pytest.approx(reference_value, rel=1e-9), key
+        assert values["reference"]["rg_mean"] != values["reference_matched"]["rg_mean"]
+        d_li = system["properties"]["model_matched"]["diffusivity"]["Li"]
+        assert d_li["unit"] == "cm^2/s"
+        assert d_li["value"] == pytest.approx(1e-4 * d_li["value_native"])
+        assert len(d_li["fit_window"]) == 2 and d_li["fit_window"][0] < d_li["fit_window"][1]
+        assert set(system["properties"]["reference"]["rdf"]["peaks"]) == {
+            "C+O|C+O", "C+O|Li", "Li|Li"}
+        assert system["distribution_distance"]["rg_wasserstein"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["systems"]["sys2"]["reference_covers_rollout"] is False
+    matched = metrics["aggregate"]["agreement"]["matched"]
+    for key in ("rg_mean", "rg_relaxation_integrated", "rg_relaxation_exponential",
+                "end_to_end_relaxation_integrated", "diffusivity[Li]", "diffusivity[C+O]"):
+        assert matched[key]["n"] == 3
+        assert matched[key]["pearson_r_squared"] == pytest.approx(1.0), key
+        assert matched[key]["identity_r2"] == pytest.approx(1.0), key
+        assert matched[key]["spearman_rho"] == pytest.approx(1.0), key
+    assert metrics["aggregate"]["agreement"]["whole"]["rg_mean"]["n"] == 3
+
+
+def test_stability_and_speed(evaluated):
+    _, metrics, _, _ = evaluated
+    stability = metrics["aggregate"]["stability"]
+    assert stability["finite_fraction"] == 1.0
+    assert stability["collision_free_fraction"] == pytest.approx(2 / 3)
+    assert stability["stable_fraction"] == pytest.approx(2 / 3)
+    assert stability["reference_collision_free_fraction"] == 1.0
+    assert stability["first_collision_frame"] == {"sys0": None, "sys1": None,
+                                                  "sys2": COLLISION_FRAME}
+    assert metrics["systems"]["sys2"]["stability"]["model"]["total_collisions"] == 1
+    speed = metrics["systems"]["sys0"]["speed"]
+    model_span = DILATION * FRAME_INTERVAL * (ROLLOUT_FRAMES[0] - 1)  # ps
+    reference_span = FRAME_INTERVAL * (N_FRAMES - 1)
+    assert speed["unit"] == "ns/h"
+    assert speed["model"] == pytest.approx(model_span / WALL_SECONDS * 3600 / 1000)
+    assert speed["reference_wall_seconds"] == 100.0
+    assert speed["reference_md"] == pytest.approx(reference_span / 100.0 * 3600 / 1000)
+    assert speed["speedup"] == pytest.approx(speed["model"] / speed["reference_md"])
+    assert metrics["systems"]["sys1"]["speed"]["reference_md"] is None
+    assert "no finished LAMMPS log" in metrics["systems"]["sys1"]["speed"]["reference_note"]
+
+
+def test_agreement_needs_three_systems_and_figures_can_be_skipped(evaluated):
+    root, _, metrics, _ = evaluated
+    assert metrics["aggregate"]["n_systems"] == 2
+    entry = metrics["aggregate"]["agreement"]["matched"]["rg_mean"]
+    assert entry["n"] == 2 and entry["pearson_r_squared"] is None
+    assert "at least 3" in entry["reason"]
+    assert metrics["aggregate"]["plots"] == {} and metrics["systems"]["sys0"]["plots"] == {}
+    assert not list((root / "report_noisy").rglob("*.png"))
+    assert (root / "report_noisy" / REPORT_FILE).read_text().startswith("# Evaluation of")
+    model = metrics["systems"]["sys0"]["values"]["model_matched"]["rg_mean"]
+    reference = metrics["systems"]["sys0"]["values"]["reference_matched"]["rg_mean"]
+    assert model != pytest.approx(reference, rel=1e-6)
+
+
+def test_compare_writes_table_and_bar_charts(evaluated):
+    root, _, _, comparison = evaluated
+    out = root / "comparison"
+    md_file, json_file, csv_file = (out / name for name in COMPARISON_FILES)
+    assert json.loads(json_file.read_text()) == comparison
+    rows = {row["label"]: row for row in comparison["rows"]}
+    assert set(rows) == {"equivariant", "baseline"}
+    assert rows["equivariant"]["rg_r2"] == pytest.approx(1.0)
+    assert rows["baseline"]["rg_r2"] is None
+    assert rows["equivariant"]["collision_free_fraction"] == pytest.approx(2 / 3)
+    assert rows["equivariant"]["nll"] is None
+    with open(csv_file) as f:
+        assert [row["label"] for row in csv.DictReader(f)] == ["equivariant", "baseline"]
+    markdown = md_file.read_text()
+    assert "equivariant" in markdown and "baseline" in markdown
+    assert set(comparison["plots"]) == {"comparison"}
+    for path in comparison["plots"].values():
+        assert f"]({path})" in markdown
+        _assert_png(out / path)
+
+
+def test_rollout_without_its_attributes_is_rejected(evaluated, tmp_path):
+    root = evaluated[0]
+    with load_dataset(root / "exact" / ROLLOUT_FILE) as rollout:
+        system = rollout["sys0"]
+        broken = SystemTrajectory(
+            name=system.name, topology=system.topology, positions=system.positions[()],
+            box=system.box, time=system.time, pbc=system.pbc, units=system.units,
+            attrs={k: v for k, v in system.attrs.items() if k != "start_frame"})
+        write_dataset(tmp_path / "broken" / ROLLOUT_FILE, [broken])
+    with pytest.raises(DataError, match="start_frame"):
+        evaluate(tmp_path / "broken", root / "reference", tmp_path / "out")
