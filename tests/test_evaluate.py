@@ -216,15 +216,15 @@ def test_compare_writes_table_and_bar_charts(evaluated):
     md_file, json_file, csv_file = (out / name for name in COMPARISON_FILES)
     assert json.loads(json_file.read_text()) == comparison
     rows = {row["label"]: row for row in comparison["rows"]}
-    assert set(rows) == {"equivariant", "baseline"}
-    assert rows["equivariant"]["rg_r2"] == pytest.approx(1.0)
-    assert rows["baseline"]["rg_r2"] is None
-    assert rows["equivariant"]["collision_free_fraction"] == pytest.approx(2 / 3)
-    assert rows["equivariant"]["nll"] is None
+    assert set(rows) == {"exact", "noisy"}
+    assert rows["exact"]["rg_r2"] == pytest.approx(1.0)
+    assert rows["noisy"]["rg_r2"] is None
+    assert rows["exact"]["collision_free_fraction"] == pytest.approx(2 / 3)
+    assert rows["exact"]["nll"] is None
     with open(csv_file) as f:
-        assert [row["label"] for row in csv.DictReader(f)] == ["equivariant", "baseline"]
+        assert [row["label"] for row in csv.DictReader(f)] == ["exact", "noisy"]
     markdown = md_file.read_text()
-    assert "equivariant" in markdown and "baseline" in markdown
+    assert "exact" in markdown and "noisy" in markdown
     assert set(comparison["plots"]) == {"comparison"}
     for path in comparison["plots"].values():
         assert f"]({path})" in markdown
