@@ -16,6 +16,7 @@ from eqcg.errors import EqcgError, SimulationError
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 _EXAMPLES = """examples:
+  eqcg ablate configs/ablation/demo.yaml --out eqcg-demo
   eqcg generate polymer --preset tiny --out data/polymer
   eqcg train configs/polymer_equivariant.yaml --data data/polymer --out runs/poly-eq
   eqcg rollout runs/poly-eq --data data/polymer --steps 200 --out rollouts/poly-eq
@@ -112,6 +113,15 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     print(f"comparison written to {args.out}/comparison.md")
 
 
+def _cmd_ablate(args: argparse.Namespace) -> None:
+    from eqcg.ablation import run_ablation
+
+    comparison = run_ablation(args.spec, args.out, device=args.device)
+    print((comparison / "comparison.md").read_text())
+    print(f"runs, rollouts (rollout.h5, <system>.pdb/.dcd) and reports are in {args.out}; "
+          f"the comparison is in {comparison}")
+
+
 def _cmd_check_equivariance(args: argparse.Namespace) -> None:
     from eqcg.equivariance import check_equivariance_cli
 
@@ -196,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compare", _cmd_compare, "put several evaluation reports side by side")
     p.add_argument("reports", nargs="+")
     p.add_argument("--out", required=True)
+
+    p = add("ablate", _cmd_ablate,
+            "train, roll out, evaluate and compare several variants on the same data")
+    p.add_argument("spec", help="ablation spec YAML, e.g. configs/ablation/demo.yaml")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto")
 
     p = add("check-equivariance", _cmd_check_equivariance,
             "measure E(3) equivariance errors of both variants (a run dir or a config)")

@@ -4,10 +4,13 @@ from pathlib import Path
 
 import pytest
 
+from eqcg.ablation import load_spec
 from eqcg.config import Config, load_config, save_config
 from eqcg.errors import ConfigError
 
-CONFIGS = sorted(Path(__file__).parent.parent.joinpath("configs").rglob("*.yaml"))
+ROOT = Path(__file__).parent.parent / "configs"
+CONFIGS = sorted(p for p in ROOT.rglob("*.yaml") if "ablation" not in p.parts)
+SPECS = sorted((ROOT / "ablation").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.name))
@@ -55,3 +58,20 @@ def test_overrides_are_validated_and_round_trip(tmp_path):
     save_config(config, tmp_path / "saved.yaml")
     assert load_config(tmp_path / "saved.yaml") == config
     assert Config().to_dict()["data"]["split"] == [0.6, 0.2, 0.2]
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p.name))
+def test_shipped_ablation_specs_validate(path):
+    spec = load_spec(path)
+    assert "baseline" in spec.variants and "equivariant" in spec.variants
+
+
+def test_ablation_spec_errors_name_the_key(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("data: {generate: polymer}\nconfig: x.yaml\nvariants: {a: []}\nrollouts: {}\n")
+    with pytest.raises(ConfigError, match="unknown key 'rollouts'"):
+        load_spec(path)
+    path.write_text(f"data: {{path: d}}\nconfig: {ROOT / 'polymer_baseline.yaml'}\n"
+                    "variants: {a: [model.latent_dimm=3]}\n")
+    with pytest.raises(ConfigError, match="model.latent_dimm"):
+        load_spec(path)

@@ -1,6 +1,8 @@
 """Training on real (tiny) LAMMPS data: it learns, resumes exactly, and its rollouts load."""
 
 import csv
+import subprocess
+import sys
 
 import mdtraj
 import numpy as np
@@ -93,6 +95,12 @@ def test_rollout_writes_trajectories_mdtraj_loads(trained_polymer, polymer_data,
         assert traj.n_frames == 4 and traj.n_atoms == system.n_atoms
         assert traj.topology.n_bonds == system.topology.n_bonds
         np.testing.assert_allclose(traj.xyz * 10, system.positions[()], atol=1e-3)
+    if refine:  # the example script reads the same rollout into mdtraj and ASE
+        done = subprocess.run([sys.executable, "examples/load_rollout.py", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert f"mdtraj sees 4 frames of {system.n_atoms} beads" in done.stdout
+        assert (out / f"{system.name}.extxyz").exists()
 
 
 def test_rollout_on_electrolyte_data(electrolyte_data, tmp_path):

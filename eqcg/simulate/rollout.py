@@ -63,9 +63,10 @@ class RolloutResult:
 
 
 class RolloutFailure(SimulationError):
-    """A rollout that went non-finite or exploded; carries the frames saved before it."""
+    """A rollout that went non-finite or exploded; carries the frames saved before it (``None``
+    once they are written to disk)."""
 
-    def __init__(self, message: str, result: RolloutResult):
+    def __init__(self, message: str, result: RolloutResult | None):
         super().__init__(message)
         self.result = result
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch_geometric.data import Batch
 
 from eqcg.cg.mapping import CGSettings
@@ -19,6 +20,7 @@ from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.rollout import Refinement, RolloutFailure, RolloutResult, rollout
 from eqcg.simulate.writer import bead_trajectory, write_rollout
 from eqcg.train.checkpoint import BEST, load_simulator
+from eqcg.train.distributed import DistributedContext, distributed_context
 
 
 def start_batch(
@@ -58,51 +60,90 @@ def run_rollout(
     ``systems`` defaults to the run's test split (all systems when the split is empty or the
     dataset is another one). ``refinement`` defaults to the run's score config. Returns the
     output directory. When a system blows up, the frames before it are written and
-    :class:`~eqcg.simulate.rollout.RolloutFailure` is raised.
+    :class:`~eqcg.simulate.rollout.RolloutFailure` is raised. Under ``torchrun`` the systems
+    are split across ranks (rank ``r`` takes every ``world``-th) and rank 0 writes them all.
     """
     torch_device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     )
-    simulator, config, metadata = load_simulator(run, checkpoint, map_location=torch_device)
-    simulator = simulator.to(device=torch_device, dtype=dtype)
+    ctx = distributed_context(torch_device)
+    try:
+        return _run_rollout(
+            run, data, Path(out), n_steps, systems, checkpoint, deterministic, refinement,
+            save_every, start_frame, seed, ctx, dtype, show_progress, command,
+        )
+    finally:
+        ctx.close()
+
+
+def _run_rollout(
+    run, data, out: Path, n_steps: int, systems, checkpoint: str, deterministic: bool,
+    refinement: Refinement | None, save_every: int, start_frame: int, seed: int,
+    ctx: DistributedContext, dtype: torch.dtype, show_progress: bool, command: Sequence[str],
+) -> Path:
+    simulator, config, metadata = load_simulator(run, checkpoint, map_location=ctx.device)
+    simulator = simulator.to(device=ctx.device, dtype=dtype)
     dataset = load_dataset(data)
     if systems is None:
         same_data = Path(metadata.get("dataset", "")).resolve() == Path(dataset.path).resolve()
         test = metadata.get("split", {}).get("test", [])
         systems = test if (same_data and test) else dataset.names
-    settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
-                          config.data.cg_seed)
-    cg_systems = prepare_systems(dataset, settings, simulator.vocabulary, list(systems))
-    dilation = config.data.dilation
-    batch = start_batch(cg_systems, simulator.history, dilation, start_frame, dtype)
-    batch = batch.to(torch_device)
+    systems = list(systems)
+    mine = systems[ctx.rank :: ctx.world]
     if refinement is None:
         refinement = Refinement.from_config(config.score)
-    generator = torch.Generator(device=torch_device)
-    generator.manual_seed(seed)
-
-    failure: RolloutFailure | None = None
-    try:
-        result = rollout(
-            simulator, batch, n_steps, deterministic=deterministic, refinement=refinement,
-            save_every=save_every, noise=gaussian_noise(generator), system_names=list(systems),
-            show_progress=show_progress,
-        )
-    except RolloutFailure as exc:
-        failure, result = exc, exc.result
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    dilation = config.data.dilation
     first = int(history_frames(start_frame, simulator.history, dilation)[-1])
-    write_rollout(out, _trajectories(cg_systems, batch, result, first, dilation, config,
-                                     deterministic, refinement, metadata.get("val_nll")))
-    write_run_info(out, config.to_dict(), seed, command, extra={
-        "run": str(run), "data": str(dataset.path), "systems": list(systems),
-        "steps": n_steps, "deterministic": deterministic, "refinement": vars(refinement),
-        "wall_seconds": result.wall_seconds, "failed": str(failure) if failure else None,
-    })
-    if failure is not None:
-        raise failure
+    failure: RolloutFailure | None = None
+    wall_seconds = 0.0
+    trajectories = []
+    if mine:
+        settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
+                              config.data.cg_seed)
+        cg_systems = prepare_systems(dataset, settings, simulator.vocabulary, mine)
+        batch = start_batch(cg_systems, simulator.history, dilation, start_frame, dtype)
+        batch = batch.to(ctx.device)
+        generator = torch.Generator(device=ctx.device)
+        generator.manual_seed(seed + ctx.rank)
+        try:
+            result = rollout(
+                simulator, batch, n_steps, deterministic=deterministic, refinement=refinement,
+                save_every=save_every, noise=gaussian_noise(generator), system_names=mine,
+                show_progress=show_progress and ctx.is_main,
+            )
+        except RolloutFailure as exc:
+            failure, result = exc, exc.result
+        wall_seconds = result.wall_seconds
+        trajectories = _trajectories(cg_systems, batch, result, first, dilation, config,
+                                     deterministic, refinement, metadata.get("val_nll"))
+    failures = [str(failure)] if failure else []
+    if ctx.world > 1:
+        trajectories, failures, wall_seconds = _gather(ctx, trajectories, failures, wall_seconds,
+                                                       systems)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_rollout(out, trajectories)
+        write_run_info(out, config.to_dict(), seed, command, extra={
+            "run": str(run), "data": str(dataset.path), "systems": systems,
+            "steps": n_steps, "deterministic": deterministic, "refinement": vars(refinement),
+            "wall_seconds": wall_seconds, "ranks": ctx.world, "failed": failures or None,
+        })
+    if failures:
+        raise RolloutFailure("; ".join(failures), result=None)
     return out
+
+
+def _gather(
+    ctx: DistributedContext, trajectories: list, failures: list[str], wall_seconds: float,
+    order: list[str],
+) -> tuple[list, list[str], float]:
+    """Collect every rank's trajectories (in ``order``), failures and the longest wall time."""
+    gathered: list = [None] * ctx.world
+    dist.all_gather_object(gathered, (trajectories, failures, wall_seconds))
+    by_name = {t.name: t for part, _, _ in gathered for t in part}
+    return ([by_name[name] for name in order if name in by_name],
+            [f for _, part, _ in gathered for f in part],
+            max(seconds for _, _, seconds in gathered))
 
 
 def _trajectories(

@@ -1,0 +1,157 @@
+"""``eqcg ablate SPEC.yaml``: train every variant alike, roll each out, evaluate, compare.
+
+A spec names one dataset (generated on the spot with LAMMPS, or an existing one), one base
+config shared by all variants, and per variant a list of ``--set`` style overrides::
+
+    data: {generate: polymer, preset: tiny, n_systems: 6, seed: 0}   # or {path: DIR}
+    config: ../polymer_baseline.yaml        # relative to the spec file
+    set: [train.max_steps=300]              # shared overrides
+    rollout: {steps: 40, save_every: 1, deterministic: false, seed: 0}
+    variants:
+      baseline: []
+      equivariant: [model.variant=equivariant, model.covariance=full]
+      equivariant-no-refinement: [model.variant=equivariant, score.refine=false]
+
+Every variant sees the same data, split, seed and step budget and is rolled out on the same
+test systems. Stages already done (a finished run, a written rollout, a report) are skipped,
+so an interrupted ablation resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eqcg.config import load_config, save_config
+from eqcg.errors import ConfigError
+from eqcg.run_info import write_run_info
+
+logger = logging.getLogger(__name__)
+
+_DATA_KEYS = {"generate", "preset", "n_systems", "seed", "path", "jobs"}
+_ROLLOUT_KEYS = {"steps", "save_every", "deterministic", "seed", "device"}
+_SPEC_KEYS = {"data", "config", "set", "rollout", "variants"}
+
+
+@dataclass
+class AblationSpec:
+    """A validated ablation spec (see module docstring)."""
+
+    path: Path
+    data: dict[str, Any]
+    config: Path
+    shared: list[str]
+    rollout: dict[str, Any]
+    variants: dict[str, list[str]]
+
+
+def _check_keys(found: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(found) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+
+
+def load_spec(path: str | os.PathLike) -> AblationSpec:
+    """Read and validate an ablation spec; every variant's config is validated too."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: ablation spec not found") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: an ablation spec must be a mapping")
+    _check_keys(raw, _SPEC_KEYS, str(path))
+    for key in ("data", "config", "variants"):
+        if key not in raw:
+            raise ConfigError(f"{path}: missing key {key!r}")
+    data = dict(raw["data"])
+    _check_keys(data, _DATA_KEYS, f"{path}: data")
+    if ("generate" in data) == ("path" in data):
+        raise ConfigError(f"{path}: data needs exactly one of 'generate' or 'path'")
+    if data.get("generate") not in (None, "polymer", "electrolyte"):
+        raise ConfigError(f"{path}: data.generate must be polymer or electrolyte")
+    rollout = {"steps": 20, "save_every": 1, "deterministic": False, "seed": 0,
+               **(raw.get("rollout") or {})}
+    _check_keys(rollout, _ROLLOUT_KEYS, f"{path}: rollout")
+    variants = raw["variants"]
+    if not isinstance(variants, dict) or not variants:
+        raise ConfigError(f"{path}: variants must map names to lists of overrides")
+    spec = AblationSpec(
+        path=path,
+        data=data,
+        config=path.parent / raw["config"],
+        shared=[str(s) for s in raw.get("set") or []],
+        rollout=rollout,
+        variants={str(k): [str(s) for s in (v or [])] for k, v in variants.items()},
+    )
+    for name in spec.variants:
+        variant_config(spec, name)
+    return spec
+
+
+def variant_config(spec: AblationSpec, name: str):
+    """The resolved config of variant ``name``."""
+    return load_config(spec.config, spec.shared + spec.variants[name])
+
+
+def _dataset(spec: AblationSpec, out: Path) -> Path:
+    if "path" in spec.data:
+        return (spec.path.parent / spec.data["path"]).resolve()
+    target = out / "data"
+    if (target / "dataset.h5").exists():
+        return target
+    if spec.data["generate"] == "polymer":
+        from eqcg.systems.polymer import generate_polymer as generate
+    else:
+        from eqcg.systems.electrolyte import generate_electrolyte as generate
+    generate(target, preset=spec.data.get("preset", "tiny"), seed=spec.data.get("seed", 0),
+             n_systems=spec.data.get("n_systems"), jobs=spec.data.get("jobs"))
+    return target
+
+
+def run_ablation(spec_path: str | os.PathLike, out: str | os.PathLike, device: str = "auto") -> Path:
+    """Run the ablation of ``spec_path`` into ``out``; return the comparison directory.
+
+    Layout: ``out/data`` (if generated), ``out/runs/<variant>``, ``out/rollouts/<variant>``,
+    ``out/reports/<variant>``, ``out/comparison``.
+    """
+    from eqcg.evaluate.report import compare, evaluate
+    from eqcg.simulate.rollout import RolloutFailure
+    from eqcg.simulate.runner import run_rollout
+    from eqcg.train.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
+    from eqcg.train.trainer import train
+
+    spec = load_spec(spec_path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_info(out, None, None, [], extra={"spec": str(spec.path)})
+    data = _dataset(spec, out)
+    reports = []
+    for name in spec.variants:
+        config = variant_config(spec, name)
+        run_dir = out / "runs" / name
+        last = run_dir / CHECKPOINT_DIR / LAST
+        done = last.exists() and load_checkpoint(last)["step"] >= config.train.max_steps
+        if not done:
+            train(config, data, run_dir, resume=last.exists(), device=device)
+        save_config(config, run_dir / "config.yaml")
+        rollout_dir = out / "rollouts" / name
+        if not (rollout_dir / "rollout.h5").exists():
+            try:
+                run_rollout(run_dir, data, rollout_dir, spec.rollout["steps"],
+                            save_every=spec.rollout["save_every"],
+                            deterministic=spec.rollout["deterministic"],
+                            seed=spec.rollout["seed"], device=spec.rollout.get("device", device))
+            except RolloutFailure as failure:  # its frames were written: evaluate them too
+                logger.warning("variant %s: %s", name, failure)
+        report_dir = out / "reports" / name
+        if not (report_dir / "metrics.json").exists():
+            evaluate(rollout_dir, data, report_dir)
+        reports.append(report_dir)
+    compare(reports, out / "comparison")
+    return out / "comparison"
