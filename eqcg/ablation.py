@@ -53,7 +53,8 @@ class AblationSpec:
 def _check_keys(found: dict, allowed: set[str], where: str) -> None:
     unknown = sorted(set(found) - allowed)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+        known = ", ".join(sorted(allowed))
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {known})")
 
 
 def load_spec(path: str | os.PathLike) -> AblationSpec:
@@ -114,7 +115,9 @@ def _dataset(spec: AblationSpec, out: Path) -> Path:
     return target
 
 
-def run_ablation(spec_path: str | os.PathLike, out: str | os.PathLike, device: str = "auto") -> Path:
+def run_ablation(
+    spec_path: str | os.PathLike, out: str | os.PathLike, device: str = "auto"
+) -> Path:
     """Run the ablation of ``spec_path`` into ``out``; return the comparison directory.
 
     Layout: ``out/data`` (if generated), ``out/runs/<variant>``, ``out/rollouts/<variant>``,

@@ -38,7 +38,7 @@ class DataConfig:
 class ModelConfig:
     """Architecture; ``variant`` picks the dynamics and score networks from the registry."""
 
-    variant: str = "baseline"  # registered variant: baseline | equivariant
+    variant: str = "baseline"  # registered variant: baseline / equivariant
     radius: float = 6.0  # cut-off of CG radius edges (Å or sigma; paper: 6 Å)
     embed_dim: int = 32  # width of the fine-level embedding GNN
     embed_layers: int = 2  # message-passing layers of the embedding GNN over fine bonds
@@ -49,7 +49,7 @@ class ModelConfig:
     vector_channels: int = 16  # equivariant only: number of 1o (vector) channels per bead
     lmax: int = 2  # equivariant only: max degree of edge spherical harmonics
     radial_basis: int = 8  # equivariant only: Bessel radial basis functions per edge
-    covariance: str = "diagonal"  # acceleration spread: diagonal (baseline) | isotropic | full
+    covariance: str = "diagonal"  # acceleration spread: diagonal (baseline) / isotropic / full
     min_std: float = 0.05  # floor of the predicted acceleration std (normalised units)
     property_head: bool = False  # predict a radius-of-gyration residual (polymer chains)
 
@@ -62,7 +62,7 @@ class ScoreConfig:
     sigma_end: float = 0.01  # smallest noise level (paper: 0.01)
     n_levels: int = 10  # geometric levels from sigma_begin to sigma_end (paper: 20)
     langevin_steps: int = 5  # Langevin steps per level at refinement (paper: 10)
-    step_size: float = 5e-5  # Langevin step size at the smallest level (paper: 5e-5)
+    step_size: float = 5e-5  # Langevin step size eps, the same at every level (paper: 5e-5)
     refine: bool = True  # refine rollout steps with the score network
 
 
@@ -70,7 +70,7 @@ class ScoreConfig:
 class TrainConfig:
     """Optimisation."""
 
-    seed: int = 0  # seeds torch, numpy and Python
+    seed: int = 0  # seeds the initial weights and every random draw of training
     batch_size: int = 8  # windows (systems) per batch
     max_steps: int = 2000  # optimisation steps in all
     lr: float = 2e-4  # Adam learning rate (paper: ~2e-4)

@@ -242,7 +242,8 @@ def check_equivariance_cli(
             batch = probe_batch(sim.vocabulary, config.data.history, pbc=spec["pbc"],
                                 triclinic=spec["triclinic"], seed=seed)
             if not spec["rotate"]:
-                batch[keys.BOX] = torch.eye(3, dtype=torch.float64).expand(batch.num_graphs, 3, 3) * 15.0
+                cube = 15.0 * torch.eye(3, dtype=torch.float64)
+                batch[keys.BOX] = cube.expand(batch.num_graphs, 3, 3)
             errors = measure_equivariance(sim, batch, n_trials=n_trials, seed=seed,
                                           rotate_box=spec["rotate"])
             table[case][name] = asdict(errors)

@@ -15,7 +15,9 @@ BOND_EDGE = 1
 N_EDGE_TYPES = 2
 
 
-def minimum_image(vectors: torch.Tensor, cells: torch.Tensor, periodic: torch.Tensor) -> torch.Tensor:
+def minimum_image(
+    vectors: torch.Tensor, cells: torch.Tensor, periodic: torch.Tensor
+) -> torch.Tensor:
     """Minimum-image convention for displacement vectors.
 
     Args:

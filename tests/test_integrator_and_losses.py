@@ -8,7 +8,7 @@ from scipy.stats import multivariate_normal
 
 from eqcg.models.gaussian import GaussianAcceleration, diagonal_covariance, full_covariance
 from eqcg.simulate.integrator import acceleration_target, append_frame, euler_step
-from eqcg.simulate.langevin import annealed_langevin
+from eqcg.simulate.langevin import annealed_langevin, gaussian_noise
 from eqcg.train.losses import score_matching_loss
 
 D = torch.float64
@@ -40,7 +40,8 @@ def test_gaussian_nll_matches_scipy_for_diagonal_and_full_covariance():
     std = rng.uniform(0.2, 2.0, size=(4, 3))
     s = rng.normal(size=(4, 3, 3))
     log_cov = 0.5 * (s + s.transpose(0, 2, 1))
-    for cov in (diagonal_covariance(torch.tensor(std)), full_covariance(torch.tensor(log_cov), 0.1)):
+    diagonal = diagonal_covariance(torch.tensor(std))
+    for cov in (diagonal, full_covariance(torch.tensor(log_cov), 0.1)):
         nll = GaussianAcceleration(torch.tensor(mean), cov).nll(torch.tensor(target)).numpy()
         expected = [-multivariate_normal(mean[i], cov[i].numpy()).logpdf(target[i])
                     for i in range(4)]
@@ -87,10 +88,11 @@ def test_langevin_with_exact_gaussian_score_samples_that_gaussian():
         return -(x - mu) / (s**2 + sigma**2)
 
     start = torch.full((4000, 3), 6.0, dtype=D)
-    out = annealed_langevin(score, start, sigmas, 150, 0.02, torch.Generator().manual_seed(0))
+    out = annealed_langevin(score, start, sigmas, 150, 0.02,
+                           gaussian_noise(torch.Generator().manual_seed(0)))
     torch.testing.assert_close(out.mean(0), mu, atol=0.05, rtol=0)
     torch.testing.assert_close(out.std(0), torch.full((3,), s, dtype=D), atol=0.05, rtol=0)
     # without the score the same noise would only diffuse away from the start
     drift_free = annealed_langevin(lambda x, _: torch.zeros_like(x), start, sigmas, 150, 0.02,
-                                   torch.Generator().manual_seed(0))
+                                   gaussian_noise(torch.Generator().manual_seed(0)))
     assert float((drift_free.mean(0) - mu).abs().min()) > 3.0

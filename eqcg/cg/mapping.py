@@ -143,9 +143,9 @@ def compute_mapping(topology: Topology, settings: CGSettings = CGSettings()) -> 
     """Partition every molecule of ``topology`` into beads (see module docstring)."""
     n = topology.n_atoms
     bonds = topology.bonds
+    rows, cols = np.r_[bonds[:, 0], bonds[:, 1]], np.r_[bonds[:, 1], bonds[:, 0]]
     adjacency = scipy.sparse.coo_matrix(
-        (np.ones(2 * len(bonds)), (np.r_[bonds[:, 0], bonds[:, 1]], np.r_[bonds[:, 1], bonds[:, 0]])),
-        shape=(n, n),
+        (np.ones(2 * len(bonds)), (rows, cols)), shape=(n, n)
     ).tocsr()
     adjacency.data[:] = 1.0
     molecule = topology.molecules()

@@ -28,7 +28,9 @@ class EmbeddingGNN(nn.Module):
         mlp_layers: hidden layers of each MLP.
     """
 
-    def __init__(self, n_atom_types: int, n_bond_types: int, dim: int, layers: int, mlp_layers: int):
+    def __init__(
+        self, n_atom_types: int, n_bond_types: int, dim: int, layers: int, mlp_layers: int
+    ):
         super().__init__()
         self.atom_embedding = nn.Embedding(n_atom_types, dim)
         self.bond_embedding = nn.Embedding(max(n_bond_types, 1), dim)

@@ -8,7 +8,7 @@ from torch import nn
 def mlp(
     in_dim: int, hidden_dim: int, out_dim: int, hidden_layers: int, layer_norm: bool = True
 ) -> nn.Sequential:
-    """``in -> [Linear, SiLU] x hidden_layers -> Linear -> out``, optionally LayerNorm at the end."""
+    """``in -> [Linear, SiLU] x hidden_layers -> Linear -> out``, optionally LayerNorm last."""
     layers: list[nn.Module] = []
     width = in_dim
     for _ in range(hidden_layers):

@@ -6,6 +6,7 @@ position history, typed CG edges under periodic boundaries, the Rg property head
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -74,15 +75,15 @@ class Simulator(nn.Module):
         )
         self.dynamics, self.score_network = get_variant(model.variant).build(model, history)
         self.property_head = (
-            mlp(self.dynamics.invariant_dim, model.latent_dim, 1, model.mlp_layers, layer_norm=False)
+            mlp(self.dynamics.invariant_dim, model.latent_dim, 1, model.mlp_layers,
+                layer_norm=False)
             if model.property_head
             else None
         )
         self.register_buffer("velocity_scale", torch.tensor(float(velocity_scale)))
         self.register_buffer("acceleration_scale", torch.tensor(float(acceleration_scale)))
         sigmas = torch.logspace(
-            torch.log10(torch.tensor(score.sigma_begin)), torch.log10(torch.tensor(score.sigma_end)),
-            score.n_levels,
+            math.log10(score.sigma_begin), math.log10(score.sigma_end), score.n_levels
         )
         self.register_buffer("sigmas", sigmas)
 
@@ -98,7 +99,9 @@ class Simulator(nn.Module):
             pos, batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
             batch[keys.CG_BOND_INDEX], self.radius,
         )
-        return GraphInputs(bead_features, edge_index, edge_vec / self.radius, edge_type, batch.batch)
+        return GraphInputs(
+            bead_features, edge_index, edge_vec / self.radius, edge_type, batch.batch
+        )
 
     def predict(
         self, batch: Batch, pos_history: torch.Tensor, bead_features: torch.Tensor | None = None

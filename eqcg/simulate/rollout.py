@@ -112,7 +112,8 @@ def rollout(
     features = simulator.embed(batch)
     refine = refinement is not None and refinement.enabled
     if refine:
-        sigmas = simulator.sigmas if refinement.levels is None else simulator.sigmas[-refinement.levels:]
+        levels = refinement.levels or len(simulator.sigmas)
+        sigmas = simulator.sigmas[-levels:]
     first_bad = torch.full((n_graphs,), -1, dtype=torch.long, device=history.device)
     saved, saved_steps = [history[:, -1].clone()], [0]
     started = time.perf_counter()
@@ -129,12 +130,8 @@ def rollout(
                 acceleration = accel.sample(noise(accel.mean))
             next_pos = euler_step(history, acceleration)
             if refine:
-                next_pos = annealed_langevin(
-                    lambda x, sigma: simulator.score(
-                        batch, x, last, sigma.expand(x.shape[0]), features, prediction.latent
-                    ),
-                    next_pos, sigmas, refinement.steps_per_level, refinement.step_size, noise,
-                )
+                next_pos = _refine(simulator, batch, next_pos, last, features, prediction.latent,
+                                   sigmas, refinement, noise)
             bead_ok = torch.isfinite(next_pos).all(-1) & ((next_pos - last).norm(dim=-1) < limit)
             graph_bad = scatter((~bead_ok).to(torch.long), graph_of_bead, dim=0,
                                 dim_size=n_graphs, reduce="max").bool()
@@ -151,6 +148,20 @@ def rollout(
     finally:
         bar.close()
     return _result(saved, saved_steps, started)
+
+
+def _refine(
+    simulator: Simulator, batch: Batch, next_pos: torch.Tensor, last: torch.Tensor,
+    features: torch.Tensor, latent: torch.Tensor, sigmas: torch.Tensor,
+    refinement: Refinement, noise: NoiseFunction,
+) -> torch.Tensor:
+    """Annealed Langevin refinement of ``next_pos`` with the simulator's score network."""
+
+    def score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return simulator.score(batch, x, last, sigma.expand(x.shape[0]), features, latent)
+
+    return annealed_langevin(score, next_pos, sigmas, refinement.steps_per_level,
+                             refinement.step_size, noise)
 
 
 def _result(saved: list[torch.Tensor], steps: list[int], started: float) -> RolloutResult:

@@ -20,7 +20,6 @@ from eqcg.data.store import ROLLOUT_FILE, write_dataset
 from eqcg.data.trajectory import SystemTrajectory, Topology
 
 
-
 def bead_trajectory(
     system: CGSystem,
     positions: np.ndarray,

@@ -154,7 +154,9 @@ class _MetricsLog:
             writer.writerows(kept)
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
 
-    def write(self, step: int, split: str, values: dict[str, float], lr: float, seconds: float) -> None:
+    def write(
+        self, step: int, split: str, values: dict[str, float], lr: float, seconds: float
+    ) -> None:
         row = {"step": step, "split": split, "lr": lr, "seconds": round(seconds, 3)}
         row.update({k: values[k] for k in _CSV_FIELDS if k in values})
         with open(self.csv_path, "a", newline="") as f:
@@ -213,7 +215,8 @@ def train(
 
 def _train(
     config: Config, data: Path, run_dir: Path, max_steps: int | None, stop_after: int | None,
-    resume: bool, ctx: DistributedContext, dtype: torch.dtype, show_progress: bool, command: Sequence[str],
+    resume: bool, ctx: DistributedContext, dtype: torch.dtype, show_progress: bool,
+    command: Sequence[str],
 ) -> TrainResult:
     if max_steps is not None:
         config.train.max_steps = max_steps
@@ -293,7 +296,8 @@ def _train(
             indices = step_windows(step, len(windows), config.train.batch_size * ctx.world, seed,
                                    ctx.rank, ctx.world)
             batch = _batch(windows, indices, device)
-            terms = module(batch, _step_generator(seed, _TRAIN_STREAM, step, ctx.rank, device), config)
+            generator = _step_generator(seed, _TRAIN_STREAM, step, ctx.rank, device)
+            terms = module(batch, generator, config)
             loss = terms["total"]
             if not torch.isfinite(loss):
                 raise DataError(
