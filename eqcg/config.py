@@ -47,8 +47,9 @@ class ModelConfig:
     score_message_passing_steps: int = 2  # processor steps of the score GNN
     mlp_layers: int = 2  # hidden layers of every MLP (paper: 2)
     vector_channels: int = 16  # equivariant only: number of 1o (vector) channels per bead
-    lmax: int = 2  # equivariant only: max degree of edge spherical harmonics
+    lmax: int = 1  # equivariant only: max degree of edge harmonics (1 meets the speed target)
     radial_basis: int = 8  # equivariant only: Bessel radial basis functions per edge
+    avg_neighbors: float = 10.0  # equivariant only: neighbour sums are divided by this (NequIP)
     covariance: str = "diagonal"  # acceleration spread: diagonal (baseline) / isotropic / full
     min_std: float = 0.05  # floor of the predicted acceleration std (normalised units)
     property_head: bool = False  # predict a radius-of-gyration residual (polymer chains)
@@ -105,7 +106,8 @@ _CHOICES = {
 _POSITIVE = {
     "data.history", "data.dilation", "data.stride", "data.cg_level", "model.radius",
     "model.embed_dim", "model.latent_dim", "model.message_passing_steps", "model.mlp_layers",
-    "model.vector_channels", "model.radial_basis", "model.min_std", "score.sigma_begin",
+    "model.vector_channels", "model.radial_basis", "model.avg_neighbors", "model.min_std",
+    "score.sigma_begin",
     "score.sigma_end", "score.n_levels", "score.step_size", "train.batch_size",
     "train.max_steps", "train.lr", "train.lr_decay", "train.grad_clip", "train.val_every",
     "train.val_windows",
