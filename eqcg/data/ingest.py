@@ -25,6 +25,7 @@ from eqcg.data.mdtraj_reader import read_mdtraj
 from eqcg.data.store import write_dataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import DataError
+from eqcg.run_info import write_run_info
 
 PathLike = str | os.PathLike
 
@@ -160,7 +161,11 @@ def ingest(
     options = _Options(name or top.stem, units, timestep, frame_interval)
     system = FORMATS[fmt].read(top, paths, options)
     files = ", ".join(str(p) for p in [top, *paths])
-    return write_dataset(out, [system], source=f"eqcg ingest ({fmt}): {files}")
+    path = write_dataset(out, [system], source=f"eqcg ingest ({fmt}): {files}")
+    write_run_info(path.parent, None, None, [], extra={
+        "format": fmt, "files": [str(p) for p in [top, *paths]], "units": system.units,
+    })
+    return path
 
 
 def detect_format(topology: Path, trajectories: list[Path]) -> str:

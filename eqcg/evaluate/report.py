@@ -46,6 +46,7 @@ from eqcg.evaluate.properties import (
 from eqcg.metrics.agreement import agreement
 from eqcg.metrics.dynamics import diffusivity_unit
 from eqcg.metrics.stability import COLLISION_THRESHOLDS, collision_report
+from eqcg.run_info import write_run_info
 from eqcg.systems.generate import LAMMPS_DIR
 from eqcg.systems.lammps import lammps_finished, lammps_wall_seconds
 from eqcg.units import unit_system
@@ -420,6 +421,8 @@ def evaluate(
         "aggregate": _aggregate(results, out, units, draw_plots),
     })
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    write_run_info(out, None, None, [], extra={"rollout": str(rollout_file),
+                                               "reference": reference_path})
     (out / REPORT_FILE).write_text(_report_markdown(metrics))
     return metrics
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from eqcg.data.store import write_dataset
 from eqcg.data.trajectory import SystemTrajectory
+from eqcg.run_info import write_run_info
 from eqcg.systems.lammps import lammps_finished, run_lammps
 
 LAMMPS_DIR = "lammps"
@@ -88,4 +89,7 @@ def run_specs(
             overall.update()
     overall.close()
     systems = [spec.read_output(workdirs[spec.name]) for spec in specs]
-    return write_dataset(out, systems, source=source)
+    path = write_dataset(out, systems, source=source)
+    write_run_info(out, None, None, [], extra={"source": source,
+                                               "systems": [spec.name for spec in specs]})
+    return path
