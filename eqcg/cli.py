@@ -89,6 +89,7 @@ def _cmd_rollout(args: argparse.Namespace) -> None:
         steps_per_level=args.langevin_steps or score.langevin_steps,
         step_size=args.step_size or score.step_size,
         levels=args.levels,
+        schedule=args.schedule or score.step_schedule,
     )
     out = run_rollout(
         args.run, args.data, args.out, args.steps, systems=args.systems,
@@ -190,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--langevin-steps", type=int, default=None)
     p.add_argument("--step-size", type=float, default=None)
     p.add_argument("--levels", type=int, default=None, help="use only the N smallest sigmas")
+    p.add_argument("--schedule", default=None, choices=["ncsn", "constant"],
+                   help="Langevin step-size schedule (default: the run's score.step_schedule)")
     p.add_argument("--save-every", type=int, default=1)
     p.add_argument("--start-frame", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)

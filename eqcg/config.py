@@ -63,7 +63,8 @@ class ScoreConfig:
     sigma_end: float = 0.01  # smallest noise level (paper: 0.01)
     n_levels: int = 10  # geometric levels from sigma_begin to sigma_end (paper: 20)
     langevin_steps: int = 5  # Langevin steps per level at refinement (paper: 10)
-    step_size: float = 5e-5  # Langevin step size eps, the same at every level (paper: 5e-5)
+    step_size: float = 5e-5  # Langevin step size eps at the smallest level (paper: 5e-5)
+    step_schedule: str = "ncsn"  # ncsn: eps (sigma_i/sigma_min)^2 per level / constant: eps
     refine: bool = True  # refine rollout steps with the score network
 
 
@@ -102,6 +103,7 @@ class Config:
 
 _CHOICES = {
     "model.covariance": ("diagonal", "isotropic", "full"),
+    "score.step_schedule": ("ncsn", "constant"),
 }
 _POSITIVE = {
     "data.history", "data.dilation", "data.stride", "data.cg_level", "model.radius",

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 from scipy.stats import multivariate_normal
 
@@ -80,19 +81,41 @@ def test_score_matching_loss_matches_sigma_weighted_closed_form():
     assert math.isclose(float(loss), expected, rel_tol=1e-12)
 
 
-def test_langevin_with_exact_gaussian_score_samples_that_gaussian():
+@pytest.mark.parametrize(
+    "schedule,sigmas,steps,step_size",
+    [("constant", [1.0, 0.3, 0.1, 0.03, 0.01], 150, 0.02),
+     ("ncsn", [1.0, 0.5, 0.2, 0.1], 300, 1e-3)],
+)
+def test_langevin_with_exact_gaussian_score_samples_that_gaussian(
+    schedule, sigmas, steps, step_size
+):
     mu, s = torch.tensor([1.0, -2.0, 0.5], dtype=D), 0.7
-    sigmas = torch.tensor([1.0, 0.3, 0.1, 0.03, 0.01], dtype=D)
+    sigmas = torch.tensor(sigmas, dtype=D)
 
     def score(x, sigma):  # exact score of N(mu, s^2) convolved with N(0, sigma^2)
         return -(x - mu) / (s**2 + sigma**2)
 
     start = torch.full((4000, 3), 6.0, dtype=D)
-    out = annealed_langevin(score, start, sigmas, 150, 0.02,
-                           gaussian_noise(torch.Generator().manual_seed(0)))
+    out = annealed_langevin(score, start, sigmas, steps, step_size,
+                            gaussian_noise(torch.Generator().manual_seed(0)), schedule)
     torch.testing.assert_close(out.mean(0), mu, atol=0.05, rtol=0)
     torch.testing.assert_close(out.std(0), torch.full((3,), s, dtype=D), atol=0.05, rtol=0)
     # without the score the same noise would only diffuse away from the start
-    drift_free = annealed_langevin(lambda x, _: torch.zeros_like(x), start, sigmas, 150, 0.02,
-                                   gaussian_noise(torch.Generator().manual_seed(0)))
+    drift_free = annealed_langevin(lambda x, _: torch.zeros_like(x), start, sigmas, steps,
+                                   step_size, gaussian_noise(torch.Generator().manual_seed(0)),
+                                   schedule)
     assert float((drift_free.mean(0) - mu).abs().min()) > 3.0
+
+
+def test_ncsn_schedule_scales_steps_with_sigma_squared():
+    sigmas = torch.tensor([1.0, 0.1], dtype=D)
+    moves = []
+    annealed_langevin(lambda x, sigma: moves.append(float(sigma)) or torch.ones_like(x),
+                      torch.zeros(1, 3, dtype=D), sigmas, 1, 1e-3, lambda x: torch.zeros_like(x))
+    x = annealed_langevin(lambda x, _: torch.ones_like(x), torch.zeros(1, 3, dtype=D), sigmas, 1,
+                          1e-3, lambda x: torch.zeros_like(x), "ncsn")
+    assert moves == [1.0, 0.1]
+    torch.testing.assert_close(x, torch.full((1, 3), 1e-3 * 100 + 1e-3, dtype=D))
+    x = annealed_langevin(lambda x, _: torch.ones_like(x), torch.zeros(1, 3, dtype=D), sigmas, 1,
+                          1e-3, lambda x: torch.zeros_like(x), "constant")
+    torch.testing.assert_close(x, torch.full((1, 3), 2e-3, dtype=D))

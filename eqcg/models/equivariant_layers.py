@@ -377,6 +377,8 @@ class SymmetricMatrixHead(nn.Module):
             f"{2 * n_pairs}x1o"
         )
         self.linear = o3.Linear(irreps_in, irreps_out)
+        with torch.no_grad():  # start near S = 0 (unit covariance); not at 0: a b^T would
+            self.linear.weight.mul_(0.1)  # have no gradient there
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """``(n, 3, 3)`` from ``h (n, irreps_in.dim)``."""

@@ -1,20 +1,27 @@
 """Annealed Langevin dynamics: the refinement step of every rollout.
 
-For each noise level ``sigma`` (largest first) a few steps of
-``x <- x + eps * score(x, sigma) + sqrt(2 eps) z`` are taken with a fixed step size ``eps``,
-as in the reference implementation of Fu et al. (the score is the network output divided by
-sigma). Small levels do the work: they pull colliding beads apart.
+For each noise level ``sigma_i`` (largest first) a few steps of
+``x <- x + a_i * score(x, sigma_i) + sqrt(2 a_i) z`` are taken. Two step-size schedules:
+
+* ``ncsn`` (default): ``a_i = eps * (sigma_i / sigma_min)²``, the annealed Langevin dynamics of
+  Song & Ermon (2019), so that every level moves samples on its own length scale;
+* ``constant``: ``a_i = eps`` at every level, as in the reference implementation of Fu et al.;
+  then only the smallest levels move anything.
+
+On the polymer `small` data (equivariant model, 50 steps, 6 test chains) the first bead
+collision came at steps [20, 1, 2, 2, 3, 1] with ``constant`` and [none, 5, 5, none, 36, 3]
+with ``ncsn``, at the same ``eps = 5e-5`` (none without refinement: [12, 1, 2, 4, 5, 2]).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 
 ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFunction = Callable[[torch.Tensor], torch.Tensor]
+SCHEDULES = ("ncsn", "constant")
 
 
 def gaussian_noise(generator: torch.Generator | None = None) -> NoiseFunction:
@@ -30,6 +37,7 @@ def annealed_langevin(
     steps_per_level: int,
     step_size: float,
     noise: NoiseFunction,
+    schedule: str = "ncsn",
 ) -> torch.Tensor:
     """Refine ``x (n, 3)`` with annealed Langevin dynamics.
 
@@ -38,13 +46,20 @@ def annealed_langevin(
         x: ``(n, 3)`` starting positions.
         sigmas: ``(n_levels,)`` noise levels, largest first (length units).
         steps_per_level: Langevin steps per level.
-        step_size: ``eps`` (length² units).
+        step_size: ``eps`` (length² units), the step at the smallest level.
         noise: source of the Langevin noise (e.g. :func:`gaussian_noise`).
+        schedule: ``ncsn`` or ``constant`` (see the module docstring).
 
     Returns the refined ``(n, 3)`` positions.
     """
-    noise_scale = math.sqrt(2.0 * step_size)
-    for sigma in sigmas:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown Langevin schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
+    if schedule == "ncsn":  # tensors on the sigmas' device: no host round trip per level
+        steps = step_size * (sigmas / sigmas[-1]) ** 2
+    else:
+        steps = torch.full_like(sigmas, step_size)
+    for sigma, step in zip(sigmas, steps):
+        noise_scale = torch.sqrt(2.0 * step)
         for _ in range(steps_per_level):
-            x = x + step_size * score(x, sigma) + noise_scale * noise(x)
+            x = x + step * score(x, sigma) + noise_scale * noise(x)
     return x

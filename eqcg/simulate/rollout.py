@@ -34,16 +34,20 @@ class Refinement:
         steps_per_level: Langevin steps per noise level.
         step_size: Langevin step size (length²).
         levels: use only the ``levels`` smallest noise levels (``None``: all of them).
+        schedule: Langevin step-size schedule, ``ncsn`` or ``constant``
+            (:mod:`eqcg.simulate.langevin`).
     """
 
     enabled: bool = True
     steps_per_level: int = 5
     step_size: float = 5e-5
     levels: int | None = None
+    schedule: str = "ncsn"
 
     @classmethod
     def from_config(cls, score: ScoreConfig) -> Refinement:
-        return cls(score.refine, score.langevin_steps, score.step_size)
+        return cls(score.refine, score.langevin_steps, score.step_size,
+                   schedule=score.step_schedule)
 
 
 @dataclass
@@ -161,7 +165,7 @@ def _refine(
         return simulator.score(batch, x, last, sigma.expand(x.shape[0]), features, latent)
 
     return annealed_langevin(score, next_pos, sigmas, refinement.steps_per_level,
-                             refinement.step_size, noise)
+                             refinement.step_size, noise, refinement.schedule)
 
 
 def _result(saved: list[torch.Tensor], steps: list[int], started: float) -> RolloutResult:
