@@ -11,6 +11,7 @@ resumes where it stopped. The dataset file is written once, atomically, at the e
 from __future__ import annotations
 
 import os
+import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -66,22 +67,32 @@ def run_specs(
     jobs = jobs or max(1, (os.cpu_count() or 1) // threads_per_job)
     workdirs = {spec.name: out / LAMMPS_DIR / spec.name for spec in specs}
 
+    free_lines: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for line in range(1, jobs + 1):  # one progress-bar line per running job, below the total
+        free_lines.put(line)
+
     def simulate(spec: SystemSpec) -> None:
         workdir = workdirs[spec.name]
         if lammps_finished(workdir):
             return
         workdir.mkdir(parents=True, exist_ok=True)
         job = spec.write_inputs(workdir)
-        run_lammps(
-            job.input_file,
-            workdir,
-            total_steps=job.total_steps,
-            description=spec.name,
-            threads=threads_per_job,
-            show_progress=show_progress and jobs == 1,
-        )
+        line = free_lines.get()
+        try:
+            run_lammps(
+                job.input_file,
+                workdir,
+                total_steps=job.total_steps,
+                description=spec.name,
+                threads=threads_per_job,
+                show_progress=show_progress,
+                position=line,
+            )
+        finally:
+            free_lines.put(line)
 
-    overall = tqdm(total=len(specs), desc="systems", unit="system", disable=not show_progress)
+    overall = tqdm(total=len(specs), desc="systems", unit="system", disable=not show_progress,
+                   position=0)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(simulate, spec) for spec in specs]
         for future in as_completed(futures):

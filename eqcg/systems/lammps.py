@@ -43,6 +43,7 @@ def run_lammps(
     threads: int = 1,
     launcher: Sequence[str] = (),
     show_progress: bool = True,
+    position: int | None = None,
 ) -> Path:
     """Run ``input_file`` with LAMMPS in ``workdir``, showing a progress bar over MD steps.
 
@@ -54,6 +55,7 @@ def run_lammps(
         threads: OpenMP threads (``-sf omp -pk omp N`` when > 1).
         launcher: an MPI launcher prefix, e.g. ``("mpirun", "-np", "4")``.
         show_progress: draw the progress bar.
+        position: terminal line of the bar (for several runs at once).
 
     Returns the path of the LAMMPS log. Raises :class:`SimulationError` with LAMMPS' error
     line and the log path when LAMMPS fails.
@@ -66,7 +68,7 @@ def run_lammps(
     errors: list[str] = []
     last_lines: list[str] = []
     bar = tqdm(total=total_steps, desc=description, unit="step", disable=not show_progress,
-               leave=False, dynamic_ncols=True)
+               leave=False, dynamic_ncols=True, position=position)
     done_steps = 0
     run_offset = 0
     last_step = None
