@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time as _time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import h5py
@@ -48,23 +48,14 @@ def dataset_file(path: str | os.PathLike) -> Path:
 
 
 def write_dataset(
-    path: str | os.PathLike, systems: Sequence[SystemTrajectory], source: str = ""
+    path: str | os.PathLike, systems: Iterable[SystemTrajectory], source: str = ""
 ) -> Path:
     """Validate ``systems`` and write them atomically as a dataset at ``path`` (a directory).
 
-    All systems must share one unit system. Returns the path of the written HDF5 file.
+    ``systems`` may be a lazy iterable: each system is validated and written before the next
+    one is read, so a dataset larger than memory can be written. All systems must share one
+    unit system. Returns the path of the written HDF5 file; on any error nothing is left.
     """
-    if not systems:
-        raise DataError(f"{path}: refusing to write a dataset with no systems")
-    units = {s.units for s in systems}
-    if len(units) != 1:
-        raise DataError(f"{path}: systems mix unit systems {sorted(units)}; use one per dataset")
-    names = [s.name for s in systems]
-    if len(set(names)) != len(names):
-        raise DataError(f"{path}: system names are not unique: {names}")
-    for system in systems:
-        system.validate()
-
     target = dataset_file(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -72,12 +63,22 @@ def write_dataset(
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT_NAME
             f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["units"] = units.pop()
             f.attrs["created"] = _time.strftime("%Y-%m-%dT%H:%M:%S%z")
             f.attrs["source"] = source
             group = f.create_group("systems")
             for system in systems:
+                if system.name in group:
+                    raise DataError(f"{path}: system name {system.name!r} appears twice")
+                units = f.attrs.setdefault("units", system.units)
+                if system.units != units:
+                    raise DataError(
+                        f"{path}: system {system.name!r} is in {system.units!r} units, the "
+                        f"systems before it in {units!r}; use one unit system per dataset"
+                    )
+                system.validate()
                 _write_system(group.create_group(system.name), system)
+            if not len(group):
+                raise DataError(f"{path}: refusing to write a dataset with no systems")
             f.flush()
             os.fsync(f.id.get_vfd_handle())
         os.replace(tmp, target)

@@ -99,7 +99,7 @@ def run_specs(
             future.result()
             overall.update()
     overall.close()
-    systems = [spec.read_output(workdirs[spec.name]) for spec in specs]
+    systems = (spec.read_output(workdirs[spec.name]) for spec in specs)  # one at a time
     path = write_dataset(out, systems, source=source)
     write_run_info(out, None, None, [], extra={"source": source,
                                                "systems": [spec.name for spec in specs]})
