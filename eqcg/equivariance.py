@@ -142,7 +142,9 @@ def measure_equivariance(
     noise = torch.randn(n, 3, generator=generator, dtype=dtype).to(batch[keys.POS_HISTORY].device)
     sigma = simulator.sigmas[torch.randint(len(simulator.sigmas), (n,), generator=generator)
                              .to(simulator.sigmas.device)]
-    refinement = Refinement(enabled=True, steps_per_level=2, step_size=1e-3, levels=2)
+    # small constant Langevin steps: an untrained score network must not blow the rollout up
+    refinement = Refinement(enabled=True, steps_per_level=2, step_size=1e-4, levels=2,
+                            schedule="constant")
     reference = _outputs(simulator, batch, noise, sigma)
     reference_rollout = _rollout(simulator, batch, rollout_steps, seed, None, refinement)
     cube = cube_symmetries()
