@@ -1,0 +1,172 @@
+"""Helpers shared by the benchmark scripts: devices, interleaved timing, tables, result files.
+
+Run the scripts from the repository root (``python benchmarks/step_cost.py``); they import this
+module as ``common`` because Python puts the script's directory on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch_geometric.data import Batch
+
+from eqcg.config import Config, ScoreConfig
+from eqcg.data.graph import TypeVocabulary
+from eqcg.models.simulator import Simulator
+from eqcg.simulate.langevin import gaussian_noise
+from eqcg.simulate.rollout import Refinement, rollout
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+VARIANTS = ("baseline", "equivariant")
+# Untrained models time like trained ones but move beads wildly: an untrained full covariance
+# can have a std of ~100 acceleration scales, and an untrained score network's Langevin updates
+# can reach an Å each, so a rollout step would blow up or scatter the beads. These two knobs keep
+# a step's displacements far below an Å, as a trained model's are, so that neighbour lists and
+# refinement see a realistic configuration; the work done per step does not depend on them.
+UNTRAINED_ACCELERATION_SCALE = 1e-3  # length per learned step
+UNTRAINED_LANGEVIN_STEP_SIZE = 1e-12  # length², at the smallest level (schedules scale it up)
+
+
+def untrained_simulator(config: Config, vocabulary: TypeVocabulary) -> Simulator:
+    """A freshly initialised simulator of ``config`` for timing (weights do not change cost)."""
+    return Simulator(config.model, config.score, vocabulary, config.data.history,
+                     acceleration_scale=UNTRAINED_ACCELERATION_SCALE)
+
+
+def untrained_refinement(score: ScoreConfig) -> Refinement:
+    """The configured refinement (levels, steps per level) with a timing-neutral step size."""
+    return dataclasses.replace(Refinement.from_config(score),
+                               step_size=UNTRAINED_LANGEVIN_STEP_SIZE)
+
+
+def rollout_step_measure(
+    simulator: Simulator, batch: Batch, refinement: Refinement | None,
+    generator: torch.Generator,
+) -> Callable[[], float]:
+    """``() -> seconds`` of one :func:`~eqcg.simulate.rollout.rollout` step of ``simulator``,
+    always from ``batch``'s history (the stepping loop's own wall time, embedding excluded)."""
+
+    def measure() -> float:
+        return rollout(simulator, batch, 1, refinement=refinement,
+                       noise=gaussian_noise(generator), show_progress=False).wall_seconds
+
+    return measure
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, ``cpu`` otherwise."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (CUDA when present) and ``--threads`` (CPU threads of torch, default 1).
+
+    One thread by default: on a small machine shared with other jobs, OpenMP threads that wait
+    for each other at every operator turn the many small operators of these models into
+    scheduler waits (a 0.02 ms operator measured 76 ms with 2 threads on a loaded 2-core box).
+    """
+    parser.add_argument("--device", default=default_device(), help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1; see benchmarks/common.py)")
+
+
+def setup_device(args: argparse.Namespace) -> torch.device:
+    """Apply ``--threads`` and return the ``--device``."""
+    torch.set_num_threads(args.threads)
+    return torch.device(args.device)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels on ``device`` (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> Callable[[], float]:
+    """A function that runs ``fn`` once and returns its wall time in seconds (device-synced)."""
+
+    def run() -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        return time.perf_counter() - start
+
+    return run
+
+
+def interleaved_times(
+    measures: dict[str, Callable[[], float]], repeats: int, warmup: int
+) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` runs of every measure, taken in turns so that noise hits all alike.
+
+    Each measure returns the seconds of one run. ``warmup`` rounds run first and are dropped.
+    """
+    times: dict[str, list[float]] = {name: [] for name in measures}
+    for round_index in range(warmup + repeats):
+        for name, measure in measures.items():
+            seconds = measure()
+            if round_index >= warmup:
+                times[name].append(seconds)
+    return times
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of ``values``."""
+    return float(statistics.median(values))
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Number of trainable scalars of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with right-aligned columns; floats keep 4 significant digits."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(str(h).rjust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Torch version, threads and device name, recorded with every result."""
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    }
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON at ``path`` (creating its directory); returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

@@ -1,0 +1,241 @@
+"""Simulated time per wall-clock time: the learned simulators against LAMMPS, same system.
+
+    python benchmarks/learned_vs_lammps.py                   # electrolyte `tiny`, one system
+    python benchmarks/learned_vs_lammps.py --data data/electrolyte --system NAME --copies 50
+
+Without ``--data`` one system of the electrolyte ``tiny`` preset is generated with LAMMPS
+(about a minute) into ``benchmarks/results/data/``. LAMMPS' speed is read from its log
+(``DATA/lammps/<system>/log.lammps``): the ``Performance:`` line of the last run, which is the
+NVT production, and, as a lower bound, the production's simulated time over the wall time of
+the whole LAMMPS job (minimisation, compression and NPT included).
+
+The learned simulators roll the same CG system out from its first recorded frames. One learned
+step stands for ``--dilation`` recorded frames of ``--frame-interval`` each (default: the
+paper's 100 frames of 2 ps = 0.2 ns), so speed = ``dilation * frame_interval`` per wall-clock
+second of one step. The wall time of a step does not depend on which frames fill the history
+(the history is taken one recorded frame apart, since short trajectories have too few frames
+for the real dilation) nor on the weights: the models are untrained (see
+``common.UNTRAINED_ACCELERATION_SCALE`` for the two settings that keep them from blowing up
+without changing the work done). Steps are timed with and
+without the configured annealed Langevin refinement, alternating between the variants, each
+from the same starting state; the table reports medians. ``--copies N`` batches N copies of
+the system into one graph, as a rollout of many systems does, and reports the total simulated
+time of all copies.
+
+LAMMPS ran single-threaded; torch gets ``--threads`` (default 1) CPU threads.
+Writes ``benchmarks/results/learned_vs_lammps.{json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from common import (
+    RESULTS_DIR,
+    VARIANTS,
+    add_device_arguments,
+    count_parameters,
+    environment,
+    format_table,
+    interleaved_times,
+    median,
+    pyplot,
+    rollout_step_measure,
+    setup_device,
+    untrained_refinement,
+    untrained_simulator,
+    write_json,
+)
+from torch_geometric.data import Batch
+
+from eqcg.cg.mapping import CGSettings
+from eqcg.config import load_config
+from eqcg.data.graph import TypeVocabulary, prepare_systems
+from eqcg.data.store import load_dataset
+from eqcg.data.windows import history_frames
+from eqcg.systems.electrolyte import generate_electrolyte
+from eqcg.systems.generate import LAMMPS_DIR
+from eqcg.systems.lammps import LOG_FILE, lammps_wall_seconds
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = RESULTS_DIR / "data" / "electrolyte-tiny-n1"
+SECONDS_PER_DAY = 86400.0
+# Per-day units LAMMPS prints, and how many of the dataset's time unit each holds.
+DAY_UNITS = {"real": ("ns/day", 1000.0), "lj": ("tau/day", 1.0)}
+_LOOP = re.compile(r"Loop time of (\S+) on (\d+) procs for (\d+) steps with (\d+) atoms")
+_PERFORMANCE = re.compile(r"Performance: (\S+) (ns|tau)/day")
+
+
+@dataclass
+class LammpsRun:
+    """One ``run`` of a LAMMPS log: wall seconds, processes, MD steps, atoms, speed per day."""
+
+    loop_seconds: float
+    procs: int
+    steps: int
+    atoms: int
+    per_day: float
+    unit: str
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path,
+                        help="dataset directory holding lammps/<system>/log.lammps "
+                             "(default: generate the electrolyte tiny preset)")
+    parser.add_argument("--system", help="system of --data (default: the first)")
+    parser.add_argument("--baseline-config", type=Path,
+                        default=REPO / "configs/paper/electrolyte_baseline.yaml")
+    parser.add_argument("--equivariant-config", type=Path,
+                        default=REPO / "configs/paper/electrolyte_equivariant.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="config override applied to both variants")
+    parser.add_argument("--dilation", type=int, default=100,
+                        help="recorded frames per learned step (paper: 100)")
+    parser.add_argument("--frame-interval", type=float, default=2.0,
+                        help="time between recorded frames in the dataset's time unit "
+                             "(paper: 2 ps)")
+    parser.add_argument("--copies", type=int, default=1, help="copies of the system batched")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per setting")
+    parser.add_argument("--warmup", type=int, default=1)
+    add_device_arguments(parser)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "learned_vs_lammps.json")
+    return parser.parse_args()
+
+
+def lammps_runs(log: Path) -> list[LammpsRun]:
+    """Every ``run`` of a LAMMPS log that printed a ``Performance:`` line, in order."""
+    runs, loop = [], None
+    for line in log.read_text().splitlines():
+        if match := _LOOP.match(line):
+            loop = match
+        elif (match := _PERFORMANCE.match(line)) and loop is not None:
+            seconds, procs, steps, atoms = loop.groups()
+            runs.append(LammpsRun(float(seconds), int(procs), int(steps), int(atoms),
+                                  float(match.group(1)), f"{match.group(2)}/day"))
+            loop = None
+    if not runs:
+        raise SystemExit(f"{log}: no 'Performance:' line; did LAMMPS finish?")
+    return runs
+
+
+def plot(rates: dict[str, float], unit: str, path: Path) -> None:
+    """Horizontal bars of simulated time per day, log scale."""
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(8, 0.5 * len(rates) + 1.2))
+    labels = list(rates)
+    ax.barh(labels, [rates[k] for k in labels],
+            color=["grey" if k.startswith("LAMMPS") else "tab:blue" for k in labels])
+    ax.set_xscale("log")
+    ax.set_xlabel(unit)
+    ax.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    args = parse_args()
+    device = setup_device(args)
+    data = args.data
+    if data is None:
+        generate_electrolyte(DEFAULT_DATA, "tiny", seed=0, n_systems=1, show_progress=False)
+        data = DEFAULT_DATA
+    dataset = load_dataset(data)
+    name = args.system or dataset.names[0]
+    trajectory = dataset[name]
+    unit, per_unit = DAY_UNITS[dataset.units]
+    workdir = dataset.path.parent / LAMMPS_DIR / name
+    production = lammps_runs(workdir / LOG_FILE)[-1]
+    if production.unit != unit:
+        raise SystemExit(f"LAMMPS reports {production.unit} but the dataset is in "
+                         f"{dataset.units} units")
+    produced = float(trajectory.time[-1] - trajectory.time[0])
+    job_seconds = lammps_wall_seconds(workdir)
+    whole_job = produced / per_unit / job_seconds * SECONDS_PER_DAY
+
+    configs = {
+        "baseline": load_config(args.baseline_config, args.overrides),
+        "equivariant": load_config(args.equivariant_config, args.overrides),
+    }
+    data_config = configs["baseline"].data
+    settings = CGSettings(data_config.cg_level, data_config.whole_molecule_max_atoms,
+                          data_config.cg_seed)
+    vocabulary = TypeVocabulary.from_systems([trajectory])
+    system = prepare_systems(dataset, settings, vocabulary, [name])[0]
+    step_time = args.dilation * args.frame_interval
+    time_unit = "ps" if dataset.units == "real" else "tau"
+
+    measures, row_labels, params, refinements = {}, {}, {}, {}
+    generator = torch.Generator(device=device).manual_seed(0)
+    for variant in VARIANTS:
+        config = configs[variant]
+        simulator = untrained_simulator(config, vocabulary).to(device=device,
+                                                               dtype=torch.float32).eval()
+        params[variant] = count_parameters(simulator)
+        graph = system.graph(history_frames(0, config.data.history, 1))
+        batch = Batch.from_data_list([graph] * args.copies).to(device)
+        refined = untrained_refinement(config.score)
+        refinements[variant] = f"{config.score.n_levels}x{refined.steps_per_level}"
+        for label, refinement in (("no refinement", None), (refinements[variant], refined)):
+            key = f"{variant} / {label}"
+            row_labels[key] = (variant, label)
+            measures[key] = rollout_step_measure(simulator, batch, refinement, generator)
+    times = interleaved_times(measures, args.repeats, args.warmup)
+
+    def speed(seconds_per_step: float) -> float:
+        return args.copies * step_time / per_unit / seconds_per_step * SECONDS_PER_DAY
+
+    print(f"system {name}: {trajectory.n_atoms} atoms -> {system.n_beads} CG beads "
+          f"(x{args.copies} copies), {dataset.units} units")
+    print(f"LAMMPS production: {production.steps} MD steps on {production.procs} proc(s) in "
+          f"{production.loop_seconds:.1f} s; whole LAMMPS job {job_seconds:.0f} s "
+          f"for {produced:g} {time_unit} of production")
+    print(f"learned step = {args.dilation} frames x {args.frame_interval:g} {time_unit} = "
+          f"{step_time:g} {time_unit}; device {device}, {torch.get_num_threads()} thread(s); "
+          f"parameters baseline {params['baseline']:,}, equivariant {params['equivariant']:,}")
+    rows = [
+        ["LAMMPS (production Performance line)", "-", "-", production.per_day, "1"],
+        ["LAMMPS (whole job, lower bound)", "-", "-", whole_job,
+         f"{whole_job / production.per_day:.2f}"],
+    ]
+    results = {}
+    for key, runs in times.items():
+        per_step = median(runs)
+        rate = speed(per_step)
+        rows.append([*row_labels[key], per_step, rate, f"{rate / production.per_day:,.0f}"])
+        results[key] = {"seconds_per_step": per_step, unit: rate,
+                        "speedup": rate / production.per_day, "runs_s": runs}
+    print()
+    print(format_table(["simulator", "refinement", "wall s/step", unit, "x LAMMPS"], rows))
+
+    path = write_json(args.out, {
+        "benchmark": "learned_vs_lammps",
+        "environment": environment(device),
+        "data": str(dataset.path),
+        "system": {"name": name, "atoms": trajectory.n_atoms, "beads": system.n_beads,
+                   "copies": args.copies},
+        "lammps": {"production": vars(production), "whole_job_lower_bound": whole_job,
+                   "whole_job_seconds": job_seconds,
+                   f"production_{time_unit}": produced},
+        "learned_step": {"dilation": args.dilation, "frame_interval": args.frame_interval,
+                         time_unit: step_time},
+        "configs": {"baseline": str(args.baseline_config),
+                    "equivariant": str(args.equivariant_config), "overrides": args.overrides},
+        "parameters": params,
+        "refinement": refinements,
+        "unit": unit,
+        "results": results,
+    })
+    rates = {"LAMMPS (production)": production.per_day, "LAMMPS (whole job)": whole_job,
+             **{key: value[unit] for key, value in results.items()}}
+    plot(rates, unit, path.with_suffix(".png"))
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Per-step cost of the equivariant vs the baseline simulator at matched parameter counts.
+
+    python benchmarks/step_cost.py                       # synthetic electrolyte-sized system
+    python benchmarks/step_cost.py --data data/electrolyte --system NAME --repeats 100
+
+The equivariant model is built from its config; the baseline's ``model.latent_dim`` is then
+chosen so that its total parameter count is the closest to the equivariant model's. Both run
+in one process, float32, in inference mode, on the same CG system (by default a synthetic
+periodic box of bonded chains and free ions of electrolyte size and density built from
+``eqcg.testing.random_system``; ``--data`` takes a dataset's system instead). Measurements
+alternate between the variants and the table reports medians:
+
+* dynamics: one :meth:`Simulator.predict` (neighbour list + dynamics network);
+* score: one :meth:`Simulator.score` (neighbour list + score network);
+* rollout step: one step of :func:`eqcg.simulate.rollout.rollout` (predict, sample, Euler
+  step, annealed Langevin refinement of ``score.n_levels x score.langevin_steps`` score calls);
+* training step: forward + backward of :func:`eqcg.train.losses.compute_losses` on a batch of
+  ``train.batch_size`` windows.
+
+Weights are untrained: the cost of a step does not depend on them (see
+``common.UNTRAINED_ACCELERATION_SCALE`` for the two settings that keep untrained models from
+blowing up without changing the work done). ``--profile``
+adds the heaviest functions of each variant's score evaluation (cProfile). Writes
+``benchmarks/results/step_cost.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import pstats
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import (
+    RESULTS_DIR,
+    VARIANTS,
+    add_device_arguments,
+    count_parameters,
+    environment,
+    format_table,
+    interleaved_times,
+    median,
+    rollout_step_measure,
+    setup_device,
+    timed,
+    untrained_refinement,
+    untrained_simulator,
+    write_json,
+)
+from torch_geometric.data import Batch
+
+from eqcg import keys
+from eqcg.cg.mapping import CGSettings
+from eqcg.config import Config, load_config
+from eqcg.data.graph import CGSystem, TypeVocabulary
+from eqcg.data.store import load_dataset
+from eqcg.data.trajectory import SystemTrajectory
+from eqcg.data.windows import WindowDataset, history_frames
+from eqcg.models.simulator import Simulator
+from eqcg.neighbors import cg_edges
+from eqcg.testing import random_system
+from eqcg.train.losses import compute_losses
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 1.0  # the project's goal: equivariant <= 1.0x baseline per rollout step on CPU
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline-config", type=Path,
+                        default=REPO / "configs/electrolyte_baseline.yaml")
+    parser.add_argument("--equivariant-config", type=Path,
+                        default=REPO / "configs/electrolyte_equivariant.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="config override applied to both variants")
+    parser.add_argument("--data", type=Path, help="dataset directory instead of synthetic data")
+    parser.add_argument("--system", help="system of --data (default: the first)")
+    parser.add_argument("--chains", type=int, default=20, help="synthetic: bonded chains")
+    parser.add_argument("--chain-length", type=int, default=84, help="synthetic: atoms per chain")
+    parser.add_argument("--ions", type=int, default=40, help="synthetic: free ions (one bead each)")
+    parser.add_argument("--box", type=float, default=30.0, help="synthetic: cubic box edge (Å)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=50,
+                        help="timed runs of dynamics, score and training step")
+    parser.add_argument("--rollout-repeats", type=int, default=15, help="timed rollout steps")
+    parser.add_argument("--warmup", type=int, default=3)
+    add_device_arguments(parser)
+    parser.add_argument("--profile", action="store_true",
+                        help="print the heaviest functions of each variant's score evaluation")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "step_cost.json")
+    return parser.parse_args()
+
+
+def synthetic_system(
+    n_chains: int, chain_length: int, n_ions: int, box: float, n_frames: int, seed: int
+) -> SystemTrajectory:
+    """``random_system``'s chains and ions, each molecule moved to a random place in a cubic box.
+
+    Bond lengths and the random-walk motion stay as ``random_system`` makes them; only the
+    molecules are spread over a box of edge ``box`` so that the bead density (and with it the
+    number of neighbours within the cut-off) is that of a liquid electrolyte.
+    """
+    base = random_system("synthetic", n_chains, chain_length, n_ions, n_frames, seed=seed)
+    molecule = base.topology.molecules()
+    offsets = np.random.default_rng(seed).uniform(0.0, box, size=(molecule.max() + 1, 3))
+    return dataclasses.replace(
+        base,
+        positions=base.positions + offsets[molecule],
+        box=np.tile(box * np.eye(3), (n_frames, 1, 1)),
+    )
+
+
+def load_configs(args: argparse.Namespace) -> dict[str, Config]:
+    """The two configs, with ``--set`` overrides applied to both."""
+    return {
+        "baseline": load_config(args.baseline_config, args.overrides),
+        "equivariant": load_config(args.equivariant_config, args.overrides),
+    }
+
+
+def match_baseline_width(config: Config, vocabulary: TypeVocabulary, target: int) -> int:
+    """The baseline ``latent_dim`` whose parameter count is closest to ``target``.
+
+    The count grows monotonically with the width, so a bisection finds the crossing.
+    """
+
+    def params(width: int) -> int:
+        model = dataclasses.replace(config.model, latent_dim=width)
+        sized = dataclasses.replace(config, model=model)
+        return count_parameters(untrained_simulator(sized, vocabulary))
+
+    low, high = 1, 2
+    while params(high) < target:
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if params(mid) < target else (low, mid)
+    return min((low, high), key=lambda w: abs(params(w) - target))
+
+
+def system_for(args: argparse.Namespace, n_frames: int) -> SystemTrajectory:
+    """The benchmark system: a dataset's system (``--data``) or the synthetic box."""
+    if args.data is None:
+        return synthetic_system(args.chains, args.chain_length, args.ions, args.box, n_frames,
+                                args.seed)
+    dataset = load_dataset(args.data)
+    return dataset[args.system or dataset.names[0]]
+
+
+def measures_of(
+    simulator: Simulator, config: Config, batch: Batch, train_batch: Batch, device: torch.device
+) -> tuple[dict[str, Callable[[], float]], Callable[[], None]]:
+    """The four timed operations of one variant, each as ``() -> seconds``, and the bare
+    score evaluation (for profiling)."""
+    history = batch[keys.POS_HISTORY]
+    last = history[:, -1]
+    generator = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        features = simulator.embed(batch)
+        latent = simulator.predict(batch, history, features).latent
+    noisy = last + 0.1 * torch.randn(last.shape, generator=generator, device=device)
+    sigma = simulator.sigmas[-1].expand(last.shape[0])
+    refinement = untrained_refinement(config.score)
+
+    @torch.no_grad()
+    def predict() -> None:
+        simulator.predict(batch, history, features)
+
+    @torch.no_grad()
+    def score() -> None:
+        simulator.score(batch, noisy, last, sigma, features, latent)
+
+    def train_step() -> None:
+        simulator.zero_grad(set_to_none=True)
+        terms = compute_losses(
+            simulator, train_batch, noise_begin=config.train.noise_begin,
+            noise_end=config.train.noise_end, score_weight=config.train.score_weight,
+            property_weight=config.train.property_weight, generator=generator,
+        )
+        terms.total.backward()
+
+    measures = {
+        "dynamics": timed(predict, device),
+        "score": timed(score, device),
+        "train_step": timed(train_step, device),
+        "rollout_step": rollout_step_measure(simulator, batch, refinement, generator),
+    }
+    return measures, score
+
+
+def profile_score(name: str, score: Callable[[], None], repeats: int) -> None:
+    """Print the eqcg and e3nn functions with the most cumulative time over ``repeats`` score
+    evaluations (cProfile: names the Python function a hotspot is in)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(repeats):
+        score()
+    profiler.disable()
+    print(f"\n--- {name}: score evaluation, {repeats} calls (cProfile, cumulative) ---")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(r"eqcg/|e3nn/", 15)
+
+
+def main() -> None:
+    args = parse_args()
+    device = setup_device(args)
+    configs = load_configs(args)
+    history = configs["equivariant"].data.history
+    if configs["baseline"].data.history != history:
+        raise SystemExit("the two configs must share data.history")
+    batch_size = configs["baseline"].train.batch_size
+    data_config = configs["baseline"].data
+    dilation = data_config.dilation
+    trajectory = system_for(args, n_frames=(history + batch_size) * dilation + 1)
+    settings = CGSettings(data_config.cg_level, data_config.whole_molecule_max_atoms,
+                          data_config.cg_seed)
+    vocabulary = TypeVocabulary.from_systems([trajectory])
+    system = CGSystem.from_trajectory(trajectory, settings, vocabulary)
+
+    equivariant = untrained_simulator(configs["equivariant"], vocabulary)
+    target = count_parameters(equivariant)
+    width = match_baseline_width(configs["baseline"], vocabulary, target)
+    configs["baseline"].model.latent_dim = width
+    simulators = {"baseline": untrained_simulator(configs["baseline"], vocabulary),
+                  "equivariant": equivariant}
+    params = {name: count_parameters(sim) for name, sim in simulators.items()}
+
+    frames = history_frames(0, history, dilation)
+    batch = Batch.from_data_list([system.graph(frames)]).to(device)
+    windows = WindowDataset([system], history, dilation)
+    train_batch = Batch.from_data_list(
+        [windows[i] for i in range(min(batch_size, len(windows)))]
+    ).to(device)
+    edge_index, _, _ = cg_edges(
+        batch[keys.POS_HISTORY][:, -1], batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
+        batch[keys.CG_BOND_INDEX], configs["equivariant"].model.radius,
+    )
+    n_beads, n_edges = system.n_beads, int(edge_index.shape[1])
+    refinement = untrained_refinement(configs["equivariant"].score)
+    score_calls = configs["equivariant"].score.n_levels * refinement.steps_per_level
+
+    print(f"system: {trajectory.name}, {trajectory.n_atoms} atoms -> {n_beads} beads, "
+          f"{n_edges} edges ({n_edges / n_beads:.1f} per bead), radius "
+          f"{configs['equivariant'].model.radius} Å, history {history}")
+    print(f"parameters: equivariant {params['equivariant']:,}; baseline {params['baseline']:,} "
+          f"at latent_dim {width} ({params['baseline'] / params['equivariant'] - 1:+.1%})")
+    print(f"refinement: {configs['equivariant'].score.n_levels} levels x "
+          f"{refinement.steps_per_level} Langevin steps = {score_calls} score calls per step; "
+          f"device {device}, {torch.get_num_threads()} threads, float32")
+
+    measures, score_fns = {}, {}
+    for name, simulator in simulators.items():
+        simulator.to(device=device, dtype=torch.float32).eval()
+        measures[name], score_fns[name] = measures_of(simulator, configs[name], batch,
+                                                      train_batch, device)
+    rows, results = [], {}
+    for operation in measures["baseline"]:
+        repeats = args.rollout_repeats if operation == "rollout_step" else args.repeats
+        runs = interleaved_times({v: measures[v][operation] for v in VARIANTS}, repeats,
+                                 args.warmup)
+        ms = {v: 1e3 * median(runs[v]) for v in VARIANTS}
+        ratio = ms["equivariant"] / ms["baseline"]
+        rows.append([operation, ms["baseline"], ms["equivariant"], f"{ratio:.2f}x"])
+        results[operation] = {"median_ms": ms, "ratio": ratio,
+                              "runs_ms": {v: [1e3 * t for t in runs[v]] for v in VARIANTS}}
+    print()
+    print(format_table(["operation", "baseline ms", "equivariant ms", "eq/base"], rows))
+    step_ratio = results["rollout_step"]["ratio"]
+    met = step_ratio <= TARGET_RATIO
+    print(f"\ntarget equivariant <= {TARGET_RATIO:.1f}x baseline per rollout step: "
+          + ("met" if met else f"missed by {step_ratio / TARGET_RATIO - 1:.0%}")
+          + f" ({step_ratio:.2f}x)")
+    if args.profile:
+        for name in VARIANTS:
+            profile_score(name, score_fns[name], args.repeats)
+
+    path = write_json(args.out, {
+        "benchmark": "step_cost",
+        "environment": environment(device),
+        "configs": {"baseline": str(args.baseline_config),
+                    "equivariant": str(args.equivariant_config), "overrides": args.overrides},
+        "system": {"name": trajectory.name, "atoms": trajectory.n_atoms, "beads": n_beads,
+                   "edges": n_edges, "synthetic": args.data is None,
+                   "box": args.box if args.data is None else None},
+        "parameters": params,
+        "baseline_latent_dim": width,
+        "refinement": {"levels": configs["equivariant"].score.n_levels,
+                       "steps_per_level": refinement.steps_per_level,
+                       "score_calls_per_step": score_calls},
+        "repeats": {"default": args.repeats, "rollout_step": args.rollout_repeats,
+                    "warmup": args.warmup},
+        "results": results,
+        "target_ratio": TARGET_RATIO,
+        "target_met": met,
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
