@@ -64,7 +64,7 @@ class ScoreConfig:
     n_levels: int = 10  # geometric levels from sigma_begin to sigma_end (paper: 20)
     langevin_steps: int = 5  # Langevin steps per level at refinement (paper: 10)
     step_size: float = 5e-5  # Langevin step size eps at the smallest level (paper: 5e-5)
-    step_schedule: str = "ncsn"  # ncsn: eps (sigma_i/sigma_min)^2 per level / constant: eps
+    step_schedule: str = "constant"  # constant: eps per level (reference) / ncsn: eps (s_i/s_min)^2
     refine: bool = True  # refine rollout steps with the score network
 
 

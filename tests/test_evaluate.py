@@ -109,7 +109,11 @@ def evaluated(tmp_path_factory):
     write_dataset(root / "reference", references)
     log_dir = root / "reference" / "lammps" / "sys0"
     log_dir.mkdir(parents=True)
-    (log_dir / "log.lammps").write_text(f"Loop time of 99.8\nTotal wall time: {LAMMPS_WALL}\n")
+    (log_dir / "log.lammps").write_text(  # two runs: the sum of their loop times counts
+        "Loop time of 60.25 on 1 procs for 1000 steps with 18 atoms\n"
+        "Loop time of 39.75 on 1 procs for 9000 steps with 18 atoms\n"
+        f"Total wall time: {LAMMPS_WALL}\n"
+    )
     exact = [_rollout_system(ref, n, 0.0, "equivariant", rng,
                              COLLISION_FRAME if i == COLLISION_SYSTEM else None)
              for i, (ref, n) in enumerate(zip(references, ROLLOUT_FRAMES, strict=True))]

@@ -14,7 +14,6 @@ from eqcg.systems.electrolyte import (
     MIN_DISTANCE,
     build_box,
     electrolyte_recipes,
-    generate_electrolyte,
     get_preset,
     recipe_spec,
 )

@@ -25,8 +25,8 @@ from torch_geometric.utils import scatter
 from eqcg.models.mlp import mlp
 from eqcg.neighbors import BOND_EDGE, N_EDGE_TYPES
 
+_RESIDUAL_SCALE = 2.0**-0.5  # see Interaction.forward
 
-_RESIDUAL_SCALE = 2.0**-0.5
 
 def hidden_irreps(n_scalars: int, irreps_gated: o3.Irreps) -> o3.Irreps:
     """``{n_scalars}x0e + irreps_gated``: the layout of every hidden node feature."""

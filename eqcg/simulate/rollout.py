@@ -42,7 +42,7 @@ class Refinement:
     steps_per_level: int = 5
     step_size: float = 5e-5
     levels: int | None = None
-    schedule: str = "ncsn"
+    schedule: str = "constant"
 
     @classmethod
     def from_config(cls, score: ScoreConfig) -> Refinement:

@@ -124,10 +124,18 @@ def lammps_finished(workdir: str | os.PathLike) -> bool:
 
 
 def lammps_wall_seconds(workdir: str | os.PathLike) -> float:
-    """Total wall time of a finished LAMMPS run, read from its log (seconds)."""
+    """Wall time of a finished LAMMPS run (seconds), read from its log.
+
+    The sum of the ``Loop time of ... on N procs`` lines (millisecond resolution; set-up time
+    between runs is not counted), falling back to ``Total wall time`` (whole seconds).
+    """
     log = Path(workdir) / LOG_FILE
-    for line in reversed(log.read_text().splitlines()):
-        if line.startswith(_DONE_MARKER):
-            h, m, s = (int(x) for x in line.split()[-1].split(":"))
-            return 3600.0 * h + 60.0 * m + s
-    raise SimulationError(f"{log}: no '{_DONE_MARKER}' line; the run did not finish")
+    lines = log.read_text().splitlines()
+    if not any(line.startswith(_DONE_MARKER) for line in lines):
+        raise SimulationError(f"{log}: no '{_DONE_MARKER}' line; the run did not finish")
+    loops = [float(line.split()[3]) for line in lines if line.startswith("Loop time of ")]
+    if loops:
+        return sum(loops)
+    h, m, sec = (int(x) for x in next(
+        line for line in lines if line.startswith(_DONE_MARKER)).split()[-1].split(":"))
+    return 3600.0 * h + 60.0 * m + sec
