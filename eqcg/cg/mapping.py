@@ -20,8 +20,10 @@ import pymetis
 import scipy.sparse
 import scipy.sparse.csgraph
 
-from eqcg.data.trajectory import Topology
+from eqcg.data.trajectory import SystemTrajectory, Topology
 from eqcg.errors import DataError
+
+_FRAMES_PER_READ = 256
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,26 @@ class CGMapping:
         flat = np.moveaxis(pos, -2, 0).reshape(n_atoms, -1)
         beads = matrix @ flat
         return np.moveaxis(beads.reshape(self.n_beads, *pos.shape[:-2], 3), 0, -2)
+
+
+def coarse_grain_trajectory(system: SystemTrajectory, mapping: CGMapping) -> np.ndarray:
+    """``(n_frames, n_beads, 3)`` bead centres of ``system``, reading frames in chunks.
+
+    Raises :class:`DataError` naming the system, frame and atom of a non-finite coordinate.
+    """
+    beads = np.empty((system.n_frames, mapping.n_beads, 3))
+    for start in range(0, system.n_frames, _FRAMES_PER_READ):
+        stop = min(start + _FRAMES_PER_READ, system.n_frames)
+        chunk = np.asarray(system.positions[start:stop], dtype=np.float64)
+        bad = ~np.isfinite(chunk).all(axis=-1)
+        if bad.any():
+            frame, atom = np.argwhere(bad)[0]
+            raise DataError(
+                f"system {system.name!r}, frame {start + frame}, atom {atom}: "
+                "non-finite coordinates"
+            )
+        beads[start:stop] = mapping.bead_positions(chunk, system.topology.masses)
+    return beads
 
 
 def _molecule_name(type_names: list[str], types: np.ndarray) -> str:

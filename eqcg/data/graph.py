@@ -17,12 +17,10 @@ import torch
 from torch_geometric.data import Data
 
 from eqcg import keys
-from eqcg.cg.mapping import CGMapping, CGSettings, cached_mapping
+from eqcg.cg.mapping import CGMapping, CGSettings, cached_mapping, coarse_grain_trajectory
 from eqcg.data.store import TrajectoryDataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import DataError
-
-_FRAMES_PER_READ = 256
 
 
 class CGGraph(Data):
@@ -160,23 +158,11 @@ class CGSystem:
         """Coarse-grain ``system`` (mapping cached in ``cache_dir``), reading frames in chunks."""
         top = system.topology
         mapping = cached_mapping(top, settings, cache_dir)
-        beads = np.empty((system.n_frames, mapping.n_beads, 3))
-        for start in range(0, system.n_frames, _FRAMES_PER_READ):
-            stop = min(start + _FRAMES_PER_READ, system.n_frames)
-            chunk = np.asarray(system.positions[start:stop], dtype=np.float64)
-            bad = ~np.isfinite(chunk).all(axis=-1)
-            if bad.any():
-                frame, atom = np.argwhere(bad)[0]
-                raise DataError(
-                    f"system {system.name!r}, frame {start + frame}, atom {atom}: "
-                    "non-finite coordinates"
-                )
-            beads[start:stop] = mapping.bead_positions(chunk, top.masses)
         bond_types = vocabulary.encode_bonds(system)
         return cls(
             name=system.name,
             mapping=mapping,
-            bead_positions=beads,
+            bead_positions=coarse_grain_trajectory(system, mapping),
             box=np.asarray(system.box, dtype=np.float64),
             time=np.asarray(system.time, dtype=np.float64),
             pbc=system.pbc,

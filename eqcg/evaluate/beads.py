@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from eqcg.cg.mapping import CGSettings, compute_mapping
+from eqcg.cg.mapping import CGSettings, coarse_grain_trajectory, compute_mapping
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import DataError
 
@@ -101,13 +101,9 @@ def reference_beads(system: SystemTrajectory, settings: CGSettings) -> BeadTraje
     """Coarse-grain an atom-level reference system with ``settings`` (METIS mapping)."""
     top = system.topology
     mapping = compute_mapping(top, settings)
-    beads = np.empty((system.n_frames, mapping.n_beads, 3))
-    for start in range(0, system.n_frames, _FRAMES_PER_READ):
-        chunk = np.asarray(system.positions[start : start + _FRAMES_PER_READ], dtype=np.float64)
-        beads[start : start + chunk.shape[0]] = mapping.bead_positions(chunk, top.masses)
     return BeadTrajectory(
         name=system.name,
-        positions=beads,
+        positions=coarse_grain_trajectory(system, mapping),
         time=np.asarray(system.time, dtype=np.float64),
         box=np.asarray(system.box, dtype=np.float64),
         pbc=system.pbc,
