@@ -8,6 +8,8 @@ flags, unwrapped and scaled coordinates agree.
 
 from __future__ import annotations
 
+import gzip
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import mdtraj as md
 import numpy as np
 import pytest
 
+from eqcg.cli import main
 from eqcg.data.ase_reader import read_ase
 from eqcg.data.ingest import detect_format, ingest
 from eqcg.data.lammps_files import read_lammps, read_lammps_data, read_lammps_dump
@@ -507,7 +510,8 @@ def test_nan_coordinate_names_atom_id(tmp_path):
     lines[atom] = " ".join(values)
     (tmp_path / "nan.dump").write_text("\n".join(lines) + "\n")
     with pytest.raises(
-        DataError, match=rf"nan\.dump: frame 1 \(timestep 10\): atom id {truth.ids[5]} "
+        DataError,
+        match=rf"nan\.dump: frame 1 \(timestep 10\), line {atom + 1}: atom id {truth.ids[5]} ",
     ):
         read_lammps(data, [tmp_path / "nan.dump"], units="real", name="s", timestep=1.0)
 
@@ -533,10 +537,12 @@ def test_dump_atoms_must_match_data_file(tmp_path):
 def test_data_file_errors(tmp_path):
     truth = make_truth(ORTHOGONAL)
     with pytest.raises(
-        DataError, match=r"nobonds\.data: .*9 entries but there is no Bonds section"
+        DataError, match=r"nobonds\.data: the header declares 9 bonds but there is no Bonds section"
     ):
         read_lammps_data(write_data(tmp_path / "nobonds.data", truth, bonds_section=False))
-    with pytest.raises(DataError, match=rf"atom id {truth.ids[2]} has type 3, which has no entry"):
+    with pytest.raises(
+        DataError, match=r"the Masses section has 2 lines but the header declares 3 atom types"
+    ):
         read_lammps_data(write_data(tmp_path / "nomass.data", truth, masses=MASSES[:2]))
     text = (
         write_data(tmp_path / "bad.data", truth)
@@ -556,3 +562,202 @@ def test_time_axis_must_be_given_once(tmp_path):
         read_lammps(data, [dump], units="real", name="s")
     with pytest.raises(DataError, match="exactly one of timestep"):
         read_lammps(data, [dump], units="real", name="s", timestep=1.0, frame_interval=1.0)
+
+
+def set_dump_value(lines: list[str], columns: list[str], line: int, column: str, value: str):
+    """Set ``column`` of ``lines[line]`` (an atom line) to ``value``."""
+    tokens = lines[line].split()
+    tokens[columns.index(column)] = value
+    lines[line] = " ".join(tokens)
+
+
+def set_box_lines(lines: list[str], values: list[str]) -> None:
+    lines[5:8] = values  # the three lines after frame 0's 'ITEM: BOX BOUNDS'
+
+
+# Edits of frame 0 of a 3-frame dump (12 atoms, file lines 10-21) and the error they cause.
+DUMP_EDITS = {
+    "float_id": (
+        "image",
+        lambda lines, cols: set_dump_value(lines, cols, 20, "id", "5.7"),
+        r"frame 0 \(timestep 0\), line 21: non-integer atom id 5\.7$",
+    ),
+    "float_image_flag": (
+        "image",
+        lambda lines, cols: set_dump_value(lines, cols, 20, "ix", "0.5"),
+        r"frame 0 \(timestep 0\), line 21: non-integer image flags 0\.5 ",
+    ),
+    "huge_coordinate": (
+        "unwrapped",
+        lambda lines, cols: set_dump_value(lines, cols, 20, "xu", "1e30"),
+        r"frame 0 \(timestep 0\), line 21: atom id \d+ has coordinates \[1e\+30, .*, "
+        r"non-finite or beyond ±1e\+08",
+    ),
+    "infinite_coordinate": (
+        "unwrapped",
+        lambda lines, cols: set_dump_value(lines, cols, 15, "zu", "-inf"),
+        r"frame 0 \(timestep 0\), line 16: atom id \d+ has coordinates \[.*-inf\]",
+    ),
+    "repeated_id": (
+        "unwrapped",
+        lambda lines, cols: set_dump_value(
+            lines, cols, 20, "id", lines[19].split()[cols.index("id")]
+        ),
+        r"frame 0 \(timestep 0\): atom id \d+ appears twice",
+    ),
+    "one_box_value": (
+        "image",
+        lambda lines, cols: set_box_lines(lines, ["0.0", "0.0", "0.0"]),
+        r"frame 0 \(timestep 0\): 'ITEM: BOX BOUNDS pp pp pp' needs 3 lines of 2 finite "
+        r"numbers, got '0\.0 0\.0 0\.0'$",
+    ),
+    "tilt_without_header": (
+        "image",
+        lambda lines, cols: set_box_lines(lines, [f"{line} 0.5" for line in lines[5:8]]),
+        r"frame 0 \(timestep 0\): 'ITEM: BOX BOUNDS pp pp pp' needs 3 lines of 2 finite "
+        r"numbers, got '0\.0 10\.0 0\.5 0\.0 11\.0 0\.5 0\.0 12\.0 0\.5' "
+        r"\(tilt factors without 'xy xz yz' in the ITEM line\?\)$",
+    ),
+    "short_last_line": (
+        "image",
+        lambda lines, cols: lines.__setitem__(20, " ".join(lines[20].split()[:-1])),
+        r"frame 0 \(timestep 0\), line 21: 7 values on an atom line, but 'ITEM: ATOMS' names 8 "
+        r"columns",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DUMP_EDITS))
+def test_corrupt_dump_names_file_frame_line_and_atom(tmp_path, case):
+    flavour, edit, message = DUMP_EDITS[case]
+    lines = dump_text(make_truth(ORTHOGONAL), flavour, range(3), [0, 10, 20]).splitlines()
+    edit(lines, lines[8].split()[2:])
+    (tmp_path / "bad.dump").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"bad\.dump: " + message):
+        read_lammps_dump(tmp_path / "bad.dump")
+
+
+def test_dump_cut_inside_its_last_number_is_refused(tmp_path):
+    frame = (
+        "ITEM: TIMESTEP\n{}\nITEM: NUMBER OF ATOMS\n2\nITEM: BOX BOUNDS pp pp pp\n0 10\n0 10\n"
+        "0 10\nITEM: ATOMS id type xu yu zu\n1 1 1.0 2.0 3.0\n2 1 1.5 2.5 -4.799745\n"
+    )
+    text = frame.format(0) + frame.format(10)
+    (tmp_path / "whole.dump").write_text(text)
+    assert read_lammps_dump(tmp_path / "whole.dump").positions[1, 1, 2] == -4.799745
+    (tmp_path / "cut.dump").write_text(text[: text.rindex("-4.799745") + 2])  # ends in "-4"
+    with pytest.raises(
+        DataError,
+        match=r"cut\.dump: frame 1 \(timestep 10\) is truncated: the file ends inside its last "
+        r"atom line \(line 22: '2 1 1\.5 2\.5 -4', no newline\); remove the incomplete frame$",
+    ):
+        read_lammps_dump(tmp_path / "cut.dump")
+
+
+# Edits of a valid data file (12 atoms, ids 7, 10, ..., 40; 9 bonds) and the error they cause.
+DATA_EDITS = {
+    "fractional_count": (
+        lambda text: text.replace("12 atoms", "23.5 atoms"),
+        r": header line '23\.5 atoms' does not give a whole number of atoms",
+    ),
+    "float_atom_id": (
+        lambda text: text.replace("\n7 1 1 ", "\n5.7 1 1 "),
+        r", line \d+: atom id in Atoms is not an integer: 5\.7$",
+    ),
+    "float_bond_atom": (
+        lambda text: text.replace("\n9 1 37 40", "\n9 1 37 40.5"),
+        r", line \d+: atom id in Bonds is not an integer: 37 40\.5$",
+    ),
+    "huge_coordinate": (
+        lambda text: re.sub(r"\n7 1 1 (\S+) \S+", r"\n7 1 1 \1 1e30", text),
+        r", line \d+: atom id 7 has coordinates \[1e\+30, .*, non-finite or beyond ±1e\+08",
+    ),
+    "bonds_without_count": (
+        lambda text: text.replace("9 bonds\n", ""),
+        r", line \d+: a Bonds section, but the header declares no bonds \(add '9 bonds' to the "
+        r"header\)",
+    ),
+    "zero_mass": (
+        lambda text: text.replace("\n2 15.999 ", "\n2 0 "),
+        r", line \d+: atom id 10 has type 2, whose mass 0\.0 is not a positive number",
+    ),
+    "repeated_mass": (
+        lambda text: text.replace("\n3 14.007 ", "\n2 14.007 "),
+        r", line \d+: a second mass for atom type 2",
+    ),
+    "self_bond": (
+        lambda text: text.replace("\n9 1 37 40", "\n9 1 40 40"),
+        r", line \d+: bond 9 joins atom id 40 to itself",
+    ),
+    "three_bounds": (
+        lambda text: text.replace(" xlo xhi", " 3 xlo xhi"),
+        r": header line '0\.0+ 10\.0+ 3 xlo xhi' needs 2 finite numbers",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_EDITS))
+def test_corrupt_data_file_names_file_line_and_atom(tmp_path, case):
+    edit, message = DATA_EDITS[case]
+    text = write_data(tmp_path / "sys.data", make_truth(ORTHOGONAL)).read_text()
+    assert edit(text) != text
+    (tmp_path / "bad.data").write_text(edit(text))
+    with pytest.raises(DataError, match=r"bad\.data" + message):
+        read_lammps_data(tmp_path / "bad.data")
+
+
+def test_gzipped_files_are_read_whatever_their_names(tmp_path):
+    truth = make_truth(TRICLINIC, origin=(-2.0, 1.0, 0.5))
+    data = write_data(tmp_path / "plain.data", truth)
+    (tmp_path / "sys.data").write_bytes(gzip.compress(data.read_bytes()))
+    text = dump_text(truth, "image", range(20), [100 * f for f in range(20)])
+    (tmp_path / "sys.lammpstrj").write_bytes(gzip.compress(text.encode()))
+    traj = read_lammps(
+        tmp_path / "sys.data", tmp_path / "sys.lammpstrj", units="real", name="s", timestep=1.0
+    )
+    np.testing.assert_allclose(traj.positions, truth.positions, atol=1e-6)
+    (tmp_path / "run.lammpstrj.gz").write_bytes(gzip.compress(text.encode()))
+    path = ingest(
+        tmp_path / "sys.data", [tmp_path / "run.lammpstrj.gz"], tmp_path / "out", fmt="lammps",
+        units="real", timestep=1.0,
+    )
+    with load_dataset(path) as dataset:
+        np.testing.assert_allclose(dataset["sys"].positions[:], truth.positions, atol=1e-6)
+
+
+def test_binary_and_corrupt_gzip_files_are_named(tmp_path):
+    truth = make_truth(ORTHOGONAL)
+    data = write_data(tmp_path / "sys.data", truth)
+    (tmp_path / "nul.lammpstrj").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "latin.lammpstrj").write_bytes(b"ITEM: TIMESTEP\n\xff\xfe\n")
+    gzipped = gzip.compress(dump_text(truth, "image", [0], [0]).encode())
+    (tmp_path / "cut.lammpstrj").write_bytes(gzipped[:150])
+    expected = {
+        "nul": r"nul\.lammpstrj: a binary file, not a LAMMPS text dump \(plain or gzipped\)$",
+        "latin": r"latin\.lammpstrj: a binary file, not a LAMMPS text dump",
+        "cut": r"cut\.lammpstrj: corrupt or truncated gzip file \(Compressed file ended",
+    }
+    for name, message in expected.items():
+        with pytest.raises(DataError, match=message):
+            read_lammps(data, tmp_path / f"{name}.lammpstrj", units="real", name="s", timestep=1.0)
+    with pytest.raises(DataError, match=r"nul\.lammpstrj: a binary file, not a LAMMPS text data"):
+        read_lammps_data(tmp_path / "nul.lammpstrj")
+
+
+def test_cli_ingest_bad_input_exits_2_before_any_work(tmp_path, capsys):
+    truth = make_truth(ORTHOGONAL)
+    data = write_data(tmp_path / "sys.data", truth)
+    dump = write_dump(tmp_path / "sys.lammpstrj", truth, "image")
+    (tmp_path / "taken").write_text("not a directory")
+    common = ["ingest", "--topology", str(data), "--units", "real", "--timestep", "1"]
+    assert main([*common, "--trajectory", str(dump), "--out", str(tmp_path / "taken")]) == 2
+    assert "--out" in capsys.readouterr().err
+    with pytest.raises(DataError, match=r"--out .*taken/sub: .*taken is an existing file, not a "):
+        ingest(data, [dump], tmp_path / "taken" / "sub", units="real", timestep=1.0)
+    with pytest.raises(DataError, match=r"--out .*taken: it is an existing file, not a directory"):
+        ingest(tmp_path / "missing.data", [dump], tmp_path / "taken", units="real", timestep=1.0)
+    (tmp_path / "bin.lammpstrj").write_bytes(bytes(range(256)))
+    out = tmp_path / "out"
+    assert main([*common, "--trajectory", str(tmp_path / "bin.lammpstrj"), "--out", str(out)]) == 2
+    assert "bin.lammpstrj: a binary file" in capsys.readouterr().err
+    assert not out.exists()

@@ -152,8 +152,10 @@ def ingest(
         timestep: LAMMPS only: MD step length in the dataset time unit (ps or tau).
         frame_interval: time between frames (ps or tau); see each reader.
 
-    Returns the path of the written dataset file.
+    Returns the path of the written dataset file. ``out`` must be a directory (or not exist
+    yet); an existing file there is a DataError raised before any file is read.
     """
+    _check_output_directory(Path(out))
     top, paths = Path(topology), [Path(p) for p in trajectories]
     fmt = fmt or detect_format(top, paths)
     if fmt not in FORMATS:
@@ -166,6 +168,16 @@ def ingest(
         "format": fmt, "files": [str(p) for p in [top, *paths]], "units": system.units,
     })
     return path
+
+
+def _check_output_directory(out: Path) -> None:
+    """DataError when ``out``, or the nearest of its parents that exists, is not a directory."""
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise DataError(
+            f"--out {out}: {'it' if existing == out else existing} is an existing file, not a "
+            f"directory (the dataset is written as DIR/dataset.h5; choose a directory)"
+        )
 
 
 def detect_format(topology: Path, trajectories: list[Path]) -> str:

@@ -7,6 +7,10 @@
 * :func:`read_lammps` — one data file plus dumps joined in time: the reader the generators and
   ``eqcg ingest`` use.
 
+Both files may be gzipped (recognised by their first bytes, whatever their names). Anything
+malformed — binary data, a truncated frame, a non-integer count or id, absurd coordinates — is
+a :class:`~eqcg.errors.DataError` naming the file and the line, frame or atom id.
+
 Conventions. Atom ids may be unordered and non-contiguous: atom ``i`` of every array is the
 ``i``-th smallest id. Atom types keep their LAMMPS numbers as names (``"1"``, ``"2"``, ...) and
 are 0-based indices (``type - 1``); bond types likewise. Cells are three row vectors ``a, b, c``
@@ -20,11 +24,13 @@ into chemical elements.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import itertools
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple, TextIO
 
 import numpy as np
@@ -71,6 +77,10 @@ _DUMP_POSITIONS = (
 )
 _IMAGE_COLUMNS = ("ix", "iy", "iz")
 _BOUNDARY_CHARS = set("pfsm")
+_GZIP_MAGIC = b"\x1f\x8b"
+#: Largest plausible coordinate magnitude (Å or sigma): anything beyond is a corrupt file.
+MAX_COORDINATE = 1e8
+_INT64_LIMIT = 2**63
 
 
 @dataclass
@@ -124,15 +134,61 @@ class _Section:
 
     name: str
     comment: str
+    start: int  # line number of the section's name
     rows: list[list[str]]
     lines: list[int]
+
+
+# ----------------------------------------------------------------------------- reading text
+
+
+@contextlib.contextmanager
+def _open_text(path: PathLike, where: str, what: str) -> Iterator[TextIO]:
+    """``path`` opened as UTF-8 text, decompressed when it starts with the gzip magic bytes.
+
+    A file that cannot be read, holds binary data or is a corrupt gzip stream raises
+    :class:`DataError` naming it as a LAMMPS ``what`` (``"dump"``, ``"data file"``), also when
+    the problem shows only while the caller reads.
+    """
+    binary = DataError(f"{where}: a binary file, not a LAMMPS text {what} (plain or gzipped)")
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(4096)
+    except OSError as exc:
+        raise DataError(f"{where}: cannot read the {what} ({exc.strerror})") from None
+    gzipped = head.startswith(_GZIP_MAGIC)
+    if b"\0" in head and not gzipped:
+        raise binary
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            yield handle
+    except UnicodeDecodeError:
+        raise binary from None
+    except (OSError, EOFError, zlib.error) as exc:
+        problem = "corrupt or truncated gzip file" if gzipped else f"cannot read the {what}"
+        raise DataError(f"{where}: {problem} ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _check_coordinates(
+    positions: np.ndarray, ids: np.ndarray, where: str, lines: Sequence[int]
+) -> None:
+    """DataError naming the line and atom id of the first atom whose coordinates
+    ``positions[i]`` are non-finite or beyond :data:`MAX_COORDINATE`."""
+    bad = np.flatnonzero(~(np.abs(positions) <= MAX_COORDINATE).all(axis=1))
+    if bad.size:
+        i = bad[0]
+        raise DataError(
+            f"{where}, line {lines[i]}: atom id {ids[i]} has coordinates {positions[i].tolist()}, "
+            f"non-finite or beyond ±{MAX_COORDINATE:g} (corrupt file?)"
+        )
 
 
 # ----------------------------------------------------------------------------- data files
 
 
 def read_lammps_data(path: PathLike, atom_style: str | None = None) -> LammpsData:
-    """Read a LAMMPS data file.
+    """Read a LAMMPS data file (plain text or gzipped).
 
     Args:
         path: the data file (as written by ``write_data`` or by hand).
@@ -140,25 +196,28 @@ def read_lammps_data(path: PathLike, atom_style: str | None = None) -> LammpsDat
             else guessed from the number of values per line (7/10: full, 6/9: molecular,
             5/8: atomic).
 
-    Raises :class:`DataError` naming the file and line (or atom id) for: a missing ``Atoms`` or
-    ``Masses`` section, an atom whose type has no mass or is out of range, a repeated atom id,
-    a declared ``bonds`` count without (or not matching) a ``Bonds`` section, a bond naming an
-    unknown atom id, a missing ``xlo xhi`` line, or a general-triclinic cell (``avec``).
+    Raises :class:`DataError` naming the file and line (or atom id) for: a binary file, a
+    header count that is not a whole number, a section whose line count differs from its header
+    count (``atoms``, ``bonds``, ``atom types`` for Masses) or that has no count, a missing
+    ``Atoms`` or ``Masses`` section, a non-integer id or type, an atom type out of range or
+    whose mass is not positive, a repeated atom id, a bond naming an unknown atom id or joining
+    an atom to itself, absurd coordinates, a missing ``xlo xhi`` line, or a general-triclinic
+    cell (``avec``).
     """
     where = str(path)
-    header, sections = _split_data_file(Path(path), where)
-    n_atoms = int(_header_values(header, "atoms", where)[0])
-    if n_atoms < 1:
+    header, sections = _split_data_file(path, where)
+    atoms = _counted_section(header, sections, "Atoms", "atoms", where)
+    if atoms is None:
         raise DataError(f"{where}: the data file declares no atoms")
-    atoms = _counted_section(sections, "Atoms", n_atoms, where)
     style = _atom_style(atoms, atom_style, where)
     columns = ATOM_STYLES[style]
     ids, table, images = _sorted_atoms(atoms, columns, style, where)
-    n_types = _count_of(header, "atom types")
+    n_types = _header_count(header, "atom types", where)
+    if n_types == 0:
+        raise DataError(f"{where}: the header has no 'N atom types' line")
     lammps_types = _convert(table[:, columns.index("type")], np.int64, atoms, where, "atom type")
     _check_type_range(lammps_types, n_types, ids, where)
-    n_types = n_types or int(lammps_types.max())
-    masses = _masses(sections, n_types, lammps_types, ids, where)
+    masses = _masses(header, sections, lammps_types, ids, where)
     bonds, bond_types = _bonds(header, sections, ids, where)
     charges = (
         _convert(table[:, columns.index("q")], np.float64, atoms, where, "charge")
@@ -172,9 +231,10 @@ def read_lammps_data(path: PathLike, atom_style: str | None = None) -> LammpsDat
     )
     xyz = [columns.index(c) for c in "xyz"]
     positions = _convert(table[:, xyz], np.float64, atoms, where, "coordinate")
+    _check_coordinates(positions, ids, where, atoms.lines)
     box, origin = _data_box(header, where)
     topology = Topology(
-        masses=masses[lammps_types - 1],
+        masses=masses,
         types=lammps_types - 1,
         type_names=[str(t) for t in range(1, n_types + 1)],
         bonds=bonds,
@@ -210,16 +270,16 @@ def _sorted_atoms(
     return ids, table[order], None if images is None else images[order]
 
 
-def _split_data_file(path: Path, where: str) -> tuple[dict[str, list[str]], dict[str, _Section]]:
+def _split_data_file(
+    path: PathLike, where: str
+) -> tuple[dict[str, list[str]], dict[str, _Section]]:
     """Header keywords -> their values, and sections by name (comments stripped).
 
     A line whose first token is not a number starts a section; numeric lines before the first
     section are header lines (``10 atoms``, ``0 10 xlo xhi``), keyed by their words.
     """
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DataError(f"{where}: cannot read the data file ({exc.strerror})") from None
+    with _open_text(path, where, "data file") as handle:
+        text = handle.read()
     header: dict[str, list[str]] = {}
     sections: dict[str, _Section] = {}
     current: _Section | None = None
@@ -232,7 +292,7 @@ def _split_data_file(path: Path, where: str) -> tuple[dict[str, list[str]], dict
             name = " ".join(tokens)
             if name in sections:
                 raise DataError(f"{where}, line {number}: second '{name}' section")
-            current = sections[name] = _Section(name, comment.strip(), [], [])
+            current = sections[name] = _Section(name, comment.strip(), number, [], [])
         elif current is None:
             words = " ".join(t for t in tokens if not _is_number(t))
             header[words] = [t for t in tokens if _is_number(t)]
@@ -250,30 +310,66 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _header_values(header: dict[str, list[str]], key: str, where: str) -> list[str]:
-    """The numbers of the header line ``key``; DataError when the header lacks it."""
-    if key not in header:
-        raise DataError(f"{where}: the header has no '{key}' line")
-    return header[key]
-
-
-def _count_of(header: dict[str, list[str]], key: str) -> int:
-    """An integer header count (``N bonds``, ``N atom types``), 0 when absent."""
+def _header_count(header: dict[str, list[str]], key: str, where: str) -> int:
+    """The whole number ``N`` of header line ``N key`` (``atoms``, ``atom types``), 0 if absent."""
     values = header.get(key)
-    return int(values[0]) if values else 0
-
-
-def _counted_section(sections: dict[str, _Section], name: str, count: int, where: str) -> _Section:
-    """Section ``name``, checked to have the ``count`` rows the header declares."""
-    if name not in sections:
+    if values is None:
+        return 0
+    try:
+        count = int(values[0])
+    except ValueError:
+        count = -1
+    if not 0 <= count < _INT64_LIMIT:
         raise DataError(
-            f"{where}: the header declares {count} entries but there is no {name} section"
+            f"{where}: header line '{' '.join(values)} {key}' does not give a whole number of {key}"
         )
-    section = sections[name]
+    return count
+
+
+def _header_numbers(
+    header: dict[str, list[str]],
+    key: str,
+    n: int,
+    where: str,
+    default: tuple[float, ...] | None = None,
+) -> np.ndarray:
+    """The ``n`` finite numbers of header line ``key`` (``xlo xhi``); ``default`` when the
+    header lacks the line, else DataError."""
+    values = header.get(key)
+    if values is None:
+        if default is None:
+            raise DataError(f"{where}: the header has no '{key}' line")
+        return np.array(default, dtype=np.float64)
+    numbers = np.array([float(v) for v in values])
+    if len(numbers) != n or not np.isfinite(numbers).all():
+        raise DataError(
+            f"{where}: header line '{' '.join(values)} {key}' needs {n} finite numbers"
+        )
+    return numbers
+
+
+def _counted_section(
+    header: dict[str, list[str]], sections: dict[str, _Section], name: str, key: str, where: str
+) -> _Section | None:
+    """Section ``name``, checked to have the ``N key`` lines the header declares; ``None`` when
+    the file has neither the section nor a count above 0."""
+    count = _header_count(header, key, where)
+    section = sections.get(name)
+    if section is None:
+        if count:
+            raise DataError(
+                f"{where}: the header declares {count} {key} but there is no {name} section"
+            )
+        return None
+    if count == 0:
+        raise DataError(
+            f"{where}, line {section.start}: a {name} section, but the header declares no {key} "
+            f"(add '{len(section.rows)} {key}' to the header)"
+        )
     if len(section.rows) != count:
         raise DataError(
             f"{where}: the {name} section has {len(section.rows)} lines but the header "
-            f"declares {count} (truncated file?)"
+            f"declares {count} {key} (truncated file?)"
         )
     return section
 
@@ -326,37 +422,48 @@ def _convert(
     """``values`` (strings, one row per section line) as ``dtype``; DataError names the line."""
     try:
         return values.astype(dtype)
-    except ValueError:
+    except (ValueError, OverflowError):
         for row, line in zip(values.reshape(len(values), -1), section.lines):
             try:
                 row.astype(dtype)
-            except ValueError:
+            except (ValueError, OverflowError):
                 kind = "an integer" if dtype is np.int64 else "a number"
+                hint = (
+                    " (type labels are not supported; write numeric types)"
+                    if what.endswith("type")
+                    else ""
+                )
                 raise DataError(
                     f"{where}, line {line}: {what} in {section.name} is not {kind}: "
-                    f"{' '.join(row)} (type labels are not supported; write numeric types)"
+                    f"{' '.join(row)}{hint}"
                 ) from None
         raise
 
 
 def _check_type_range(types: np.ndarray, n_types: int, ids: np.ndarray, where: str) -> None:
-    bad = np.flatnonzero((types < 1) | ((types > n_types) if n_types else False))
+    bad = np.flatnonzero((types < 1) | (types > n_types))
     if bad.size:
         raise DataError(
-            f"{where}: atom id {ids[bad[0]]} has type {types[bad[0]]}, outside 1..{n_types or 'N'}"
+            f"{where}: atom id {ids[bad[0]]} has type {types[bad[0]]}, outside 1..{n_types}"
         )
 
 
 def _masses(
-    sections: dict[str, _Section], n_types: int, types: np.ndarray, ids: np.ndarray, where: str
+    header: dict[str, list[str]],
+    sections: dict[str, _Section],
+    types: np.ndarray,
+    ids: np.ndarray,
+    where: str,
 ) -> np.ndarray:
-    """``(n_types,)`` mass of each LAMMPS type (index ``type - 1``) from the Masses section."""
+    """``(n_atoms,)`` mass of each atom of LAMMPS type ``types`` from the Masses section, which
+    has one line per atom type."""
     if "Masses" not in sections:
         raise DataError(
             f"{where}: no Masses section (masses set with the 'mass' command in an input script "
             f"cannot be read; add a Masses section)"
         )
-    section = sections["Masses"]
+    section = _counted_section(header, sections, "Masses", "atom types", where)
+    n_types = len(section.rows)
     table = _first_columns(section, 2, where)
     mass_types = _convert(table[:, 0], np.int64, section, where, "atom type")
     bad = np.flatnonzero((mass_types < 1) | (mass_types > n_types))
@@ -365,13 +472,22 @@ def _masses(
             f"{where}, line {section.lines[bad[0]]}: mass given for type {mass_types[bad[0]]}, "
             f"outside 1..{n_types}"
         )
-    masses = np.full(n_types, np.nan)
-    masses[mass_types - 1] = _convert(table[:, 1], np.float64, section, where, "mass")
-    missing = np.flatnonzero(np.isnan(masses[types - 1]))
-    if missing.size:
+    first = np.unique(mass_types, return_index=True)[1]
+    if len(first) < n_types:
+        row = np.setdiff1d(np.arange(n_types), first)[0]
         raise DataError(
-            f"{where}: atom id {ids[missing[0]]} has type {types[missing[0]]}, which has no "
-            f"entry in the Masses section"
+            f"{where}, line {section.lines[row]}: a second mass for atom type {mass_types[row]}"
+        )
+    by_type = np.empty(n_types)
+    by_type[mass_types - 1] = _convert(table[:, 1], np.float64, section, where, "mass")
+    masses = by_type[types - 1]
+    bad = np.flatnonzero(~(np.isfinite(masses) & (masses > 0)))
+    if bad.size:
+        i = bad[0]
+        line = section.lines[np.flatnonzero(mass_types == types[i])[0]]
+        raise DataError(
+            f"{where}, line {line}: atom id {ids[i]} has type {types[i]}, whose mass "
+            f"{masses[i]} is not a positive number"
         )
     return masses
 
@@ -391,13 +507,12 @@ def _bonds(
     header: dict[str, list[str]], sections: dict[str, _Section], ids: np.ndarray, where: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(n_bonds, 2)`` 0-based atom indices and ``(n_bonds,)`` 0-based bond types."""
-    n_bonds = _count_of(header, "bonds")
-    if n_bonds == 0:
+    section = _counted_section(header, sections, "Bonds", "bonds", where)
+    if section is None:
         return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
-    section = _counted_section(sections, "Bonds", n_bonds, where)
     table = _first_columns(section, 4, where)
     bond_types = _convert(table[:, 1], np.int64, section, where, "bond type")
-    n_bond_types = _count_of(header, "bond types") or int(bond_types.max())
+    n_bond_types = _header_count(header, "bond types", where) or int(bond_types.max())
     bad = np.flatnonzero((bond_types < 1) | (bond_types > n_bond_types))
     if bad.size:
         raise DataError(
@@ -413,6 +528,13 @@ def _bonds(
             f"{where}, line {section.lines[row]}: bond {table[row, 0]} names atom id "
             f"{atom_ids[row, col]}, which is not in the Atoms section"
         )
+    loops = np.flatnonzero(atom_ids[:, 0] == atom_ids[:, 1])
+    if loops.size:
+        row = loops[0]
+        raise DataError(
+            f"{where}, line {section.lines[row]}: bond {table[row, 0]} joins atom id "
+            f"{atom_ids[row, 0]} to itself"
+        )
     return index, bond_types - 1
 
 
@@ -423,11 +545,8 @@ def _data_box(header: dict[str, list[str]], where: str) -> tuple[np.ndarray, np.
             f"{where}: general triclinic cells (avec/bvec/cvec) are not supported; write the "
             f"data file in LAMMPS' restricted triclinic form"
         )
-    bounds = np.array(
-        [_header_values(header, f"{a}lo {a}hi", where)[:2] for a in "xyz"],
-        dtype=np.float64,
-    )
-    xy, xz, yz = np.array(header.get("xy xz yz", ["0", "0", "0"])[:3], dtype=np.float64)
+    bounds = np.array([_header_numbers(header, f"{a}lo {a}hi", 2, where) for a in "xyz"])
+    xy, xz, yz = _header_numbers(header, "xy xz yz", 3, where, default=(0.0, 0.0, 0.0))
     return _cell_rows(bounds[:, 1] - bounds[:, 0], xy, xz, yz), bounds[:, 0]
 
 
@@ -451,12 +570,33 @@ class _DumpFrame:
     periodic: tuple[bool, bool, bool]
     columns: list[str]
     lines: list[str]
+    first_line: int  # line number (1-based) of the first atom line in the file
+
+
+class _Lines:
+    """A text file read line by line, counting the lines read (for messages)."""
+
+    def __init__(self, handle: TextIO):
+        self._handle = handle
+        self.number = 0
+
+    def readline(self) -> str:
+        line = self._handle.readline()
+        self.number += bool(line)
+        return line
+
+    def take(self, n: int) -> list[str]:
+        """The next ``n`` lines, fewer at the end of the file."""
+        lines = list(itertools.islice(self._handle, n))
+        self.number += len(lines)
+        return lines
 
 
 def read_lammps_dump(
     path: PathLike, atom_ids: np.ndarray | None = None, *, allow_wrapped: bool = False
 ) -> LammpsDump:
-    """Read every frame of a LAMMPS text dump, atoms sorted by id, positions unwrapped.
+    """Read every frame of a LAMMPS text dump (plain or gzipped), atoms sorted by id, positions
+    unwrapped.
 
     Columns may come in any order, atoms in any order. Positions come from, by preference:
     ``xu yu zu``; scaled ``xsu ysu zsu``; ``x y z`` plus ``ix iy iz`` (``x + ix a + iy b +
@@ -471,16 +611,15 @@ def read_lammps_dump(
         allow_wrapped: accept a periodic dump with neither unwrapped columns nor image flags,
             returning wrapped positions with ``wrapped=True``; otherwise that is a DataError.
 
-    Raises :class:`DataError` naming the file, frame index, timestep and atom id for a truncated
-    frame, an atom count other than ``len(atom_ids)``, a missing or unknown atom id, a
-    non-finite coordinate, or a frame without position columns.
+    Raises :class:`DataError` naming the file, frame index, timestep, line and atom id for a
+    binary file, a truncated frame (also one whose last line lacks its newline or values), a
+    malformed ``BOX BOUNDS`` item, an atom count other than ``len(atom_ids)``, a missing,
+    repeated, unknown or non-integer atom id, non-integer image flags, coordinates that are
+    non-finite or beyond :data:`MAX_COORDINATE`, or a frame without position columns.
     """
     where = str(path)
-    try:
-        with open(path) as handle:
-            frames = list(_dump_frames(handle, where, atom_ids, allow_wrapped))
-    except OSError as exc:
-        raise DataError(f"{where}: cannot read the dump ({exc.strerror})") from None
+    with _open_text(path, where, "dump") as handle:
+        frames = list(_dump_frames(_Lines(handle), where, atom_ids, allow_wrapped))
     if not frames:
         raise DataError(f"{where}: the dump holds no frames")
     periodic = frames[0].periodic
@@ -507,25 +646,29 @@ class _Frame(NamedTuple):
 
 
 def _dump_frames(
-    handle: TextIO, where: str, atom_ids: np.ndarray | None, allow_wrapped: bool
+    lines: _Lines, where: str, atom_ids: np.ndarray | None, allow_wrapped: bool
 ) -> Iterator[_Frame]:
     """Each frame of the dump, atoms in ``atom_ids`` order (the first frame's sorted ids when
     ``atom_ids`` is ``None``)."""
     for index in itertools.count():
-        frame = _read_dump_frame(handle, where, index)
+        frame = _read_dump_frame(lines, where, index)
         if frame is None:
             return
         here = f"{where}: frame {index} (timestep {frame.timestep})"
         ids, positions, wrapped = _dump_positions(frame, here, allow_wrapped)
-        atom_ids = np.sort(ids) if atom_ids is None else atom_ids
+        if atom_ids is None:
+            atom_ids = np.sort(ids)
+            repeated = np.flatnonzero(np.diff(atom_ids) == 0)
+            if repeated.size:
+                raise DataError(f"{here}: atom id {atom_ids[repeated[0]]} appears twice")
         ordered = np.empty((len(atom_ids), 3))
         ordered[_atom_order(ids, atom_ids, here)] = positions
         yield _Frame(frame.timestep, frame.box, frame.periodic, ordered, wrapped)
 
 
-def _read_dump_frame(handle: TextIO, where: str, index: int) -> _DumpFrame | None:
+def _read_dump_frame(lines: _Lines, where: str, index: int) -> _DumpFrame | None:
     """The next frame of the dump, or ``None`` at the end of the file."""
-    items = _read_dump_items(handle, where, index)
+    items = _read_dump_items(lines, where, index)
     if items is None:
         return None
     values, columns = items
@@ -541,46 +684,61 @@ def _read_dump_frame(handle: TextIO, where: str, index: int) -> _DumpFrame | Non
     n_atoms = _header_int(values, "NUMBER OF ATOMS", here)
     if n_atoms < 1:
         raise DataError(f"{here}: the frame has no atoms")
-    lines = list(itertools.islice(handle, n_atoms))
-    if len(lines) < n_atoms:
+    first_line = lines.number + 1
+    atom_lines = lines.take(n_atoms)
+    if len(atom_lines) < n_atoms:
         raise DataError(
-            f"{here} is truncated: {len(lines)} of {n_atoms} atom lines before the end of the file"
+            f"{here} is truncated: {len(atom_lines)} of {n_atoms} atom lines before the end of "
+            f"the file"
         )
-    return _DumpFrame(timestep, box, origin, periodic, columns, lines)
+    last = atom_lines[-1]
+    if not last.endswith("\n"):
+        raise DataError(
+            f"{here} is truncated: the file ends inside its last atom line (line {lines.number}: "
+            f"{last.strip()[:60]!r}, no newline); remove the incomplete frame"
+        )
+    if len(last.split()) != len(columns):
+        raise DataError(
+            f"{here}, line {lines.number}: {len(last.split())} values on an atom line, but "
+            f"'ITEM: ATOMS' names {len(columns)} columns (truncated or corrupt file?)"
+        )
+    return _DumpFrame(timestep, box, origin, periodic, columns, atom_lines, first_line)
 
 
 def _header_int(values: dict[str, list[str]], key: str, here: str) -> int:
-    """The integer value of dump item ``key``; DataError when it is not one."""
+    """The 64-bit integer value of dump item ``key``; DataError when it is not one."""
     try:
-        return int(values[key][0])
+        value = int(values[key][0])
     except ValueError:
-        raise DataError(
-            f"{here}: 'ITEM: {key}' value {values[key][0]!r} is not an integer"
-        ) from None
+        value = None
+    if value is None or not -_INT64_LIMIT <= value < _INT64_LIMIT:
+        raise DataError(f"{here}: 'ITEM: {key}' value {values[key][0]!r} is not an integer")
+    return value
 
 
 def _read_dump_items(
-    handle: TextIO, where: str, index: int
+    lines: _Lines, where: str, index: int
 ) -> tuple[dict[str, list[str]], list[str]] | None:
     """``ITEM:`` header values of the next frame (by item name) and its atom columns."""
     values: dict[str, list[str]] = {}
     started = False
-    while line := handle.readline():
+    while line := lines.readline():
         if not line.strip():
             continue
         started = True
         if not line.startswith("ITEM:"):
             raise DataError(
-                f"{where}: frame {index}: expected an 'ITEM:' line, found {line.strip()[:60]!r}"
+                f"{where}: frame {index}, line {lines.number}: expected an 'ITEM:' line, found "
+                f"{line.strip()[:60]!r}"
             )
         key = line[len("ITEM:") :].strip()
         if key.startswith("ATOMS"):
             return values, key.split()[1:]
         n_lines = 3 if key.startswith("BOX BOUNDS") else 1
-        lines = [handle.readline() for _ in range(n_lines)]
-        if not all(line.strip() for line in lines):
+        item_lines = [lines.readline() for _ in range(n_lines)]
+        if not all(line.strip() for line in item_lines):
             break
-        values[key] = [v for line in lines for v in line.split()]
+        values[key] = [v for line in item_lines for v in line.split()]
     if started:
         raise DataError(f"{where}: frame {index} is truncated: the file ends inside its header")
     return None
@@ -599,14 +757,22 @@ def _dump_box(
     words = key.split()[2:]
     flags = [w for w in words if len(w) == 2 and set(w) <= _BOUNDARY_CHARS]
     periodic = tuple(f == "pp" for f in flags) if len(flags) == 3 else (True, True, True)
+    per_line = 4 if "abc" in words else 3 if "xy" in words else 2
     try:
         numbers = np.array(values, dtype=np.float64)
     except ValueError:
-        raise DataError(f"{here}: BOX BOUNDS values are not numbers: {values}") from None
-    if "abc" in words:
+        numbers = np.full(0, np.nan)
+    if numbers.size != 3 * per_line or not np.isfinite(numbers).all():
+        tilt = per_line == 2 and numbers.size == 9
+        raise DataError(
+            f"{here}: 'ITEM: {key}' needs 3 lines of {per_line} finite numbers, got "
+            f"{' '.join(values)[:120]!r}"
+            + (" (tilt factors without 'xy xz yz' in the ITEM line?)" if tilt else "")
+        )
+    if per_line == 4:
         rows = numbers.reshape(3, 4)
         return rows[:, :3], rows[:, 3], periodic
-    if "xy" in words:
+    if per_line == 3:
         (xlo_b, xhi_b, xy), (ylo_b, yhi_b, xz), (zlo, zhi, yz) = numbers.reshape(3, 3)
         xlo = xlo_b - min(0.0, xy, xz, xy + xz)
         xhi = xhi_b - max(0.0, xy, xz, xy + xz)
@@ -633,15 +799,27 @@ def _dump_positions(
         )
     images = _IMAGE_COLUMNS if kind.images else ()
     table = _dump_columns(frame, ("id", *kind.names, *images), here)
-    ids, values = table[:, 0].astype(np.int64), table[:, 1:4]
-    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
-    if bad.size:
-        raise DataError(
-            f"{here}: atom id {ids[bad[0]]} has non-finite coordinates {values[bad[0]].tolist()}"
-        )
+    ids = _dump_integers(table[:, 0], "atom id", frame, here)
+    values = table[:, 1:4]
     if kind.images:
-        values = values + (table[:, 4:7] if kind.scaled else table[:, 4:7] @ frame.box)
-    return ids, (frame.origin + values @ frame.box if kind.scaled else values), wrapped
+        flags = _dump_integers(table[:, 4:7], "image flags", frame, here)
+        values = values + (flags if kind.scaled else flags @ frame.box)
+    positions = frame.origin + values @ frame.box if kind.scaled else values
+    lines = frame.first_line + np.arange(len(ids))
+    _check_coordinates(positions, ids, here, lines)
+    return ids, positions, wrapped
+
+
+def _dump_integers(values: np.ndarray, what: str, frame: _DumpFrame, here: str) -> np.ndarray:
+    """Float dump columns ``values`` (one row per atom line) as int64; DataError naming the line
+    of the first row holding a non-integer."""
+    rows = values.reshape(len(values), -1)
+    whole = (rows == np.round(rows)) & (np.abs(rows) < 2**53)
+    bad = np.flatnonzero(~whole.all(axis=1))
+    if bad.size:
+        text = " ".join(f"{v:g}" for v in rows[bad[0]])
+        raise DataError(f"{here}, line {frame.first_line + bad[0]}: non-integer {what} {text}")
+    return values.astype(np.int64)
 
 
 def _position_columns(frame: _DumpFrame, here: str) -> _PositionColumns:
@@ -662,7 +840,7 @@ def _dump_columns(frame: _DumpFrame, names: Sequence[str], here: str) -> np.ndar
     if missing:
         raise DataError(f"{here}: no '{missing[0]}' column; columns are: {' '.join(frame.columns)}")
     try:
-        return np.loadtxt(
+        table = np.loadtxt(
             frame.lines,
             usecols=[frame.columns.index(c) for c in names],
             dtype=np.float64,
@@ -673,6 +851,9 @@ def _dump_columns(frame: _DumpFrame, names: Sequence[str], here: str) -> np.ndar
         raise DataError(
             f"{here}: cannot read columns {' '.join(names)} ({exc}); truncated or corrupt file?"
         ) from None
+    if len(table) != len(frame.lines):
+        raise DataError(f"{here}: blank lines among its {len(frame.lines)} atom lines")
+    return table
 
 
 def _atom_order(ids: np.ndarray, atom_ids: np.ndarray, here: str) -> np.ndarray:
