@@ -2,7 +2,8 @@
 
 Runs on the device of its inputs (vesin's torch interface computes on CPU and CUDA), for a
 batch of independent systems. Displacements are recomputed here from positions and integer cell
-shifts, so autograd and float64 flow through them.
+shifts, so autograd and float64 flow through them. Edges come sorted by (source, target), so a
+list filtered from a larger one (:class:`VerletList`) is the same list in the same order.
 """
 
 from __future__ import annotations
@@ -63,7 +64,56 @@ def radius_edges(
         receivers.append(j + start)
         shifts.append(s.to(pos.dtype) @ box[g])
     edge_index = torch.stack([torch.cat(senders), torch.cat(receivers)]).to(torch.long)
-    return edge_index, torch.cat(shifts)
+    order = torch.argsort(edge_index[0] * pos.shape[0] + edge_index[1])
+    return _within(pos, edge_index[:, order], torch.cat(shifts)[order], cutoff)
+
+
+def _within(
+    pos: torch.Tensor, edge_index: torch.Tensor, shift: torch.Tensor, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs of ``edge_index`` closer than ``cutoff``, by this module's own arithmetic (so
+    a fresh list and one filtered from a longer list agree at the boundary)."""
+    vec = pos.detach()[edge_index[1]] - pos.detach()[edge_index[0]] + shift
+    keep = vec.norm(dim=-1) < cutoff
+    return edge_index[:, keep], shift[keep]
+
+
+class VerletList:
+    """Radius edges reused while no bead has moved more than half the skin.
+
+    The list is built with ``cutoff + skin`` and, at every call, filtered to the pairs closer
+    than ``cutoff``; it is rebuilt when a bead has moved farther than ``skin / 2`` since the
+    last build (then no pair can have entered the cut-off unseen), or when the number of beads
+    changes. Calls give the same edges, in the same order, as :func:`radius_edges`. One list
+    serves one batch whose boxes do not change (a rollout). ``builds`` counts the rebuilds.
+
+    Each call compares the largest displacement with the skin on the host: one scalar sync,
+    instead of the neighbour search (and its per-system pair-count syncs) at every call.
+    """
+
+    def __init__(self, cutoff: float, skin: float):
+        if skin <= 0:
+            raise ValueError(f"Verlet skin must be > 0, got {skin}")
+        self.cutoff, self.skin = cutoff, skin
+        self.builds = 0
+        self._reference: torch.Tensor | None = None
+        self._index = self._shift = None
+
+    def __call__(
+        self, pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor, ptr: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``edge_index (2, E)`` and ``shift (E, 3)`` as :func:`radius_edges` returns them."""
+        if self._needs_build(pos):
+            self._index, self._shift = radius_edges(pos, box, pbc, ptr, self.cutoff + self.skin)
+            self._reference = pos.detach().clone()
+            self.builds += 1
+        return _within(pos, self._index, self._shift, self.cutoff)
+
+    def _needs_build(self, pos: torch.Tensor) -> bool:
+        if self._reference is None or self._reference.shape != pos.shape:
+            return True
+        moved = (pos.detach() - self._reference).norm(dim=-1).max()
+        return bool(moved > 0.5 * self.skin)
 
 
 def cg_edges(
@@ -74,6 +124,7 @@ def cg_edges(
     ptr: torch.Tensor,
     bond_index: torch.Tensor,
     cutoff: float,
+    neighbors: VerletList | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Radius edges plus CG-bond edges, one edge per ordered pair, typed.
 
@@ -85,11 +136,15 @@ def cg_edges(
         batch: ``(n_beads,)`` system of each bead; ptr ``(n_graphs + 1,)``.
         bond_index: ``(2, n_bond_edges)`` CG bonds, both directions.
         cutoff: radius (Å).
+        neighbors: a :class:`VerletList` of this cut-off to reuse (default: a fresh search).
 
     Returns ``edge_index (2, E)``, ``edge_vec (E, 3)`` displacement source -> target and
     ``edge_type (E,)``.
     """
-    r_index, r_shift = radius_edges(pos, box, pbc, ptr, cutoff)
+    if neighbors is None:
+        r_index, r_shift = radius_edges(pos, box, pbc, ptr, cutoff)
+    else:
+        r_index, r_shift = neighbors(pos, box, pbc, ptr)
     n = pos.shape[0]
     r_key = r_index[0] * n + r_index[1]
     b_key = bond_index[0] * n + bond_index[1]

@@ -92,8 +92,8 @@ def test_langevin_with_exact_gaussian_score_samples_that_gaussian(
     mu, s = torch.tensor([1.0, -2.0, 0.5], dtype=D), 0.7
     sigmas = torch.tensor(sigmas, dtype=D)
 
-    def score(x, sigma):  # exact score of N(mu, s^2) convolved with N(0, sigma^2)
-        return -(x - mu) / (s**2 + sigma**2)
+    def score(x, sigma):  # exact score of N(mu, s^2) convolved with N(0, sigma^2), sigma (n,)
+        return -(x - mu) / (s**2 + sigma[:, None] ** 2)
 
     start = torch.full((4000, 3), 6.0, dtype=D)
     out = annealed_langevin(score, start, sigmas, steps, step_size,

@@ -22,7 +22,7 @@ from eqcg.models.gaussian import GaussianAcceleration
 from eqcg.models.interface import DynamicsOutput, GraphInputs
 from eqcg.models.mlp import mlp
 from eqcg.models.registry import get_variant
-from eqcg.neighbors import cg_edges
+from eqcg.neighbors import VerletList, cg_edges
 from eqcg.simulate.integrator import finite_difference_velocities
 
 
@@ -86,30 +86,37 @@ class Simulator(nn.Module):
             math.log10(score.sigma_begin), math.log10(score.sigma_end), score.n_levels
         )
         self.register_buffer("sigmas", sigmas)
+        self.training_levels = score.training_levels
 
     def embed(self, batch: Batch) -> torch.Tensor:
         """``(n_beads, embed_dim)`` bead features (topology only: compute once per rollout)."""
         return self.embedding(batch)
 
     def graph_inputs(
-        self, batch: Batch, pos: torch.Tensor, bead_features: torch.Tensor
+        self, batch: Batch, pos: torch.Tensor, bead_features: torch.Tensor,
+        neighbors: VerletList | None = None,
     ) -> GraphInputs:
-        """Typed CG edges at positions ``pos (n_beads, 3)``, normalised by the radius."""
+        """Typed CG edges at positions ``pos (n_beads, 3)``, normalised by the radius.
+
+        ``neighbors`` (a :class:`~eqcg.neighbors.VerletList` of the model's radius) is reused
+        instead of a fresh neighbour search; the edges are the same.
+        """
         edge_index, edge_vec, edge_type = cg_edges(
             pos, batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
-            batch[keys.CG_BOND_INDEX], self.radius,
+            batch[keys.CG_BOND_INDEX], self.radius, neighbors,
         )
         return GraphInputs(
             bead_features, edge_index, edge_vec / self.radius, edge_type, batch.batch
         )
 
     def predict(
-        self, batch: Batch, pos_history: torch.Tensor, bead_features: torch.Tensor | None = None
+        self, batch: Batch, pos_history: torch.Tensor, bead_features: torch.Tensor | None = None,
+        neighbors: VerletList | None = None,
     ) -> Prediction:
         """Distribution of the next acceleration given ``pos_history (n_beads, k, 3)``."""
         if bead_features is None:
             bead_features = self.embed(batch)
-        graph = self.graph_inputs(batch, pos_history[:, -1], bead_features)
+        graph = self.graph_inputs(batch, pos_history[:, -1], bead_features, neighbors)
         velocities = finite_difference_velocities(pos_history) / self.velocity_scale
         out: DynamicsOutput = self.dynamics(graph, velocities)
         rg_residual = None
@@ -132,6 +139,7 @@ class Simulator(nn.Module):
         sigma: torch.Tensor,
         bead_features: torch.Tensor,
         context: torch.Tensor,
+        neighbors: VerletList | None = None,
     ) -> torch.Tensor:
         """``(n_beads, 3)`` network output ``f = sigma * score`` at ``noisy_pos``.
 
@@ -139,8 +147,9 @@ class Simulator(nn.Module):
             noisy_pos: ``(n_beads, 3)`` candidate next positions.
             last_pos: ``(n_beads, 3)`` last known positions.
             sigma: ``(n_beads,)`` noise level of each bead (length units).
+            neighbors: neighbour list to reuse (see :meth:`graph_inputs`).
         """
-        graph = self.graph_inputs(batch, noisy_pos, bead_features)
+        graph = self.graph_inputs(batch, noisy_pos, bead_features, neighbors)
         displacement = (noisy_pos - last_pos) / self.velocity_scale
         return self.score_network(graph, context, displacement, torch.log(sigma))
 
@@ -152,7 +161,9 @@ class Simulator(nn.Module):
         sigma: torch.Tensor,
         bead_features: torch.Tensor,
         context: torch.Tensor,
+        neighbors: VerletList | None = None,
     ) -> torch.Tensor:
         """``(n_beads, 3)`` score ``∇ log p`` (1/length); arguments as :meth:`score_times_sigma`."""
-        f = self.score_times_sigma(batch, noisy_pos, last_pos, sigma, bead_features, context)
+        f = self.score_times_sigma(batch, noisy_pos, last_pos, sigma, bead_features, context,
+                                   neighbors)
         return f / sigma.unsqueeze(-1)

@@ -18,8 +18,9 @@ from torch_geometric.utils import scatter
 
 from eqcg import keys
 from eqcg.models.gaussian import GaussianAcceleration
-from eqcg.models.simulator import Simulator
+from eqcg.models.simulator import Prediction, Simulator
 from eqcg.simulate.integrator import acceleration_target
+from eqcg.simulate.refinement import predicted_spread
 
 
 def gaussian_nll(prediction: GaussianAcceleration, target: torch.Tensor) -> torch.Tensor:
@@ -90,6 +91,26 @@ def radius_of_gyration(pos: torch.Tensor, masses: torch.Tensor, batch: torch.Ten
     return torch.sqrt(scatter(sq, batch, dim=0, dim_size=n_graphs, reduce="sum") / total)
 
 
+def score_noise_levels(
+    simulator: Simulator, prediction: Prediction, batch: Batch, generator: torch.Generator
+) -> torch.Tensor:
+    """``(n_graphs,)`` denoising noise level of each system (length units).
+
+    ``ladder``: one of the model's levels, uniformly (the paper). ``spread``: log-uniform between
+    the smallest level and the system's predicted spread (detached, clamped to the levels'
+    range), the levels a refinement that starts at the spread visits.
+    """
+    sigmas = simulator.sigmas
+    n_graphs = batch.num_graphs
+    if simulator.training_levels == "ladder":
+        level = torch.randint(len(sigmas), (n_graphs,), generator=generator, device=sigmas.device)
+        return sigmas[level]
+    spread = predicted_spread(prediction.acceleration.covariance.detach(), batch.batch, n_graphs)
+    top = torch.log(spread.clamp(min=sigmas[-1]).minimum(sigmas[0]))
+    u = torch.rand(n_graphs, generator=generator, dtype=sigmas.dtype, device=sigmas.device)
+    return torch.exp(torch.log(sigmas[-1]) + u * (top - torch.log(sigmas[-1])))
+
+
 def compute_losses(
     simulator: Simulator,
     batch: Batch,
@@ -119,9 +140,7 @@ def compute_losses(
     mse = (prediction.normalized.mean - target).pow(2).sum(-1).mean()
     mse_zero = target.pow(2).sum(-1).mean()
 
-    level = torch.randint(len(simulator.sigmas), (n_graphs,), generator=generator,
-                          device=target_pos.device)
-    sigma = simulator.sigmas[level][batch.batch]
+    sigma = score_noise_levels(simulator, prediction, batch, generator)[batch.batch]
     noise = torch.randn(target_pos.shape, generator=generator, dtype=target_pos.dtype,
                         device=target_pos.device)
     f = simulator.score_times_sigma(

@@ -1,0 +1,141 @@
+"""Score-based refinement of a predicted step: settings and the call into the sampler.
+
+A refinement visits ``levels`` noise levels falling geometrically to the model's smallest
+training level ``sigma_end``, with ``steps_per_level`` Langevin steps each
+(:mod:`eqcg.simulate.langevin`) and an optional final denoising step. The ladder starts at
+
+* ``top``: the model's largest training level ``sigma_begin`` (the paper), or
+* ``spread``: each system's predicted spread, the RMS over its beads of the std of the
+  dynamics network's Gaussian (clamped to the training range): the dynamics sample deviates from
+  a plausible next state by about that much, so levels above it only add noise, and levels far
+  below it cannot move the sample far enough.
+
+An optional excluded-volume correction (``excluded_volume > 0``) finally pushes non-bonded bead
+pairs closer than that distance apart symmetrically, half the overlap each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch_geometric.utils import scatter
+
+from eqcg.config import ScoreConfig
+from eqcg.simulate.langevin import SCHEDULES, evaluations, geometric_ladder
+
+STARTS = ("top", "spread")
+
+
+@dataclass
+class Refinement:
+    """Annealed Langevin refinement settings of a rollout.
+
+    Attributes:
+        enabled: refine every step with the score network.
+        steps_per_level: Langevin steps per noise level.
+        step_size: Langevin step size at the smallest level (length²).
+        levels: noise levels visited (``None``: the model's ``score.n_levels``).
+        schedule: step-size schedule, ``constant``, ``ncsn`` or ``denoise``
+            (:mod:`eqcg.simulate.langevin`).
+        start: ``top`` (the model's ``sigma_begin``) or ``spread`` (each system's predicted
+            spread).
+        denoise: finish with a noise-free step ``x + sigma_min² score``.
+        excluded_volume: push non-bonded bead pairs closer than this apart (length; 0: off).
+    """
+
+    enabled: bool = True
+    steps_per_level: int = 1
+    step_size: float = 5e-5
+    levels: int | None = None
+    schedule: str = "ncsn"
+    start: str = "top"
+    denoise: bool = False
+    excluded_volume: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown refinement schedule {self.schedule!r}; known: "
+                             f"{', '.join(SCHEDULES)}")
+        if self.start not in STARTS:
+            raise ValueError(f"unknown refinement start {self.start!r}; known: {', '.join(STARTS)}")
+        if self.steps_per_level < 1 or (self.levels is not None and self.levels < 1):
+            raise ValueError("refinement needs at least one level and one step per level")
+        if self.step_size <= 0 or self.excluded_volume < 0:
+            raise ValueError("refinement step_size must be > 0 and excluded_volume >= 0")
+
+    @classmethod
+    def from_config(cls, score: ScoreConfig) -> Refinement:
+        """The refinement a run's ``score`` section asks for."""
+        return cls(
+            enabled=score.refine, steps_per_level=score.langevin_steps,
+            step_size=score.step_size, levels=score.refine_levels or None,
+            schedule=score.step_schedule, start=score.refine_start, denoise=score.denoise,
+            excluded_volume=score.excluded_volume,
+        )
+
+    def n_levels(self, model_levels: int) -> int:
+        """Levels visited by a model trained on ``model_levels`` levels."""
+        return self.levels or model_levels
+
+    def score_evaluations(self, model_levels: int) -> int:
+        """Score-network calls per refined step (0 when disabled)."""
+        if not self.enabled:
+            return 0
+        return evaluations(self.n_levels(model_levels), self.steps_per_level, self.denoise)
+
+
+def predicted_spread(
+    covariance: torch.Tensor, graph_of_bead: torch.Tensor, n_graphs: int
+) -> torch.Tensor:
+    """``(n_graphs,)`` RMS over each system's beads of the std ``sqrt(tr Σ / 3)`` (length).
+
+    Args:
+        covariance: ``(n_beads, 3, 3)`` covariance of the predicted acceleration (length²).
+        graph_of_bead: ``(n_beads,)`` system of each bead.
+    """
+    variance = torch.diagonal(covariance, dim1=-2, dim2=-1).sum(-1) / 3.0
+    return scatter(variance, graph_of_bead, dim=0, dim_size=n_graphs, reduce="mean").sqrt()
+
+
+def noise_ladder(
+    refinement: Refinement,
+    model_sigmas: torch.Tensor,
+    spread: torch.Tensor,
+    graph_of_bead: torch.Tensor,
+) -> torch.Tensor:
+    """``(n_levels, n_beads)`` noise levels of each bead, largest first.
+
+    Args:
+        model_sigmas: ``(n_model_levels,)`` the score network's training levels, largest first.
+        spread: ``(n_graphs,)`` predicted spread per system (:func:`predicted_spread`).
+    """
+    top, bottom = model_sigmas[0], float(model_sigmas[-1])
+    n_levels = refinement.n_levels(len(model_sigmas))
+    if refinement.start == "spread":
+        start = spread.clamp(min=bottom).minimum(top)[graph_of_bead]
+    else:
+        start = top.expand(graph_of_bead.shape[0])
+    return geometric_ladder(start, bottom, n_levels)
+
+
+def push_apart(
+    pos: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, edge_is_radius:
+    torch.Tensor, distance: float
+) -> torch.Tensor:
+    """Move the beads of every non-bonded pair closer than ``distance`` apart, half the overlap
+    each, along their separation (one Jacobi sweep; equivariant, translation-invariant).
+
+    Args:
+        pos: ``(n_beads, 3)`` positions.
+        edge_index: ``(2, E)`` ordered pairs (both directions present), source -> target.
+        edge_vec: ``(E, 3)`` displacement source -> target at ``pos`` (minimum image).
+        edge_is_radius: ``(E,)`` bool, pair is not a CG bond.
+    """
+    length = edge_vec.norm(dim=-1)
+    overlap = (distance - length).clamp(min=0.0) * edge_is_radius
+    direction = edge_vec / length.clamp(min=1e-12)[:, None]
+    push = scatter(0.5 * overlap[:, None] * direction, edge_index[1], dim=0,
+                   dim_size=pos.shape[0], reduce="sum")
+    return pos + push
+
