@@ -1,0 +1,322 @@
+"""Refinement schedules side by side: cost per learned step and what each buys in a long rollout.
+
+    python benchmarks/refinement.py --run runs/poly-eq --data data/polymer-small
+    python benchmarks/refinement.py --system polymer --preset small     # generates and trains
+    python benchmarks/refinement.py --run R --data D --steps 10000      # the 1e4-step version
+
+One trained model, its held-out (test) systems, the same starting frames and the same noise
+seed for every schedule. Each schedule rolls all held-out systems out for ``--steps`` learned
+steps (batched in one graph, through :func:`eqcg.run_rollout`), and is scored against the
+systems' reference MD over their whole trajectories:
+
+* score evaluations per step, counted by a hook on the score network during a timed rollout,
+  and wall time per step relative to a bare step (short rollouts of every schedule, interleaved
+  so that machine noise hits all alike, ``--time-steps`` steps each, medians of ``--repeats``);
+* collisions (bead pairs closer than the unit system's threshold: 0.5 sigma for chains,
+  1 Å) per system per 1000 steps, and the first colliding step (median and min over systems);
+* blow-ups (systems whose positions went non-finite or jumped beyond the rollout's limit);
+* the Wasserstein-1 distance between the CG bond-length distributions of rollout and MD;
+* mean Rg per system vs MD (r², mean relative error) and the centre-of-mass diffusivity from
+  the MSD vs MD (median ratio, fraction within 1.5x).
+
+Without ``--run``, the ``--system`` data of ``--preset`` are generated with LAMMPS and
+``configs/<system>_equivariant.yaml`` is trained for ``--train-steps`` (into
+``benchmarks/results/refinement_work/``). Stages already done are reused, so an interrupted run
+resumes. Writes ``benchmarks/results/refinement_<label>.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.stats
+import torch
+from common import (
+    RESULTS_DIR,
+    add_device_arguments,
+    environment,
+    format_table,
+    interleaved_times,
+    median,
+    pyplot,
+    setup_device,
+    write_json,
+)
+
+from eqcg.cg.mapping import CGSettings
+from eqcg.config import load_config
+from eqcg.data.graph import prepare_systems
+from eqcg.data.store import load_dataset
+from eqcg.evaluate.beads import reference_beads, rollout_beads
+from eqcg.evaluate.properties import DEFAULT_OPTIONS, trajectory_properties
+from eqcg.metrics.agreement import agreement
+from eqcg.metrics.stability import COLLISION_THRESHOLDS, collision_report
+from eqcg.simulate.langevin import gaussian_noise
+from eqcg.simulate.refinement import Refinement
+from eqcg.simulate.rollout import RolloutFailure, rollout
+from eqcg.simulate.runner import run_rollout, start_batch
+from eqcg.train.checkpoint import load_simulator
+
+# name -> refinement (``None`` fields are taken from the run's score config)
+SCHEDULES: dict[str, Refinement] = {
+    "none": Refinement(enabled=False),
+    "paper (20x10 constant)": Refinement(levels=20, steps_per_level=10, schedule="constant"),
+    "previous default (10x5 constant)": Refinement(levels=10, steps_per_level=5,
+                                                   schedule="constant"),
+    "ncsn 10x5": Refinement(levels=10, steps_per_level=5, schedule="ncsn"),
+    "top ncsn 9x1 + denoise": Refinement(levels=9, steps_per_level=1, schedule="ncsn",
+                                         denoise=True),
+    "spread ncsn 1x1 + denoise": Refinement(levels=1, steps_per_level=1, schedule="ncsn",
+                                            start="spread", denoise=True),
+    "spread ncsn 4x1 + denoise": Refinement(levels=4, steps_per_level=1, schedule="ncsn",
+                                            start="spread", denoise=True),
+    "spread ncsn 3x3 + denoise": Refinement(levels=3, steps_per_level=3, schedule="ncsn",
+                                            start="spread", denoise=True),
+    "spread ancestral 2": Refinement(levels=2, schedule="ancestral", start="spread"),
+    "spread ancestral 5": Refinement(levels=5, schedule="ancestral", start="spread"),
+    "spread ancestral 10": Refinement(levels=10, schedule="ancestral", start="spread"),
+    "top ancestral 5": Refinement(levels=5, schedule="ancestral"),
+    "top ancestral 10": Refinement(levels=10, schedule="ancestral"),
+    "spread denoise 2": Refinement(levels=2, steps_per_level=1, schedule="denoise",
+                                   start="spread"),
+    "spread denoise 5": Refinement(levels=5, steps_per_level=1, schedule="denoise",
+                                   start="spread"),
+}
+# schedule -> the schedule it adds the excluded-volume correction to (``--excluded-volume``)
+WITH_EXCLUDED_VOLUME = {"top ancestral 10 + excluded volume": "top ancestral 10",
+                        "spread ancestral 10 + excluded volume": "spread ancestral 10"}
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, help="trained run directory (default: train one)")
+    parser.add_argument("--data", type=Path, help="its dataset (required with --run)")
+    parser.add_argument("--system", default="polymer", choices=["polymer", "electrolyte"])
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--train-steps", type=int, default=3000)
+    parser.add_argument("--set", action="append", default=[],
+                        help="config override for the trained model (key=value)")
+    parser.add_argument("--steps", type=int, default=1000, help="learned steps per rollout")
+    parser.add_argument("--schedules", nargs="+", default=[*SCHEDULES, *WITH_EXCLUDED_VOLUME],
+                        choices=[*SCHEDULES, *WITH_EXCLUDED_VOLUME], metavar="NAME")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed of every rollout")
+    parser.add_argument("--excluded-volume", type=float, default=None,
+                        help="distance of the excluded-volume schedules (default: 1.2 x the "
+                             "collision threshold: 0.6 sigma, 1.2 Å)")
+    parser.add_argument("--time-steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--label", default=None, help="results name (default: system)")
+    parser.add_argument("--work", type=Path, default=RESULTS_DIR / "refinement_work")
+    add_device_arguments(parser)
+    return parser.parse_args()
+
+
+def _trained_run(args: argparse.Namespace, device: torch.device) -> tuple[Path, Path]:
+    """``(run, data)``: the given run, or one generated and trained here (resumable)."""
+    if args.run is not None:
+        if args.data is None:
+            raise SystemExit("--run needs --data")
+        return args.run, args.data
+    from eqcg.systems.electrolyte import generate_electrolyte
+    from eqcg.systems.polymer import generate_polymer
+    from eqcg.train.trainer import train
+
+    data = args.work / f"{args.system}_{args.preset}"
+    generate = generate_polymer if args.system == "polymer" else generate_electrolyte
+    if not (data / "dataset.h5").exists():
+        generate(data, preset=args.preset)
+    run = args.work / f"{args.system}_{args.preset}_equivariant"
+    if not (run / "checkpoints" / "best.pt").exists():
+        config_path = Path(__file__).resolve().parents[1] / "configs"
+        config = load_config(config_path / f"{args.system}_equivariant.yaml", args.set)
+        train(config, data, run, max_steps=args.train_steps, device=str(device),
+              resume=(run / "checkpoints" / "last.pt").exists())
+    return run, data
+
+
+def _schedule(name: str, run_refinement: Refinement, excluded_volume: float) -> Refinement:
+    """The refinement named ``name``, with the run's Langevin step size (the schedules fix
+    everything else)."""
+    if name in WITH_EXCLUDED_VOLUME:
+        refinement = dataclasses.replace(SCHEDULES[WITH_EXCLUDED_VOLUME[name]],
+                                         excluded_volume=excluded_volume)
+    else:
+        refinement = SCHEDULES[name]
+    return dataclasses.replace(refinement, step_size=run_refinement.step_size)
+
+
+def _timings(simulator, batch, refinements: dict[str, Refinement], args) -> dict[str, dict]:
+    """Seconds per learned step and score-network calls per step of every schedule."""
+    calls = {"n": 0}
+    hook = simulator.score_network.register_forward_hook(
+        lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    counted: dict[str, list[int]] = {name: [] for name in refinements}
+
+    def measure(name: str):
+        def run() -> float:
+            calls["n"] = 0
+            generator = torch.Generator(device=batch.batch.device).manual_seed(args.seed)
+            try:
+                result = rollout(simulator, batch, args.time_steps,
+                                 refinement=refinements[name], noise=gaussian_noise(generator),
+                                 show_progress=False)
+                seconds = result.wall_seconds
+            except RolloutFailure as exc:
+                seconds = exc.result.wall_seconds
+            counted[name].append(calls["n"])
+            return seconds / args.time_steps
+        return run
+
+    try:
+        times = interleaved_times({name: measure(name) for name in refinements}, args.repeats,
+                                  warmup=1)
+    finally:
+        hook.remove()
+    bare = median(times["none"]) if "none" in times else None
+    return {name: {"seconds_per_step": median(times[name]),
+                   "relative_to_bare": median(times[name]) / bare if bare else None,
+                   "score_evaluations_per_step": counted[name][-1] / args.time_steps}
+            for name in refinements}
+
+
+def _quality(rollout_dir: Path, data: Path, settings: CGSettings, steps: int) -> dict:
+    """Collisions, blow-ups, bond-length W1, Rg and diffusivity of one rollout vs the MD."""
+    with load_dataset(rollout_dir / "rollout.h5") as rollouts, load_dataset(data) as reference:
+        threshold = COLLISION_THRESHOLDS[rollouts.units]
+        per_system, model_bonds, md_bonds = {}, [], []
+        for system in rollouts:
+            model = rollout_beads(system)
+            md = reference_beads(reference[str(system.attrs["reference_system"])], settings)
+            stability = collision_report(model.positions, model.box, model.pbc, threshold)
+            finite = stability.first_nonfinite_frame or model.n_frames
+            model = model.frames(slice(0, finite))
+            props = trajectory_properties(model, DEFAULT_OPTIONS)
+            md_props = trajectory_properties(md, DEFAULT_OPTIONS)
+            model_bonds.append(props.bond_lengths.ravel())
+            md_bonds.append(md_props.bond_lengths.ravel())
+            species = next(iter(md_props.diffusivity))
+            fit, md_fit = props.diffusivity.get(species), md_props.diffusivity[species]
+            per_system[system.name] = {
+                "collisions": int(stability.n_collisions.sum()),
+                "collisions_per_1000_steps": float(stability.n_collisions.sum()) * 1000 / steps,
+                "first_collision_step": stability.first_collision_frame,
+                "blew_up": finite < steps + 1,
+                "frames": int(finite),
+                "rg_mean": props.rg_mean, "rg_mean_md": md_props.rg_mean,
+                "diffusivity": fit.diffusivity if fit else float("nan"),
+                "diffusivity_md": md_fit.diffusivity if md_fit else float("nan"),
+                "bond_w1": float(scipy.stats.wasserstein_distance(model_bonds[-1],
+                                                                  md_bonds[-1])),
+            }
+    values = list(per_system.values())
+    first = [v["first_collision_step"] for v in values]
+    hit = [f for f in first if f is not None]
+    rg, rg_md = (np.array([v[k] for v in values]) for k in ("rg_mean", "rg_mean_md"))
+    ratio = np.array([v["diffusivity"] / v["diffusivity_md"] for v in values])
+    return {
+        "systems": per_system,
+        "collisions_per_1000_steps_median": float(np.median(
+            [v["collisions_per_1000_steps"] for v in values])),
+        "collision_free_systems": sum(f is None for f in first),
+        "first_collision_median": float(np.median([f if f is not None else steps
+                                                   for f in first])),
+        "first_collision_min": min(hit) if hit else None,
+        "blow_ups": sum(v["blew_up"] for v in values),
+        "bond_w1": float(scipy.stats.wasserstein_distance(np.concatenate(model_bonds),
+                                                          np.concatenate(md_bonds))),
+        "bond_std": float(np.concatenate(model_bonds).std()),
+        "bond_std_md": float(np.concatenate(md_bonds).std()),
+        "rg_r2": agreement(rg_md, rg).to_dict()["pearson_r_squared"],
+        "rg_mean_relative_error": float(np.mean(np.abs(rg / rg_md - 1))),
+        "diffusivity_ratio_median": float(np.nanmedian(ratio)),
+        "diffusivity_within_1.5x": float(np.mean((ratio < 1.5) & (ratio > 1 / 1.5))),
+    }
+
+
+def _plot(path: Path, results: dict[str, dict]) -> None:
+    plt = pyplot()
+    names = list(results)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    evals = [results[n]["score_evaluations_per_step"] for n in names]
+    panels = [("collisions_per_1000_steps_median", "collisions per system per 1000 steps"),
+              ("bond_w1", "bond-length W1 to MD"),
+              ("relative_to_bare", "wall time per step / bare step")]
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        values = [results[n][key] for n in names]
+        ax.scatter(evals, values)
+        for name, x, y in zip(names, evals, values, strict=True):
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("score evaluations per learned step")
+        ax.set_ylabel(f"{label} (lower is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    args = _arguments()
+    device = setup_device(args)
+    run, data = _trained_run(args, device)
+    simulator, config, metadata = load_simulator(run, map_location=device)
+    simulator = simulator.to(device)
+    run_refinement = Refinement.from_config(config.score)
+    units = metadata["units"]
+    excluded_volume = args.excluded_volume or 1.2 * COLLISION_THRESHOLDS[units]
+    refinements = {name: _schedule(name, run_refinement, excluded_volume)
+                   for name in args.schedules}
+    settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
+                          config.data.cg_seed)
+    test = metadata["split"]["test"]
+    with load_dataset(data) as dataset:
+        systems = prepare_systems(dataset, settings, simulator.vocabulary, test)
+    batch = start_batch(systems, simulator.history, config.data.dilation, 0,
+                        torch.float32).to(device)
+    results = _timings(simulator, batch, refinements, args)
+    label = args.label or args.system
+    work = args.work / f"rollouts_{label}_{args.steps}"
+    for name, refinement in refinements.items():
+        out = work / name.replace(" ", "_").replace("(", "").replace(")", "")
+        started = time.perf_counter()
+        if not (out / "rollout.h5").exists():
+            try:
+                run_rollout(run, data, out, args.steps, systems=test, refinement=refinement,
+                            seed=args.seed, device=str(device), show_progress=True)
+            except RolloutFailure as exc:
+                print(f"{name}: {exc}")
+        results[name] |= _quality(out, data, settings, args.steps)
+        results[name]["rollout_seconds"] = time.perf_counter() - started
+        print(f"{name}: done ({results[name]['rollout_seconds']:.0f} s)", flush=True)
+    headers = ["schedule", "evals/step", "time/bare", "collisions/1000 (median)",
+               "collision-free", "first collision (median, min)", "blow-ups", "bond W1",
+               "bond std (MD)", "Rg r²", "Rg rel. err", "D / D_MD (median)", "D within 1.5x"]
+    rows = [[name, r["score_evaluations_per_step"], r["relative_to_bare"],
+             r["collisions_per_1000_steps_median"],
+             f"{r['collision_free_systems']}/{len(test)}",
+             f"{r['first_collision_median']:.0f}, {r['first_collision_min']}", r["blow_ups"],
+             r["bond_w1"], f"{r['bond_std']:.3f} ({r['bond_std_md']:.3f})", r["rg_r2"],
+             r["rg_mean_relative_error"], r["diffusivity_ratio_median"],
+             r["diffusivity_within_1.5x"]] for name, r in results.items()]
+    table = format_table(headers, rows)
+    print(table)
+    stem = RESULTS_DIR / f"refinement_{label}"
+    write_json(stem.with_suffix(".json"), {
+        "run": str(run), "data": str(data), "test_systems": test, "steps": args.steps,
+        "seed": args.seed, "refinements": {n: dataclasses.asdict(r)
+                                           for n, r in refinements.items()},
+        "results": results, "environment": environment(device),
+    })
+    stem.with_suffix(".md").write_text(
+        "| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n"
+        + "\n".join("| " + " | ".join(str(c) if not isinstance(c, float) else f"{c:.4g}"
+                                       for c in row) + " |" for row in rows) + "\n")
+    _plot(stem.with_suffix(".png"), results)
+    print(f"wrote {stem}.{{json,md,png}}")
+
+
+if __name__ == "__main__":
+    main()
