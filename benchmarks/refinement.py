@@ -68,27 +68,20 @@ SCHEDULES: dict[str, Refinement] = {
     "previous default (10x5 constant)": Refinement(levels=10, steps_per_level=5,
                                                    schedule="constant"),
     "ncsn 10x5": Refinement(levels=10, steps_per_level=5, schedule="ncsn"),
-    "top ncsn 9x1 + denoise": Refinement(levels=9, steps_per_level=1, schedule="ncsn",
-                                         denoise=True),
-    "spread ncsn 1x1 + denoise": Refinement(levels=1, steps_per_level=1, schedule="ncsn",
-                                            start="spread", denoise=True),
+    "ncsn 9x1 + denoise": Refinement(levels=9, steps_per_level=1, schedule="ncsn",
+                                     denoise=True),
     "spread ncsn 4x1 + denoise": Refinement(levels=4, steps_per_level=1, schedule="ncsn",
                                             start="spread", denoise=True),
-    "spread ncsn 3x3 + denoise": Refinement(levels=3, steps_per_level=3, schedule="ncsn",
-                                            start="spread", denoise=True),
-    "spread ancestral 2": Refinement(levels=2, schedule="ancestral", start="spread"),
-    "spread ancestral 5": Refinement(levels=5, schedule="ancestral", start="spread"),
-    "spread ancestral 10": Refinement(levels=10, schedule="ancestral", start="spread"),
-    "top ancestral 5": Refinement(levels=5, schedule="ancestral"),
-    "top ancestral 10": Refinement(levels=10, schedule="ancestral"),
-    "spread denoise 2": Refinement(levels=2, steps_per_level=1, schedule="denoise",
-                                   start="spread"),
-    "spread denoise 5": Refinement(levels=5, steps_per_level=1, schedule="denoise",
-                                   start="spread"),
+    **{f"{start} {schedule} {levels}": Refinement(levels=levels, schedule=schedule, start=start)
+       for start, schedule, levels in (
+           ("spread", "reverse", 2), ("spread", "reverse", 5), ("spread", "reverse", 10),
+           ("top", "reverse", 5), ("top", "reverse", 10), ("spread", "ancestral", 5),
+           ("spread", "ancestral", 10), ("spread", "ddim", 5), ("spread", "ddim", 10),
+           ("top", "ddim", 10))},
 }
 # schedule -> the schedule it adds the excluded-volume correction to (``--excluded-volume``)
-WITH_EXCLUDED_VOLUME = {"top ancestral 10 + excluded volume": "top ancestral 10",
-                        "spread ancestral 10 + excluded volume": "spread ancestral 10"}
+WITH_EXCLUDED_VOLUME = {"top reverse 10 + excluded volume": "top reverse 10",
+                        "spread reverse 10 + excluded volume": "spread reverse 10"}
 
 
 def _arguments() -> argparse.Namespace:

@@ -1,27 +1,33 @@
-"""Annealed Langevin dynamics: the sampler behind every rollout's refinement.
+"""Samplers behind every rollout's refinement: annealed Langevin dynamics and few-step
+level-to-level denoisers, all driven by a score ``∇ log p_sigma`` at noise levels ``sigma``.
 
-For each noise level ``sigma_i`` (largest first) a few steps of
-``x <- x + a_i * score(x, sigma_i) + sqrt(2 a_i) z`` are taken. Step-size schedules:
+Annealed Langevin dynamics (:func:`annealed_langevin`) takes, for each noise level ``sigma_i``
+(largest first), a few steps of ``x <- x + a_i * score(x, sigma_i) + sqrt(2 a_i) z``:
 
 * ``constant``: ``a_i = eps`` at every level, as in the reference implementation of Fu et al.;
   with ``eps = 5e-5`` the large levels move a sample by almost nothing, so nearly all of the
   correction happens at the few smallest levels;
 * ``ncsn``: ``a_i = eps * (sigma_i / sigma_min)²``, the annealed Langevin dynamics of Song &
-  Ermon (2019): every level moves samples on its own length scale;
-* ``denoise``: no Langevin noise; every step is the Tweedie denoiser ``x + sigma_i² score``
-  (the posterior mean of a sample perturbed by ``sigma_i``): a deterministic few-step refiner
-  in the spirit of PDE-Refiner.
-* ``ancestral``: the reverse-diffusion sampler of Song et al. (2021) for the variance-exploding
-  process, one step per level from ``sigma_i`` to the next level ``sigma_{i+1}``:
-  ``x + (sigma_i² - sigma_{i+1}²) score + sqrt(sigma_i² - sigma_{i+1}²) z``; it removes most
-  of a level's noise in one step and puts back the right amount for the next, so a few levels
-  suffice (the last level has no successor: there it takes the ``denoise`` step).
+  Ermon (2019): every level moves samples on its own length scale.
 
-``denoise=True`` ends with one noise-free step ``x + sigma_min² score(x, sigma_min)`` that
-removes the noise the last Langevin step left at the smallest level.
+``denoise=True`` ends with one noise-free step ``x + sigma_min² score(x, sigma_min)`` (Tweedie's
+posterior mean) that removes the noise the last Langevin step left at the smallest level.
 
-Levels may differ per bead: ``sigmas`` of shape ``(n_levels, n)`` gives each bead (in practice
-each system) its own ladder, e.g. one that starts at the dynamics network's predicted spread.
+The level-to-level samplers (:func:`level_to_level`) take one step per level, from ``a =
+sigma_i`` to ``b = sigma_{i+1}``, towards the denoised estimate ``x0 = x + a² score(x, a)``:
+``x <- x0 + c (x - x0) + d z``, and the denoising step ``x0`` at the last level:
+
+* ``reverse``: the reverse-diffusion predictor of Song et al. (2021) for the variance-exploding
+  SDE: ``c = b²/a²``, ``d = sqrt(a² - b²)`` (slightly over-dispersed on a Gaussian);
+* ``ancestral``: DDPM's posterior step (Ho et al. 2020) in variance-exploding form:
+  ``c = b²/a²``, ``d = b sqrt(1 - b²/a²)`` (slightly under-dispersed);
+* ``ddim``: the deterministic DDIM step (Song, Meng & Ermon 2021), ``c = b/a``, ``d = 0``:
+  the randomness of the dynamics sample is kept and only moved, as in PDE-Refiner.
+
+Each removes most of a level's noise in one step, so a few levels suffice where Langevin
+dynamics needs several steps per level. Levels may differ per bead: ``sigmas`` of shape
+``(n_levels, n)`` gives each bead (in practice each system) its own ladder, e.g. one that
+starts at the dynamics network's predicted spread.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ import torch
 
 ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFunction = Callable[[torch.Tensor], torch.Tensor]
-SCHEDULES = ("constant", "ncsn", "denoise", "ancestral")
+LANGEVIN_SCHEDULES = ("constant", "ncsn")
+LEVEL_SCHEDULES = ("reverse", "ancestral", "ddim")
+SCHEDULES = LANGEVIN_SCHEDULES + LEVEL_SCHEDULES
 
 
 def gaussian_noise(generator: torch.Generator | None = None) -> NoiseFunction:
@@ -53,9 +61,16 @@ def geometric_ladder(top: torch.Tensor, bottom: float, n_levels: int) -> torch.T
     return torch.exp(log_top + fraction * (math.log(bottom) - log_top))
 
 
-def evaluations(n_levels: int, steps_per_level: int, denoise: bool) -> int:
-    """Score evaluations of one :func:`annealed_langevin` call."""
+def evaluations(schedule: str, n_levels: int, steps_per_level: int, denoise: bool) -> int:
+    """Score evaluations of one refinement with ``schedule`` (level-to-level schedules take
+    one step per level, the last one the denoising step)."""
+    if schedule in LEVEL_SCHEDULES:
+        return n_levels
     return n_levels * steps_per_level + int(denoise)
+
+
+def _per_bead(sigmas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return sigmas[:, None].expand(-1, x.shape[0]) if sigmas.dim() == 1 else sigmas
 
 
 def annealed_langevin(
@@ -67,7 +82,6 @@ def annealed_langevin(
     noise: NoiseFunction,
     schedule: str = "constant",
     *,
-    sigma_min: float | None = None,
     denoise: bool = False,
 ) -> torch.Tensor:
     """Refine ``x (n, 3)`` with annealed Langevin dynamics.
@@ -77,37 +91,59 @@ def annealed_langevin(
         x: ``(n, 3)`` starting positions.
         sigmas: ``(n_levels,)`` or per bead ``(n_levels, n)`` noise levels, largest first
             (length units).
-        steps_per_level: steps per level.
-        step_size: ``eps`` (length² units), the Langevin step at ``sigma_min`` (used by
-            ``constant`` and ``ncsn`` only).
+        steps_per_level: Langevin steps per level.
+        step_size: ``eps`` (length² units), the step at the last (smallest) level.
         noise: source of the Langevin noise (e.g. :func:`gaussian_noise`).
-        schedule: ``constant``, ``ncsn``, ``denoise`` or ``ancestral`` (module docstring).
-        sigma_min: the level ``eps`` refers to for ``ncsn`` and the final denoising step
-            (default: the last level).
+        schedule: ``constant`` or ``ncsn`` (see the module docstring).
         denoise: finish with the noise-free step ``x + sigma_min² score(x, sigma_min)``.
 
-    Returns the refined ``(n, 3)`` positions after
-    :func:`evaluations` ``(n_levels, steps_per_level, denoise)`` score calls.
+    Returns the refined ``(n, 3)`` positions after ``n_levels * steps_per_level + denoise``
+    score calls.
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown Langevin schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
-    per_bead = sigmas[:, None].expand(-1, x.shape[0]) if sigmas.dim() == 1 else sigmas
-    bottom = per_bead[-1] if sigma_min is None else torch.full_like(per_bead[-1], sigma_min)
-    n_levels = per_bead.shape[0]
-    for level, sigma in enumerate(per_bead):  # tensors on the device: no host sync per level
-        if schedule == "ancestral" and level + 1 < n_levels:
-            drop = (sigma.pow(2) - per_bead[level + 1].pow(2))[:, None]
-            step, noise_scale = drop, drop.sqrt()
-        elif schedule in ("denoise", "ancestral"):
-            step, noise_scale = sigma.pow(2)[:, None], None
-        else:
-            ratio = (sigma / bottom) ** 2 if schedule == "ncsn" else torch.ones_like(sigma)
-            step = (step_size * ratio)[:, None]
-            noise_scale = torch.sqrt(2.0 * step)
+    if schedule not in LANGEVIN_SCHEDULES:
+        raise ValueError(f"unknown Langevin schedule {schedule!r}; known: "
+                         f"{', '.join(LANGEVIN_SCHEDULES)}")
+    per_bead = _per_bead(sigmas, x)
+    bottom = per_bead[-1]
+    for sigma in per_bead:  # tensors stay on the device: no host round trip per level
+        ratio = (sigma / bottom) ** 2 if schedule == "ncsn" else torch.ones_like(sigma)
+        step = (step_size * ratio)[:, None]
+        noise_scale = torch.sqrt(2.0 * step)
         for _ in range(steps_per_level):
-            x = x + step * score(x, sigma)
-            if noise_scale is not None:
-                x = x + noise_scale * noise(x)
+            x = x + step * score(x, sigma) + noise_scale * noise(x)
     if denoise:
         x = x + bottom.pow(2)[:, None] * score(x, bottom)
     return x
+
+
+def level_to_level(
+    score: ScoreFunction,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    noise: NoiseFunction,
+    schedule: str = "reverse",
+) -> torch.Tensor:
+    """Refine ``x (n, 3)``, taken as a sample at the first level, down the ladder ``sigmas``.
+
+    Args:
+        score, x, sigmas, noise: as for :func:`annealed_langevin`.
+        schedule: ``reverse``, ``ancestral`` or ``ddim`` (see the module docstring).
+
+    Returns the refined ``(n, 3)`` positions after ``n_levels`` score calls (the last one the
+    denoising step at the smallest level).
+    """
+    if schedule not in LEVEL_SCHEDULES:
+        raise ValueError(f"unknown level-to-level schedule {schedule!r}; known: "
+                         f"{', '.join(LEVEL_SCHEDULES)}")
+    per_bead = _per_bead(sigmas, x)
+    for a, b in zip(per_bead[:-1], per_bead[1:]):
+        to_x0 = a.pow(2)[:, None] * score(x, a)
+        ratio = (b / a)[:, None]
+        keep = ratio if schedule == "ddim" else ratio.pow(2)
+        x = x + (1.0 - keep) * to_x0
+        if schedule == "reverse":
+            x = x + (a.pow(2) - b.pow(2)).sqrt()[:, None] * noise(x)
+        elif schedule == "ancestral":
+            x = x + b[:, None] * (1.0 - ratio.pow(2)).sqrt() * noise(x)
+    last = per_bead[-1]
+    return x + last.pow(2)[:, None] * score(x, last)

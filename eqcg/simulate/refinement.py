@@ -1,8 +1,9 @@
 """Score-based refinement of a predicted step: settings and the call into the sampler.
 
 A refinement visits ``levels`` noise levels falling geometrically to the model's smallest
-training level ``sigma_end``, with ``steps_per_level`` Langevin steps each
-(:mod:`eqcg.simulate.langevin`) and an optional final denoising step. The ladder starts at
+training level ``sigma_end``, with ``steps_per_level`` Langevin steps each and an optional final
+denoising step, or one level-to-level step each (:mod:`eqcg.simulate.langevin`). The ladder
+starts at
 
 * ``top``: the model's largest training level ``sigma_begin`` (the paper), or
 * ``spread``: each system's predicted spread, the RMS over its beads of the std of the
@@ -22,7 +23,16 @@ import torch
 from torch_geometric.utils import scatter
 
 from eqcg.config import ScoreConfig
-from eqcg.simulate.langevin import SCHEDULES, evaluations, geometric_ladder
+from eqcg.simulate.langevin import (
+    LEVEL_SCHEDULES,
+    SCHEDULES,
+    NoiseFunction,
+    ScoreFunction,
+    annealed_langevin,
+    evaluations,
+    geometric_ladder,
+    level_to_level,
+)
 
 STARTS = ("top", "spread")
 
@@ -33,14 +43,15 @@ class Refinement:
 
     Attributes:
         enabled: refine every step with the score network.
-        steps_per_level: Langevin steps per noise level.
+        steps_per_level: Langevin steps per noise level (Langevin schedules only).
         step_size: Langevin step size at the smallest level (length²).
         levels: noise levels visited (``None``: the model's ``score.n_levels``).
-        schedule: step-size schedule, ``constant``, ``ncsn`` or ``denoise``
-            (:mod:`eqcg.simulate.langevin`).
+        schedule: sampler: Langevin ``constant`` or ``ncsn``, level-to-level ``reverse``,
+            ``ancestral`` or ``ddim`` (:mod:`eqcg.simulate.langevin`).
         start: ``top`` (the model's ``sigma_begin``) or ``spread`` (each system's predicted
             spread).
-        denoise: finish with a noise-free step ``x + sigma_min² score``.
+        denoise: finish Langevin schedules with a noise-free step ``x + sigma_min² score``
+            (level-to-level schedules always end with it).
         excluded_volume: push non-bonded bead pairs closer than this apart (length; 0: off).
     """
 
@@ -82,7 +93,17 @@ class Refinement:
         """Score-network calls per refined step (0 when disabled)."""
         if not self.enabled:
             return 0
-        return evaluations(self.n_levels(model_levels), self.steps_per_level, self.denoise)
+        return evaluations(self.schedule, self.n_levels(model_levels), self.steps_per_level,
+                           self.denoise)
+
+    def sample(
+        self, score: ScoreFunction, x: torch.Tensor, sigmas: torch.Tensor, noise: NoiseFunction
+    ) -> torch.Tensor:
+        """Refine ``x (n, 3)`` down the per-bead ladder ``sigmas (n_levels, n)``."""
+        if self.schedule in LEVEL_SCHEDULES:
+            return level_to_level(score, x, sigmas, noise, self.schedule)
+        return annealed_langevin(score, x, sigmas, self.steps_per_level, self.step_size, noise,
+                                 self.schedule, denoise=self.denoise)
 
 
 def predicted_spread(

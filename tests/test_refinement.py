@@ -1,0 +1,253 @@
+"""Refinement: few-step samplers on an exact Gaussian score, score calls per step, the Verlet
+neighbour list, equivariance of refined rollouts, excluded volume, calibration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from eqcg import keys
+from eqcg.config import ModelConfig, ScoreConfig
+from eqcg.equivariance import random_orthogonal, transform_batch
+from eqcg.evaluate.calibration import calibration_from_distances, mahalanobis_squared
+from eqcg.models.gaussian import GaussianAcceleration
+from eqcg.models.simulator import Simulator
+from eqcg.neighbors import VerletList, radius_edges
+from eqcg.simulate import rollout as rollout_module
+from eqcg.simulate.langevin import (
+    annealed_langevin,
+    gaussian_noise,
+    geometric_ladder,
+    level_to_level,
+)
+from eqcg.simulate.refinement import Refinement, noise_ladder, push_apart
+from eqcg.simulate.rollout import rollout
+from eqcg.testing import random_batch
+
+D = torch.float64
+MU, S = torch.tensor([1.0, -2.0, 0.5], dtype=D), 0.3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gaussian_score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Exact score of N(MU, S²) convolved with N(0, sigma²), ``sigma (n,)``."""
+    return -(x - MU) / (S**2 + sigma[:, None] ** 2)
+
+
+def wide_start(n: int = 20000) -> torch.Tensor:
+    """The Gaussian seen through noise of 0.8, where the ladders below start: a proposal almost
+    three times too wide, as a sampled dynamics step looks to the refiner."""
+    z = torch.randn(n, 3, dtype=D, generator=torch.Generator().manual_seed(1))
+    return MU + (S**2 + 0.8**2) ** 0.5 * z
+
+
+@pytest.mark.parametrize("schedule,std_band", [
+    ("ddim", (0.85, 1.0)), ("ancestral", (0.7, 1.0)), ("reverse", (1.0, 1.3)),
+])
+def test_ten_level_samplers_reach_the_gaussian_in_ten_evaluations(schedule, std_band):
+    calls = []
+
+    def score(x, sigma):
+        calls.append(1)
+        return gaussian_score(x, sigma)
+
+    sigmas = geometric_ladder(torch.tensor(0.8, dtype=D), 0.01, 10)
+    out = level_to_level(score, wide_start(), sigmas,
+                         gaussian_noise(torch.Generator().manual_seed(0)), schedule)
+    assert len(calls) == 10 == Refinement(levels=10, schedule=schedule).score_evaluations(10)
+    torch.testing.assert_close(out.mean(0), MU, atol=0.02, rtol=0)
+    ratio = out.std(0) / S
+    assert bool(((ratio > std_band[0]) & (ratio < std_band[1])).all()), ratio
+    # the paper's 200 evaluations with a constant step of 5e-5 leave the proposal almost as is
+    paper = annealed_langevin(gaussian_score, wide_start(), geometric_ladder(
+        torch.tensor(10.0, dtype=D), 0.01, 20), 10, 5e-5,
+        gaussian_noise(torch.Generator().manual_seed(0)), "constant")
+    assert float((paper.std(0) / S).min()) > 2.5
+
+
+def test_ddim_converges_to_the_gaussian_as_levels_are_added():
+    errors = []
+    for n_levels in (5, 20, 80):
+        sigmas = geometric_ladder(torch.tensor(0.8, dtype=D), 0.001, n_levels)
+        out = level_to_level(gaussian_score, wide_start(), sigmas, gaussian_noise(), "ddim")
+        errors.append(float((out.std(0) / S - 1).abs().max()))
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.03
+
+
+def test_final_denoising_step_is_tweedie():
+    x = torch.tensor([[2.0, 0.0, 0.0]], dtype=D)
+    out = annealed_langevin(gaussian_score, x, torch.tensor([0.1], dtype=D), 1, 1e-30,
+                            lambda like: torch.zeros_like(like), "ncsn", denoise=True)
+    expected = x + 0.1**2 * gaussian_score(x, torch.tensor([0.1], dtype=D))
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
+
+
+def test_spread_ladder_starts_at_each_systems_spread_clamped_to_the_training_range():
+    model_sigmas = geometric_ladder(torch.tensor(1.0, dtype=D), 0.01, 10)
+    graph_of_bead = torch.tensor([0, 0, 1, 2])
+    spread = torch.tensor([0.3, 5.0, 0.001], dtype=D)
+    ladder = noise_ladder(Refinement(levels=4, start="spread"), model_sigmas, spread,
+                          graph_of_bead)
+    torch.testing.assert_close(ladder[0], torch.tensor([0.3, 0.3, 1.0, 0.01], dtype=D))
+    torch.testing.assert_close(ladder[-1], torch.full((4,), 0.01, dtype=D))
+    top = noise_ladder(Refinement(levels=10), model_sigmas, spread, graph_of_bead)
+    torch.testing.assert_close(top[:, 0], model_sigmas)
+
+
+def small_simulator(lmax: int = 1) -> tuple[Simulator, object]:
+    torch.manual_seed(0)
+    batch, vocabulary = random_batch(n_systems=2, history=4)
+    model = ModelConfig(variant="equivariant", covariance="full", radius=5.0, embed_dim=8,
+                        latent_dim=16, vector_channels=8, lmax=lmax, radial_basis=4,
+                        message_passing_steps=2, score_message_passing_steps=2)
+    sim = Simulator(model, ScoreConfig(sigma_begin=0.5), vocabulary, history=4,
+                    velocity_scale=0.7, acceleration_scale=0.05)
+    return sim.double().eval(), batch
+
+
+REFINEMENTS = [
+    Refinement(levels=3, steps_per_level=2, schedule="ncsn", denoise=True, step_size=1e-5),
+    Refinement(levels=4, schedule="reverse", start="spread"),
+    Refinement(levels=5, schedule="ddim", start="spread", excluded_volume=1.0),
+    Refinement(enabled=False),
+]
+
+
+@pytest.mark.parametrize("refinement", REFINEMENTS, ids=lambda r: f"{r.schedule}-{r.enabled}")
+def test_score_network_calls_per_step_equal_the_configured_count(refinement):
+    sim, batch = small_simulator()
+    calls = {"score": 0, "dynamics": 0}
+    hooks = [sim.score_network.register_forward_hook(
+                 lambda *_: calls.__setitem__("score", calls["score"] + 1)),
+             sim.dynamics.register_forward_hook(
+                 lambda *_: calls.__setitem__("dynamics", calls["dynamics"] + 1))]
+    rollout(sim, batch, 3, refinement=refinement, show_progress=False,
+            noise=gaussian_noise(torch.Generator().manual_seed(0)))
+    for hook in hooks:
+        hook.remove()
+    expected = {REFINEMENTS[0].schedule: 3 * 2 + 1, "reverse": 4, "ddim": 5}
+    per_step = expected[refinement.schedule] if refinement.enabled else 0
+    assert per_step == refinement.score_evaluations(len(sim.sigmas))
+    assert calls == {"score": 3 * per_step, "dynamics": 3}
+
+
+def test_verlet_list_equals_a_fresh_search_until_a_bead_crosses_half_the_skin():
+    batch, _ = random_batch(n_systems=3, history=2, triclinic=True)
+    pos = batch[keys.POS_HISTORY][:, -1]
+    box, pbc, ptr = batch[keys.BOX], batch[keys.PBC], batch.ptr
+    cutoff, skin = 4.0, 1.0
+    verlet = VerletList(cutoff, skin)
+    verlet(pos, box, pbc, ptr)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):  # moves of at most 0.45 skin: no rebuild, same edges in the same order
+        step = torch.randn(pos.shape, generator=generator, dtype=D)
+        moved = pos + 0.45 * skin * step / step.norm(dim=-1, keepdim=True).max()
+        fresh_index, fresh_shift = radius_edges(moved, box, pbc, ptr, cutoff)
+        index, shift = verlet(moved, box, pbc, ptr)
+        assert torch.equal(index, fresh_index) and torch.equal(shift, fresh_shift)
+    assert verlet.builds == 1
+    far = pos.clone()
+    far[3] += torch.tensor([0.6 * skin, 0.0, 0.0], dtype=D)
+    index, shift = verlet(far, box, pbc, ptr)
+    assert verlet.builds == 2
+    fresh_index, fresh_shift = radius_edges(far, box, pbc, ptr, cutoff)
+    assert torch.equal(index, fresh_index) and torch.equal(shift, fresh_shift)
+
+
+def test_rollout_reusing_the_neighbour_list_equals_rebuilding_at_every_evaluation(monkeypatch):
+    sim, batch = small_simulator()
+    refinement = Refinement(levels=4, schedule="reverse", start="spread")
+
+    def run() -> torch.Tensor:
+        return rollout(sim, batch, 4, refinement=refinement, show_progress=False,
+                       noise=gaussian_noise(torch.Generator().manual_seed(3))).positions
+
+    reused = run()
+    builds = []
+    original = rollout_module.VerletList
+
+    class Counting(original):
+        def __init__(self, cutoff, skin):
+            super().__init__(cutoff, skin)
+            builds.append(self)
+
+    monkeypatch.setattr(rollout_module, "VerletList", Counting)
+    run()
+    assert 1 <= builds[0].builds < 4 * (1 + 4)  # fewer searches than evaluations
+    monkeypatch.setattr(rollout_module, "NEIGHBOR_SKIN", 1e-12)  # rebuild at every call
+    rebuilt = run()
+    assert builds[1].builds == 4 * (1 + 4)
+    assert torch.equal(reused, rebuilt)
+
+
+@pytest.mark.parametrize("improper", [False, True])
+def test_refined_rollout_is_equivariant(improper):
+    sim, batch = small_simulator()
+    refinement = Refinement(levels=4, schedule="reverse", start="spread", excluded_volume=1.0)
+    generator = torch.Generator().manual_seed(11)
+    rotation = random_orthogonal(generator, improper=improper).to(D)
+    shift = 5.0 * torch.randn(3, generator=generator, dtype=D)
+
+    def run(b, r: torch.Tensor | None) -> torch.Tensor:
+        g = torch.Generator().manual_seed(5)
+
+        def noise(like):
+            z = torch.randn(like.shape, generator=g, dtype=like.dtype)
+            return z if r is None else z @ r.T
+
+        return rollout(sim, b, 3, refinement=refinement, noise=noise,
+                       show_progress=False).positions
+
+    reference = run(batch, None)
+    moved = run(transform_batch(batch, rotation, shift), rotation)
+    expected = reference @ rotation.T + shift
+    error = float((moved - expected).norm() / (expected - shift).norm())
+    assert error < 1e-9
+
+
+def test_push_apart_moves_overlapping_non_bonded_pairs_to_the_distance():
+    pos = torch.tensor([[0.0, 0, 0], [0.3, 0, 0], [5.0, 0, 0], [5.2, 0, 0]], dtype=D)
+    edge_index = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]])
+    edge_vec = pos[edge_index[1]] - pos[edge_index[0]]
+    is_radius = torch.tensor([True, True, False, False])  # beads 2-3 are bonded
+    out = push_apart(pos, edge_index, edge_vec, is_radius, 0.5)
+    torch.testing.assert_close(out[1, 0] - out[0, 0], torch.tensor(0.5, dtype=D))
+    torch.testing.assert_close(out[:2].mean(0), pos[:2].mean(0))
+    torch.testing.assert_close(out[2:], pos[2:])
+
+
+def test_calibration_matches_an_independent_numpy_computation():
+    rng = np.random.default_rng(0)
+    n = 4000
+    a = rng.normal(size=(n, 3, 3))
+    cov = a @ a.transpose(0, 2, 1) + 0.1 * np.eye(3)
+    mean = rng.normal(size=(n, 3))
+    target = mean + np.einsum("nij,nj->ni", np.linalg.cholesky(cov), rng.normal(size=(n, 3)))
+    prediction = GaussianAcceleration(torch.tensor(mean), torch.tensor(cov))
+    d2 = mahalanobis_squared(prediction, torch.tensor(target)).numpy()
+    residual = target - mean
+    expected_d2 = np.einsum("ni,ni->n", residual, np.linalg.solve(cov, residual[..., None])[..., 0])
+    np.testing.assert_allclose(d2, expected_d2, rtol=1e-10)
+    calibration = calibration_from_distances(d2)
+    assert calibration.coverage_68 == np.mean(expected_d2 <= scipy.stats.chi2.ppf(0.68, 3))
+    assert calibration.coverage_95 == np.mean(expected_d2 <= scipy.stats.chi2.ppf(0.95, 3))
+    assert calibration.mean_mahalanobis_squared == pytest.approx(expected_d2.mean(), rel=1e-12)
+    # calibrated by construction: close to nominal; a 4x too wide covariance: d² / 4, over-covered
+    assert calibration.mean_mahalanobis_squared == pytest.approx(3.0, abs=0.15)
+    assert calibration.coverage_68 == pytest.approx(0.68, abs=0.02)
+    wide = calibration_from_distances(mahalanobis_squared(
+        GaussianAcceleration(prediction.mean, 4 * prediction.covariance),
+        torch.tensor(target)).numpy())
+    assert wide.mean_mahalanobis_squared == pytest.approx(calibration.mean_mahalanobis_squared / 4)
+    assert wide.coverage_95 > 0.99
