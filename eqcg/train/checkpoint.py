@@ -11,14 +11,17 @@ loading never executes pickled code.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from eqcg.config import Config, config_from_dict
 from eqcg.data.graph import TypeVocabulary
-from eqcg.errors import CheckpointError
+from eqcg.errors import CheckpointError, ConfigError, EqcgError
 from eqcg.models.simulator import Simulator
 
 FORMAT_NAME = "eqcg-checkpoint"
@@ -26,6 +29,10 @@ FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
+CONFIG_FILE = "config.yaml"
+# what a resumed run may change: its budget and how often it logs, validates and checkpoints
+RESUMABLE_KEYS = ("train.max_steps", "train.val_every", "train.log_every",
+                  "train.checkpoint_every", "train.val_windows")
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -50,6 +57,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{path}: holds pickled Python objects{what}, not just tensors and numbers; eqcg "
+            "refuses to unpickle untrusted objects (unpickling can run arbitrary code), so this "
+            "is not a checkpoint eqcg can load"
+        ) from None
     except Exception as exc:  # torch raises many types for truncated/corrupt files
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({exc})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
@@ -90,12 +105,62 @@ def build_simulator(state: dict[str, Any], where: str) -> tuple[Simulator, Confi
     return simulator, config
 
 
+def config_changes(stored: Config, requested: Config, allowed: tuple[str, ...] = ()) -> list[str]:
+    """``key: stored -> requested`` for every config value that differs, except ``allowed``."""
+    old, new = stored.to_dict(), requested.to_dict()
+    return [
+        f"{section}.{key}: {value!r} -> {new[section][key]!r}"
+        for section, values in old.items() for key, value in values.items()
+        if value != new[section][key] and f"{section}.{key}" not in allowed
+    ]
+
+
+def check_same_run(stored: Config, requested: Config, stored_where: str, requested_where: str,
+                   advice: str, error: type[EqcgError] = ConfigError) -> None:
+    """Refuse (``error``) a ``requested`` config that differs from the ``stored`` one in more
+    than :data:`RESUMABLE_KEYS`, naming the keys and both variants."""
+    changes = config_changes(stored, requested, RESUMABLE_KEYS)
+    if not changes:
+        return
+    variants = (f"{stored_where} holds a {stored.model.variant!r} model, {requested_where} "
+                f"asks for {requested.model.variant!r}; "
+                if stored.model.variant != requested.model.variant else "")
+    raise error(
+        f"{variants}{requested_where} differs from {stored_where} in {'; '.join(changes)} "
+        f"(only {', '.join(RESUMABLE_KEYS)} may change); {advice}"
+    )
+
+
 def resolve_checkpoint(path: str | os.PathLike, which: str = BEST) -> Path:
-    """The checkpoint file for a run directory (``which``: best.pt or last.pt) or a file path."""
+    """The checkpoint file for a run directory (``which``: best.pt or last.pt) or a file path.
+
+    A run without ``best.pt`` yet (no validation has improved on the start) but with
+    ``last.pt`` is a :class:`CheckpointError` suggesting ``--checkpoint last.pt``.
+    """
     path = Path(path)
-    if path.is_dir():
-        return path / CHECKPOINT_DIR / which
-    return path
+    if not path.is_dir():
+        return path
+    file = path / CHECKPOINT_DIR / which
+    last = path / CHECKPOINT_DIR / LAST
+    if which == BEST and not file.exists() and last.exists():
+        raise CheckpointError(
+            f"{file}: checkpoint not found (the run has written no best.pt yet: it does so at "
+            f"validations); roll out its latest state with --checkpoint last.pt"
+        )
+    return file
+
+
+def _check_run_config(run_dir: Path, config: Config, file: Path) -> None:
+    """Refuse a checkpoint in ``run_dir`` that is not of the run its ``config.yaml`` describes."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        labelled = config_from_dict(yaml.safe_load(path.read_text()), where=str(path))
+    except (yaml.YAMLError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: unreadable run config ({exc})") from None
+    check_same_run(config, labelled, str(file), str(path),
+                   "the checkpoint is not of this run: replace it or the config", CheckpointError)
 
 
 def load_simulator(
@@ -108,5 +173,7 @@ def load_simulator(
     file = resolve_checkpoint(path, which)
     state = load_checkpoint(file, map_location)
     simulator, config = build_simulator(state, str(file))
+    if Path(path).is_dir():
+        _check_run_config(Path(path), config, file)
     simulator.eval()
     return simulator, config, state.get("metadata", {})

@@ -9,9 +9,11 @@ gradients, and rank 0 alone logs and writes checkpoints.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,19 +24,23 @@ from torch import nn
 from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
+from eqcg.arguments import at_least, resolve_device
 from eqcg.cg.mapping import CGSettings
-from eqcg.config import Config, save_config
+from eqcg.config import Config, config_from_dict, save_config
 from eqcg.data.graph import CGSystem, TypeVocabulary, prepare_systems
-from eqcg.data.store import load_dataset
+from eqcg.data.store import dataset_file, load_dataset
 from eqcg.data.windows import WindowDataset, split_systems
 from eqcg.errors import ConfigError, DataError
+from eqcg.interrupt import Interrupted, interruptible, signal_of, uninterrupted
 from eqcg.models.simulator import Simulator
 from eqcg.run_info import write_run_info
 from eqcg.train.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
+    CONFIG_FILE,
     LAST,
     build_simulator,
+    check_same_run,
     load_checkpoint,
     model_state,
     save_checkpoint,
@@ -169,10 +175,38 @@ class _MetricsLog:
         self.tensorboard.close()
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def _warn_single_beads(systems: list[CGSystem], cg_level: int) -> None:
+    """Warn when ``cg_level`` leaves every molecule METIS would split as a single bead."""
+    sizes, beads = [], []
+    for system in systems:
+        mapping = system.mapping
+        atoms_per_bead = np.bincount(mapping.atom_to_bead, minlength=mapping.n_beads)
+        sizes.append(np.bincount(mapping.bead_molecule, weights=atoms_per_bead).astype(int))
+        beads.append(np.bincount(mapping.bead_molecule))
+    size, bead = np.concatenate(sizes), np.concatenate(beads)
+    split = size > systems[0].mapping.settings.whole_molecule_max_atoms
+    if split.any() and (bead[split] == 1).all():
+        warnings.warn(
+            f"data.cg_level={cg_level} turns every molecule into a single bead: the training "
+            f"systems' molecules have {size[split].min()}-{size[split].max()} atoms; lower "
+            "data.cg_level for several beads per molecule", stacklevel=3,
+        )
+
+
+def _check_resume(
+    state: dict, config: Config, data: Path, run_dir: Path, where: Path, force_data: bool
+) -> None:
+    """Refuse a resume whose config or dataset is not the run's (before anything is written)."""
+    stored = config_from_dict(state["config"], where=str(where))
+    check_same_run(stored, config, str(where), "the config of --resume",
+                   f"start a new run with another --out than {run_dir}")
+    trained_on = state.get("metadata", {}).get("dataset")
+    requested = dataset_file(data).resolve()
+    if trained_on and Path(trained_on).resolve() != requested and not force_data:
+        raise ConfigError(
+            f"--resume: {run_dir} was trained on {trained_on}, not {requested}; pass "
+            "--force-data (force_data=True) to continue training on other data"
+        )
 
 
 def train(
@@ -183,6 +217,7 @@ def train(
     max_steps: int | None = None,
     stop_after: int | None = None,
     resume: bool = False,
+    force_data: bool = False,
     device: str = "auto",
     dtype: torch.dtype = torch.float32,
     show_progress: bool = True,
@@ -198,28 +233,41 @@ def train(
         max_steps: overrides ``config.train.max_steps`` (the length of the run and of its
             learning-rate schedule).
         stop_after: stop once this many steps are done, writing ``last.pt`` as an interruption
-            would (for time-limited jobs: continue later with ``resume=True``).
-        resume: continue from ``run_dir/checkpoints/last.pt``.
+            would (for time-limited jobs: continue later with ``resume=True``); 0 writes the
+            initial state.
+        resume: continue from ``run_dir/checkpoints/last.pt``. The config must be the run's
+            except for the keys in :data:`~eqcg.train.checkpoint.RESUMABLE_KEYS` (budget and
+            logging), and the dataset the one it was trained on unless ``force_data``.
+        force_data: let ``resume`` continue on another dataset than the run's.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
         dtype: float dtype of model and data.
         show_progress: draw the progress bar (rank 0).
         command: the command line, recorded in ``run.json``.
+
+    Ctrl-C and SIGTERM (preemption) write ``last.pt`` and raise
+    :class:`~eqcg.interrupt.Interrupted` saying the step reached.
     """
-    ctx = distributed_context(_resolve_device(device))
+    if max_steps is not None:
+        at_least("max_steps (--max-steps)", max_steps, 1)
+        config = dataclasses.replace(
+            config, train=dataclasses.replace(config.train, max_steps=max_steps)
+        )
+    if stop_after is not None:
+        at_least("stop_after (--stop-after)", stop_after, 0)
+    ctx = distributed_context(resolve_device(device))
     try:
-        return _train(config, Path(data), Path(run_dir), max_steps, stop_after, resume, ctx,
-                      dtype, show_progress, command)
+        with interruptible():
+            return _train(config, Path(data), Path(run_dir), stop_after, resume, force_data,
+                          ctx, dtype, show_progress, command)
     finally:
         ctx.close()
 
 
 def _train(
-    config: Config, data: Path, run_dir: Path, max_steps: int | None, stop_after: int | None,
-    resume: bool, ctx: DistributedContext, dtype: torch.dtype, show_progress: bool,
+    config: Config, data: Path, run_dir: Path, stop_after: int | None, resume: bool,
+    force_data: bool, ctx: DistributedContext, dtype: torch.dtype, show_progress: bool,
     command: Sequence[str],
 ) -> TrainResult:
-    if max_steps is not None:
-        config.train.max_steps = max_steps
     device, seed = ctx.device, config.train.seed
     torch.manual_seed(seed)
     last_path = run_dir / CHECKPOINT_DIR / LAST
@@ -229,14 +277,22 @@ def _train(
         raise ConfigError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out"
         )
+    if resume:
+        state = load_checkpoint(last_path, map_location=device)
+        _check_resume(state, config, data, run_dir, last_path, force_data)
 
     dataset = load_dataset(data)
     train_names, val_names, test_names = split_systems(dataset.names, config.data.split,
                                                        config.data.split_seed)
-    vocabulary = TypeVocabulary.from_systems(dataset.systems)
     settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
                           config.data.cg_seed)
+    if resume:
+        simulator, _ = build_simulator(state, str(last_path))
+        vocabulary = simulator.vocabulary
+    else:
+        vocabulary = TypeVocabulary.from_systems(dataset.systems)
     train_systems = prepare_systems(dataset, settings, vocabulary, train_names)
+    _warn_single_beads(train_systems, config.data.cg_level)
     val_systems = prepare_systems(dataset, settings, vocabulary, val_names or train_names)
     windows = WindowDataset(train_systems, config.data.history, config.data.dilation,
                             config.data.stride, dtype)
@@ -249,10 +305,7 @@ def _train(
         "split": {"train": train_names, "val": val_names, "test": test_names},
     }
 
-    if resume:
-        state = load_checkpoint(last_path, map_location=device)
-        simulator, _ = build_simulator(state, str(last_path))
-    else:
+    if not resume:
         simulator = Simulator(config.model, config.score, vocabulary, config.data.history,
                               velocity_scale, acceleration_scale)
     simulator = simulator.to(device=device, dtype=dtype)
@@ -271,7 +324,7 @@ def _train(
     log = None
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
+        save_config(config, run_dir / CONFIG_FILE)
         write_run_info(run_dir, config.to_dict(), seed, command, extra={"world_size": ctx.world})
         log = _MetricsLog(run_dir, step)
 
@@ -287,11 +340,11 @@ def _train(
     started = time.perf_counter()
     last_val: dict[str, float] = {}
     running: dict[str, float] = {}
-    if log is not None and step == 0:
-        last_val = validate(simulator, val_windows, config, device)
-        log.write(0, "val", last_val, config.train.lr, 0.0)
-    end = min(config.train.max_steps, stop_after or config.train.max_steps)
+    end = config.train.max_steps if stop_after is None else min(config.train.max_steps, stop_after)
     try:
+        if log is not None and step == 0:
+            last_val = validate(simulator, val_windows, config, device)
+            log.write(0, "val", last_val, config.train.lr, 0.0)
         while step < end:
             indices = step_windows(step, len(windows), config.train.batch_size * ctx.world, seed,
                                    ctx.rank, ctx.world)
@@ -305,10 +358,11 @@ def _train(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(simulator.parameters(), config.train.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
+            with uninterrupted():  # parameters, optimizer and step change together
+                torch.nn.utils.clip_grad_norm_(simulator.parameters(), config.train.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
             values = LossTerms(**terms).as_floats()
             running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
             bar.set_postfix(nll=f"{running['nll']:.3f}", score=f"{running['score']:.3f}")
@@ -326,11 +380,16 @@ def _train(
                     checkpoint(run_dir / CHECKPOINT_DIR / BEST, full=False)
             if log is not None and step % config.train.checkpoint_every == 0:
                 checkpoint(last_path, full=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        bar.close()
         if log is not None:
             checkpoint(last_path, full=True)
-        raise
-    if log is not None and step % config.train.checkpoint_every != 0:
+            log.close()
+        raise Interrupted(
+            f"{str(exc) or 'interrupted'} at step {step} of {config.train.max_steps}; {last_path} "
+            "holds that step: continue with --resume", signal_of(exc)
+        ) from None
+    if log is not None and (step == 0 or step % config.train.checkpoint_every != 0):
         checkpoint(last_path, full=True)
     bar.close()
     if log is not None:
