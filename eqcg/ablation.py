@@ -126,6 +126,7 @@ def run_ablation(
     from eqcg.evaluate.report import compare, evaluate
     from eqcg.simulate.rollout import RolloutFailure
     from eqcg.simulate.runner import run_rollout
+    from eqcg.simulate.writer import RUNNING, rollout_status
     from eqcg.train.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
     from eqcg.train.trainer import train
 
@@ -144,12 +145,14 @@ def run_ablation(
             train(config, data, run_dir, resume=last.exists(), device=device)
         save_config(config, run_dir / "config.yaml")
         rollout_dir = out / "rollouts" / name
-        if not (rollout_dir / "rollout.h5").exists():
+        status = rollout_status(rollout_dir)
+        if status in (None, RUNNING):  # none yet, or an interrupted one to continue
             try:
                 run_rollout(run_dir, data, rollout_dir, spec.rollout["steps"],
                             save_every=spec.rollout["save_every"],
                             deterministic=spec.rollout["deterministic"],
-                            seed=spec.rollout["seed"], device=spec.rollout.get("device", device))
+                            seed=spec.rollout["seed"], device=spec.rollout.get("device", device),
+                            resume=status == RUNNING)
             except RolloutFailure as failure:  # its frames were written: evaluate them too
                 logger.warning("variant %s: %s", name, failure)
         report_dir = out / "reports" / name

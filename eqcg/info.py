@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from eqcg.data.store import DATASET_FILE, ROLLOUT_FILE, load_dataset
-from eqcg.errors import DataError
+from eqcg.errors import CheckpointError, DataError
+from eqcg.simulate.writer import RUNNING, read_rollout_state
 from eqcg.train.checkpoint import BEST, CHECKPOINT_DIR, LAST, load_checkpoint
 
 
@@ -31,6 +32,18 @@ def _describe_checkpoint(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _rollout_status(path: Path) -> str:
+    """A line on how far a streamed rollout got ("" for files written before streaming)."""
+    try:
+        _, state = read_rollout_state(path)
+    except DataError:
+        return ""
+    line = f"\n  status: {state.status} at step {state.step}"
+    if state.status == RUNNING:
+        line += " (continue with eqcg rollout ... --resume)"
+    return line + (f": {state.message}" if state.message else "")
+
+
 def describe(path: str | os.PathLike) -> str:
     """A human-readable summary of whatever eqcg file or directory ``path`` is."""
     path = Path(path)
@@ -39,13 +52,21 @@ def describe(path: str | os.PathLike) -> str:
     if (path / CHECKPOINT_DIR).is_dir():
         parts = [f"run {path}"]
         for name in (BEST, LAST):
-            if (path / CHECKPOINT_DIR / name).exists():
-                parts.append(_describe_checkpoint(path / CHECKPOINT_DIR / name))
+            file = path / CHECKPOINT_DIR / name
+            if not file.exists():
+                parts.append(f"checkpoint {file}: missing")
+                continue
+            try:
+                parts.append(_describe_checkpoint(file))
+            except CheckpointError as exc:  # the other checkpoint may still be fine
+                parts.append(f"checkpoint {file}: unusable: {exc}")
         return "\n".join(parts)
     for candidate in (path / ROLLOUT_FILE, path / DATASET_FILE, path):
         if candidate.is_file() and candidate.suffix == ".h5":
             with load_dataset(candidate) as dataset:
                 text = dataset.summary()
+            if candidate.name == ROLLOUT_FILE:
+                text += _rollout_status(candidate)
             info = path / "run.json"
             if candidate.name == ROLLOUT_FILE and info.exists():
                 run = json.loads(info.read_text())

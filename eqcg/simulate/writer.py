@@ -5,19 +5,37 @@ types = molecule kinds, bonds = CG bonds), with the CG settings and the referenc
 started from in each system's attributes. ``OUT/<system>.pdb`` (CG topology with CONECT bonds)
 and ``OUT/<system>.dcd`` open in VMD, OVITO and mdtraj; lengths there are Å (LJ lengths are
 written as if they were Å).
+
+A rollout streams its frames into ``rollout.h5`` as it goes (:func:`create_rollout_file`,
+:func:`append_frames`). Each chunk is written to a copy that replaces the file only once it is
+complete, so the file on disk (and any reader) always holds whole frames, however the rollout
+ends. Beside the systems the file holds the state a resumed rollout continues from
+(``/rollout_state``, ignored by dataset readers): the last history of every bead, the noise
+generator's state after that step, the rollout's settings and its status.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import time as _time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import h5py
 import mdtraj
 import numpy as np
 
 from eqcg.data.graph import CGSystem
-from eqcg.data.store import ROLLOUT_FILE, write_dataset
+from eqcg.data.store import FORMAT_NAME, FORMAT_VERSION, ROLLOUT_FILE
 from eqcg.data.trajectory import SystemTrajectory, Topology
+from eqcg.errors import DataError
+
+STATE_GROUP = "rollout_state"
+RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
+_FRAMES_PER_CHUNK = 16
 
 
 def bead_trajectory(
@@ -71,10 +89,9 @@ def mdtraj_topology(trajectory: SystemTrajectory) -> mdtraj.Topology:
     return topology
 
 
-def write_rollout(out: str | os.PathLike, trajectories: list[SystemTrajectory]) -> Path:
-    """Write ``rollout.h5`` and per-system PDB + DCD files into ``out``; return ``out``."""
+def write_viewer_files(out: str | os.PathLike, trajectories: list[SystemTrajectory]) -> None:
+    """Write a PDB (topology, first frame) and a DCD (all frames) per system into ``out``."""
     out = Path(out)
-    write_dataset(out / ROLLOUT_FILE, trajectories, source="eqcg rollout")
     for trajectory in trajectories:
         pos_nm = np.asarray(trajectory.positions, dtype=np.float32) / 10.0
         traj = mdtraj.Trajectory(pos_nm, mdtraj_topology(trajectory), time=trajectory.time)
@@ -84,4 +101,192 @@ def write_rollout(out: str | os.PathLike, trajectories: list[SystemTrajectory]) 
         tmp = out / f".{trajectory.name}.tmp-{os.getpid()}.dcd"
         traj.save_dcd(str(tmp))
         os.replace(tmp, out / f"{trajectory.name}.dcd")
-    return out
+
+
+@dataclass
+class RolloutState:
+    """Where a streamed rollout stands: what :func:`append_frames` records with every chunk.
+
+    Attributes:
+        step: the last learned step taken (the frames on disk end at or before it).
+        history: ``(n_beads, k, 3)`` position history after ``step`` of all systems' beads
+            (batch order), float64.
+        rng_state: state of the noise generator after ``step`` (``torch.Generator.get_state``).
+        wall_seconds: wall-clock seconds spent stepping, over all sessions.
+        status: ``running``, ``complete`` or ``failed``.
+        message: why it failed (empty otherwise).
+    """
+
+    step: int
+    history: np.ndarray
+    rng_state: np.ndarray
+    wall_seconds: float
+    status: str = RUNNING
+    message: str = ""
+
+
+@dataclass
+class RolloutHeader:
+    """The fixed part of a streamed rollout: its settings and its systems' layout.
+
+    Attributes:
+        request: the settings it was started with (JSON-able), compared on resume.
+        names: system names in batch order.
+        ptr: ``(n_systems + 1,)`` bead offsets of the systems in the batch.
+        time_per_step: ``(n_systems,)`` simulated time of one learned step per system.
+    """
+
+    request: dict[str, Any]
+    names: list[str]
+    ptr: np.ndarray
+    time_per_step: np.ndarray
+
+
+def _write_state(f: h5py.File, state: RolloutState) -> None:
+    group = f.require_group(STATE_GROUP)
+    for name, data in (("history", np.asarray(state.history, dtype=np.float64)),
+                       ("rng_state", np.asarray(state.rng_state, dtype=np.uint8))):
+        if name in group:
+            del group[name]
+        group.create_dataset(name, data=data)
+    group.attrs.update(step=state.step, wall_seconds=state.wall_seconds, status=state.status,
+                       message=state.message)
+    for name in f["systems"]:
+        system = f["systems"][name]
+        attrs = json.loads(system.attrs["attrs_json"])
+        attrs["wall_seconds"] = state.wall_seconds
+        system.attrs["attrs_json"] = json.dumps(attrs)
+
+
+def _replace_atomically(target: Path, write: Any, start_from_target: bool) -> None:
+    """Run ``write(h5py.File)`` on a temporary copy (of ``target``, or empty) and rename it
+    over ``target`` once it is complete and on disk."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        if start_from_target:
+            shutil.copyfile(target, tmp)
+        with h5py.File(tmp, "a" if start_from_target else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.id.get_vfd_handle())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def create_rollout_file(
+    path: str | os.PathLike, trajectories: list[SystemTrajectory], header: RolloutHeader,
+    state: RolloutState,
+) -> None:
+    """Write a streamed rollout holding each trajectory's first frame(s), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(f: h5py.File) -> None:
+        f.attrs.update(format=FORMAT_NAME, format_version=FORMAT_VERSION,
+                       created=_time.strftime("%Y-%m-%dT%H:%M:%S%z"), source="eqcg rollout",
+                       units=trajectories[0].units)
+        systems = f.create_group("systems")
+        for trajectory in trajectories:
+            trajectory.validate()
+            _create_system(systems.create_group(trajectory.name), trajectory)
+        group = f.create_group(STATE_GROUP)
+        group.attrs["request_json"] = json.dumps(header.request)
+        group.create_dataset("names", data=np.array(header.names, dtype=h5py.string_dtype()))
+        group.create_dataset("ptr", data=np.asarray(header.ptr, dtype=np.int64))
+        group.create_dataset("time_per_step", data=np.asarray(header.time_per_step, np.float64))
+        _write_state(f, state)
+
+    _replace_atomically(path, write, start_from_target=False)
+
+
+def _create_system(g: h5py.Group, s: SystemTrajectory) -> None:
+    """A system in the layout of :mod:`eqcg.data.store`, its frame arrays extendable."""
+    n_atoms = s.n_atoms
+    g.create_dataset("positions", data=np.asarray(s.positions, dtype=np.float64),
+                     maxshape=(None, n_atoms, 3), chunks=(_FRAMES_PER_CHUNK, n_atoms, 3),
+                     compression="gzip", compression_opts=4, shuffle=True)
+    g.create_dataset("box", data=np.asarray(s.box, dtype=np.float64), maxshape=(None, 3, 3),
+                     chunks=(_FRAMES_PER_CHUNK, 3, 3))
+    g.create_dataset("time", data=np.asarray(s.time, dtype=np.float64), maxshape=(None,),
+                     chunks=(_FRAMES_PER_CHUNK,))
+    top = s.topology
+    g.create_dataset("masses", data=top.masses)
+    g.create_dataset("types", data=top.types)
+    g.create_dataset("type_names", data=np.array(top.type_names, dtype=h5py.string_dtype()))
+    g.create_dataset("bonds", data=top.bonds.reshape(-1, 2))
+    g.create_dataset("bond_types", data=top.bond_types)
+    g.attrs.update(pbc=bool(s.pbc), units=s.units, source=s.source,
+                   frame_interval=s.frame_interval, attrs_json=json.dumps(s.attrs))
+
+
+def append_frames(
+    path: str | os.PathLike, positions: np.ndarray, steps: np.ndarray, state: RolloutState
+) -> None:
+    """Append saved frames to a streamed rollout and record ``state``, as one atomic change.
+
+    Args:
+        positions: ``(n_new, n_beads, 3)`` bead positions of all systems (batch order).
+        steps: ``(n_new,)`` learned step of each frame.
+    """
+    path = Path(path)
+
+    def write(f: h5py.File) -> None:
+        group = f[STATE_GROUP]
+        ptr = group["ptr"][()]
+        for i, name in enumerate(group["names"].asstr()[()]):
+            system = f["systems"][name]
+            start = system["positions"].shape[0]
+            time = system["time"][0] + np.asarray(steps) * group["time_per_step"][i]
+            for key, data in (("positions", positions[:, ptr[i]:ptr[i + 1]]), ("time", time),
+                              ("box", np.broadcast_to(system["box"][0], (len(steps), 3, 3)))):
+                system[key].resize(start + len(steps), axis=0)
+                system[key][start:] = data
+        _write_state(f, state)
+
+    _replace_atomically(path, write, start_from_target=True)
+
+
+def read_rollout_state(path: str | os.PathLike) -> tuple[RolloutHeader, RolloutState]:
+    """The header and state of the streamed rollout at ``path`` (a :class:`DataError` when
+    it is missing or was not written by a streaming rollout)."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            group = f[STATE_GROUP]
+            header = RolloutHeader(
+                request=json.loads(group.attrs["request_json"]),
+                names=list(group["names"].asstr()[()]),
+                ptr=group["ptr"][()],
+                time_per_step=group["time_per_step"][()],
+            )
+            state = RolloutState(
+                step=int(group.attrs["step"]), history=group["history"][()],
+                rng_state=group["rng_state"][()],
+                wall_seconds=float(group.attrs["wall_seconds"]),
+                status=str(group.attrs["status"]), message=str(group.attrs["message"]),
+            )
+    except FileNotFoundError:
+        raise DataError(f"{path}: no rollout to resume here") from None
+    except (OSError, KeyError) as exc:
+        raise DataError(f"{path}: not a resumable rollout ({exc})") from None
+    return header, state
+
+
+def rollout_status(out: str | os.PathLike) -> str | None:
+    """``running``, ``complete`` or ``failed`` for the rollout in directory ``out``; ``None``
+    when there is none (a ``rollout.h5`` written before streaming counts as complete)."""
+    path = Path(out) / ROLLOUT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return read_rollout_state(path)[1].status
+    except DataError:
+        return COMPLETE
+
+
+__all__ = [
+    "COMPLETE", "FAILED", "ROLLOUT_FILE", "RUNNING", "RolloutHeader", "RolloutState",
+    "append_frames", "bead_trajectory", "create_rollout_file", "mdtraj_topology",
+    "read_rollout_state", "rollout_status", "write_viewer_files",
+]
