@@ -535,4 +535,5 @@ def generate_electrolyte(
     specs = electrolyte_specs(p, seed, n_systems)
     source = f"eqcg.systems.electrolyte preset={p.name} seed={seed}: {asdict(p)}"
     return run_specs(specs, out, jobs=jobs, threads_per_job=1, source=source,
+                     record={"preset": p.name, "seed": seed, "n_systems": len(specs)},
                      show_progress=show_progress)

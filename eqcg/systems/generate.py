@@ -5,11 +5,14 @@ A generator module (``polymer``, ``electrolyte``) turns a preset into a list of
 ``OUT/lammps/<name>/`` (kept beside the dataset so a user can rerun or inspect them), LAMMPS runs
 there, and the spec reads the result back as a :class:`~eqcg.data.trajectory.SystemTrajectory`.
 Systems whose LAMMPS run already finished are not run again, so an interrupted generation
-resumes where it stopped. The dataset file is written once, atomically, at the end.
+resumes where it stopped. Each system's directory records what generated it
+(``eqcg-system.json``: preset, seed, number of systems), and a generation with other settings
+refuses to reuse it. The dataset file is written once, atomically, at the end.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 from collections.abc import Callable
@@ -21,10 +24,12 @@ from tqdm.auto import tqdm
 
 from eqcg.data.store import write_dataset
 from eqcg.data.trajectory import SystemTrajectory
+from eqcg.errors import ConfigError
 from eqcg.run_info import write_run_info
 from eqcg.systems.lammps import lammps_finished, run_lammps
 
 LAMMPS_DIR = "lammps"
+RECORD_FILE = "eqcg-system.json"  # in each system's LAMMPS directory: what generated it
 
 
 @dataclass
@@ -50,6 +55,39 @@ class SystemSpec:
     read_output: Callable[[Path], SystemTrajectory]
 
 
+def _describe(record: dict) -> str:
+    return ", ".join(f"{key} {value!r}" for key, value in record.items())
+
+
+def check_workdir(workdir: Path, record: dict) -> bool:
+    """Whether ``workdir`` still needs ``record`` written; a :class:`ConfigError` naming the
+    directory and both settings when it holds a run made with other settings, or files of
+    unknown origin."""
+    path = workdir / RECORD_FILE
+    if path.is_file():
+        existing = json.loads(path.read_text())
+        if existing != record:
+            raise ConfigError(
+                f"{workdir} holds a run of {_describe(existing)}; this generation asks for "
+                f"{_describe(record)}: use another --out (or delete that directory)"
+            )
+        return False
+    if workdir.is_dir() and any(workdir.iterdir()):
+        raise ConfigError(
+            f"{workdir} holds files without {RECORD_FILE}, so its preset and seed are unknown; "
+            f"this generation asks for {_describe(record)}: use another --out (or delete that "
+            "directory)"
+        )
+    return True
+
+
+def _write_record(workdir: Path, record: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = workdir / f".{RECORD_FILE}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, workdir / RECORD_FILE)
+
+
 def run_specs(
     specs: list[SystemSpec],
     out: str | os.PathLike,
@@ -57,15 +95,21 @@ def run_specs(
     jobs: int | None = None,
     threads_per_job: int = 1,
     source: str = "",
+    record: dict | None = None,
     show_progress: bool = True,
 ) -> Path:
     """Run every spec's LAMMPS job (``jobs`` at a time) and write the dataset into ``out``.
 
-    Returns the path of the dataset file.
+    ``record`` (JSON-able: preset, seed, ...) is what generates these specs; it is written into
+    every system's directory and must match what an earlier generation there recorded, so runs
+    of other settings are never reused. Returns the path of the dataset file.
     """
     out = Path(out)
     jobs = jobs or max(1, (os.cpu_count() or 1) // threads_per_job)
     workdirs = {spec.name: out / LAMMPS_DIR / spec.name for spec in specs}
+    if record is not None:  # every directory is checked before any is written
+        for workdir in [w for w in workdirs.values() if check_workdir(w, record)]:
+            _write_record(workdir, record)
 
     free_lines: queue.SimpleQueue[int] = queue.SimpleQueue()
     for line in range(1, jobs + 1):  # one progress-bar line per running job, below the total

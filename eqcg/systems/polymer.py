@@ -309,5 +309,6 @@ def generate_polymer(
         out,
         jobs=jobs,
         source=f"eqcg.systems.polymer preset={preset} seed={seed}",
+        record={"preset": preset, "seed": seed, "n_systems": len(specs)},
         show_progress=show_progress,
     )
