@@ -9,8 +9,16 @@ The objects a user touches, importable from ``eqcg`` (loaded on first use)::
     simulator, config, _ = eqcg.load_simulator("runs/poly-eq")
     eqcg.run_rollout("runs/poly-eq", "data/polymer", "rollouts/poly-eq", n_steps=100)
     eqcg.evaluate("rollouts/poly-eq", "data/polymer", "reports/poly-eq")
+
+``train`` and ``evaluate`` are also the names of subpackages (``eqcg.train.trainer``,
+``eqcg.evaluate.report``). Importing a subpackage binds its name in ``eqcg``, so these two
+names are the subpackages made callable: ``eqcg.train(...)`` calls
+:func:`eqcg.train.trainer.train` however often and in whatever order the subpackages are used.
 """
 
+import inspect
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
@@ -47,9 +55,39 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+_CALLABLE_PACKAGES = ("train", "evaluate")  # exported functions named like their subpackage
+
+
+class _CallablePackage(types.ModuleType):
+    """A subpackage that, called, calls the function of the same name that ``eqcg`` exports."""
+
+    def _function(self) -> Any:
+        name = self.__name__.rpartition(".")[2]
+        return getattr(import_module(_EXPORTS[name]), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._function()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self._function())
+
+
+class _Eqcg(types.ModuleType):
+    """``eqcg`` itself: makes :data:`_CALLABLE_PACKAGES` callable as the import binds them."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _CALLABLE_PACKAGES and isinstance(value, types.ModuleType):
+            value.__class__ = _CallablePackage
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Eqcg
 
 
 def __getattr__(name: str) -> Any:
+    if name in _CALLABLE_PACKAGES:
+        return import_module(f"{__name__}.{name}")  # binds the callable subpackage
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'eqcg' has no attribute {name!r}")
