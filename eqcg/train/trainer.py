@@ -189,7 +189,7 @@ def _warn_single_beads(systems: list[CGSystem], cg_level: int) -> None:
         warnings.warn(
             f"data.cg_level={cg_level} turns every molecule into a single bead: the training "
             f"systems' molecules have {size[split].min()}-{size[split].max()} atoms; lower "
-            "data.cg_level for several beads per molecule", stacklevel=3,
+            "data.cg_level for several beads per molecule", stacklevel=4,
         )
 
 
