@@ -9,6 +9,7 @@ saved next to every run's outputs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -64,8 +65,19 @@ class ScoreConfig:
     n_levels: int = 10  # geometric levels from sigma_begin to sigma_end (paper: 20)
     langevin_steps: int = 5  # Langevin steps per level at refinement (paper: 10)
     step_size: float = 5e-5  # Langevin step size eps at the smallest level (paper: 5e-5)
-    step_schedule: str = "constant"  # constant: eps per level (reference) / ncsn: eps (s_i/s_min)^2
+    # sampler (eqcg.simulate.langevin): Langevin with constant eps (reference) or ncsn eps
+    # (s_i/s_min)²; level-to-level ancestral / geometric / ddim (one step per level)
+    step_schedule: str = "constant"
     refine: bool = True  # refine rollout steps with the score network
+    refine_levels: int = 0  # levels refinement visits, geometric down to sigma_end (0: n_levels)
+    # where the refinement ladder starts: top = sigma_begin (paper) / spread = each system's
+    # predicted spread (RMS std of the dynamics Gaussian)
+    refine_start: str = "top"
+    denoise: bool = False  # end refinement with the noise-free step x + sigma_end² score
+    excluded_volume: float = 0.0  # push beads closer than this apart (length; 0: off)
+    # DSM noise levels: ladder = uniform over the n_levels (paper) / spread = log-uniform from
+    # sigma_end to each system's predicted spread (the levels a spread-started sampler visits)
+    training_levels: str = "ladder"
 
 
 @dataclass
@@ -103,7 +115,9 @@ class Config:
 
 _CHOICES = {
     "model.covariance": ("diagonal", "isotropic", "full"),
-    "score.step_schedule": ("ncsn", "constant"),
+    "score.step_schedule": ("ncsn", "constant", "ancestral", "geometric", "ddim"),
+    "score.refine_start": ("top", "spread"),
+    "score.training_levels": ("ladder", "spread"),
 }
 _POSITIVE = {
     "data.history", "data.dilation", "data.stride", "data.cg_level", "model.radius",
@@ -148,7 +162,13 @@ def _coerce(value: Any, annotation: Any, key: str, where: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
@@ -161,7 +181,7 @@ def _build(cls: type, data: Any, prefix: str, where: str) -> Any:
         raise ConfigError(f"{where}: {prefix or 'config'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
         raise ConfigError(
@@ -192,6 +212,13 @@ def _check(config: Config, where: str) -> None:
             )
     if config.data.history < 2:
         raise ConfigError(f"{where}: data.history must be >= 2 (velocities need two frames)")
+    if config.model.lmax < 1:
+        raise ConfigError(
+            f"{where}: model.lmax must be >= 1 (degree of the edge harmonics; 1 and 2 are used, "
+            f"0 gives edges no direction), got {config.model.lmax}"
+        )
+    if config.score.refine_levels < 0 or config.score.excluded_volume < 0:
+        raise ConfigError(f"{where}: score.refine_levels and score.excluded_volume must be >= 0")
     if config.score.sigma_end > config.score.sigma_begin:
         raise ConfigError(f"{where}: score.sigma_end must not exceed score.sigma_begin")
     if config.train.noise_begin > config.train.noise_end or config.train.noise_begin < 0:
@@ -213,7 +240,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. model.latent_dim=64")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc})") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -248,6 +278,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):

@@ -227,19 +227,11 @@ def mutated_config(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-# Crashes of eqcg/config.py the fuzzer found (config.py is outside the readers fixed here): a
-# non-string key (sorted() in _build), a float field given a huge integer (float() in _coerce),
-# a config file that is not UTF-8 or is a directory (_read_yaml), a --set value that is not YAML
-# (parse_override). Each test replays one as an explicit example, so it fails on every run until
-# config.py turns them into ConfigErrors; then the strict xfail flags the marker for removal.
-CONFIG_CRASHES = pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, OverflowError, UnicodeDecodeError, OSError, yaml.YAMLError),
-    reason="eqcg/config.py raises raw exceptions for these inputs (issue 11)",
-)
+# The explicit examples replay crashes the fuzzer once found in eqcg/config.py: a non-string
+# key, a float field given a huge integer, a config file that is not UTF-8 or is a directory, a
+# --set value that is not YAML.
 
 
-@CONFIG_CRASHES
 @FUZZ
 @example(data={"data": {1: 2, "history": 5}})
 @example(data={"model": {"radius": 10**400}})
@@ -265,7 +257,6 @@ OVERRIDES = st.one_of(
 )
 
 
-@CONFIG_CRASHES
 @FUZZ
 @example(data=b"model:\n  lmax: \xff\n", overrides=[])
 @example(data=b"model: {}\n", overrides=["model.lmax=["])
