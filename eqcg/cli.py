@@ -1,7 +1,7 @@
 """The ``eqcg`` command line (also ``python -m eqcg``).
 
 Exit codes: 0 success, 1 a simulation or rollout failed, 2 bad input (data, config,
-checkpoint, arguments), 130 interrupted.
+checkpoint, arguments), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from eqcg.errors import EqcgError, SimulationError
+from eqcg.errors import ConfigError, EqcgError, SimulationError
+from eqcg.interrupt import Interrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -62,40 +63,67 @@ def _cmd_info(args: argparse.Namespace) -> None:
     print(describe(args.path))
 
 
+def _resumed_config(run_dir: Path, overrides: list[str]):
+    """The config ``--resume`` continues with when no config file is given: the one stored in
+    the run's ``last.pt`` (its config.yaml may have been edited), with ``--set`` applied."""
+    from eqcg.config import apply_overrides, config_from_dict
+    from eqcg.train.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
+
+    last = run_dir / CHECKPOINT_DIR / LAST
+    if not last.is_file():
+        raise ConfigError(f"--resume: no checkpoint at {last}")
+    stored = load_checkpoint(last)["config"]
+    return config_from_dict(apply_overrides(stored, overrides), where=f"{last} with --set")
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from eqcg.config import load_config
     from eqcg.train.trainer import train
 
-    if args.resume:
-        config = load_config(Path(args.out) / "config.yaml", args.set)
+    if args.config is None and not args.resume:
+        raise ConfigError("train: give a config file (or --resume to continue a run)")
+    if args.resume and args.config is None:
+        config = _resumed_config(Path(args.out), args.set)
     else:
         config = load_config(args.config, args.set)
     result = train(config, args.data, args.out, max_steps=args.max_steps,
-                   stop_after=args.stop_after, resume=args.resume, device=args.device,
-                   dtype=_dtype(args.dtype), command=sys.argv)
+                   stop_after=args.stop_after, resume=args.resume, force_data=args.force_data,
+                   device=args.device, dtype=_dtype(args.dtype), command=sys.argv)
     print(f"trained {result.step} steps; best validation NLL {result.best_val_nll:.4f}; "
           f"checkpoints in {result.run_dir}/checkpoints")
 
 
+def _refinement(score, args: argparse.Namespace):
+    """The run's refinement (its ``score`` config) with the rollout's command-line overrides."""
+    import dataclasses
+
+    from eqcg.simulate.refinement import Refinement
+
+    chosen = {
+        "enabled": score.refine and not args.no_refine,
+        "steps_per_level": args.langevin_steps, "step_size": args.step_size,
+        "levels": args.levels, "schedule": args.schedule, "start": args.refine_start,
+        "denoise": args.denoise, "excluded_volume": args.excluded_volume,
+    }
+    try:
+        return dataclasses.replace(Refinement.from_config(score),
+                                   **{k: v for k, v in chosen.items() if v is not None})
+    except ValueError as exc:
+        raise ConfigError(f"rollout refinement options: {exc}") from None
+
+
 def _cmd_rollout(args: argparse.Namespace) -> None:
-    from eqcg.simulate.rollout import Refinement
-    from eqcg.simulate.runner import run_rollout
+    from eqcg.simulate.runner import check_rollout_arguments, run_rollout
     from eqcg.train.checkpoint import load_simulator
 
+    check_rollout_arguments(Path(args.out), args.steps, args.save_every, args.start_frame)
     _, config, _ = load_simulator(args.run, args.checkpoint)
-    score = config.score
-    refinement = Refinement(
-        enabled=score.refine and not args.no_refine,
-        steps_per_level=args.langevin_steps or score.langevin_steps,
-        step_size=args.step_size or score.step_size,
-        levels=args.levels,
-        schedule=args.schedule or score.step_schedule,
-    )
+    refinement = _refinement(config.score, args)
     out = run_rollout(
         args.run, args.data, args.out, args.steps, systems=args.systems,
         checkpoint=args.checkpoint, deterministic=args.deterministic, refinement=refinement,
         save_every=args.save_every, start_frame=args.start_frame, seed=args.seed,
-        device=args.device, dtype=_dtype(args.dtype), command=sys.argv,
+        device=args.device, dtype=_dtype(args.dtype), command=sys.argv, resume=args.resume,
     )
     print(f"rollout written to {out} (rollout.h5, <system>.pdb + <system>.dcd)")
 
@@ -103,7 +131,8 @@ def _cmd_rollout(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from eqcg.evaluate.report import evaluate
 
-    evaluate(args.rollout, args.reference, args.out, collision_threshold=args.collision_threshold)
+    evaluate(args.rollout, args.reference, args.out, collision_threshold=args.collision_threshold,
+             run=args.run, calibrate=not args.no_calibration)
     print(f"report written to {args.out}/report.md (metrics.json, plots)")
 
 
@@ -173,7 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after N steps in all (time-limited jobs); continue with --resume")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoints/last.pt (with the run's config unless a "
+                        "config is given; only budget and logging keys may change)")
+    p.add_argument("--force-data", action="store_true",
+                   help="let --resume continue on another dataset than the run was trained on")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set model.latent_dim=64")
     p.add_argument("--device", default="auto")
@@ -188,16 +221,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best.pt", choices=["best.pt", "last.pt"])
     p.add_argument("--deterministic", action="store_true", help="mean acceleration, no sampling")
     p.add_argument("--no-refine", action="store_true", help="switch score refinement off")
-    p.add_argument("--langevin-steps", type=int, default=None)
-    p.add_argument("--step-size", type=float, default=None)
-    p.add_argument("--levels", type=int, default=None, help="use only the N smallest sigmas")
-    p.add_argument("--schedule", default=None, choices=["ncsn", "constant"],
-                   help="Langevin step-size schedule (default: the run's score.step_schedule)")
+    p.add_argument("--langevin-steps", type=int, default=None,
+                   help="Langevin steps per level (default: the run's score.langevin_steps)")
+    p.add_argument("--step-size", type=float, default=None,
+                   help="Langevin step at the smallest level (default: score.step_size)")
+    p.add_argument("--levels", type=int, default=None,
+                   help="noise levels visited, geometric down to sigma_end "
+                        "(default: score.refine_levels, else score.n_levels)")
+    p.add_argument("--schedule", default=None,
+                   choices=["ncsn", "constant", "ancestral", "geometric", "ddim"],
+                   help="refinement sampler (default: the run's score.step_schedule)")
+    p.add_argument("--refine-start", default=None, choices=["top", "spread"],
+                   help="first level: sigma_begin, or each system's predicted spread "
+                        "(default: score.refine_start)")
+    p.add_argument("--denoise", default=None, action=argparse.BooleanOptionalAction,
+                   help="end with a noise-free denoising step (default: score.denoise)")
+    p.add_argument("--excluded-volume", type=float, default=None,
+                   help="push beads closer than this apart (default: "
+                        "score.excluded_volume)")
     p.add_argument("--save-every", type=int, default=1)
     p.add_argument("--start-frame", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted rollout in OUT (same arguments; --steps may "
+                        "grow)")
 
     p = add("evaluate", _cmd_evaluate, "compare a rollout with the reference MD (report + plots)")
     p.add_argument("rollout")
@@ -205,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--collision-threshold", type=float, default=None,
                    help="collision distance (default: 1 Å for real units, 0.5 sigma for LJ)")
+    p.add_argument("--run", default=None,
+                   help="run whose one-step calibration is measured (default: the rollout's)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="skip the calibration of the model's one-step predictions")
 
     p = add("compare", _cmd_compare, "put several evaluation reports side by side")
     p.add_argument("reports", nargs="+")
@@ -236,9 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EqcgError as exc:
         print(f"eqcg {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"eqcg {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print(f"eqcg {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
     return EXIT_OK
 
 

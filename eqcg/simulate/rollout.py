@@ -10,6 +10,7 @@ Frames produced before the failure are returned with the error, so nothing is lo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,36 +19,18 @@ from torch_geometric.utils import scatter
 from tqdm.auto import tqdm
 
 from eqcg import keys
-from eqcg.config import ScoreConfig
+from eqcg.arguments import at_least
 from eqcg.errors import SimulationError
-from eqcg.models.simulator import Simulator
+from eqcg.models.simulator import Prediction, Simulator
+from eqcg.neighbors import VerletList, cg_edges
 from eqcg.simulate.integrator import append_frame, euler_step
-from eqcg.simulate.langevin import NoiseFunction, annealed_langevin, gaussian_noise
+from eqcg.simulate.langevin import NoiseFunction, gaussian_noise
+from eqcg.simulate.refinement import Refinement, noise_ladder, predicted_spread, push_apart
 
-
-@dataclass
-class Refinement:
-    """Annealed Langevin refinement settings of a rollout.
-
-    Attributes:
-        enabled: refine every step with the score network.
-        steps_per_level: Langevin steps per noise level.
-        step_size: Langevin step size (length²).
-        levels: use only the ``levels`` smallest noise levels (``None``: all of them).
-        schedule: Langevin step-size schedule, ``ncsn`` or ``constant``
-            (:mod:`eqcg.simulate.langevin`).
-    """
-
-    enabled: bool = True
-    steps_per_level: int = 5
-    step_size: float = 5e-5
-    levels: int | None = None
-    schedule: str = "constant"
-
-    @classmethod
-    def from_config(cls, score: ScoreConfig) -> Refinement:
-        return cls(score.refine, score.langevin_steps, score.step_size,
-                   schedule=score.step_schedule)
+# Verlet skin of the rollout's neighbour list, as a fraction of the model's cut-off radius
+NEIGHBOR_SKIN = 0.1
+# called at every save point as on_save(step, saved positions (n_beads, 3), history after step)
+SaveCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
 @dataclass
@@ -56,7 +39,7 @@ class RolloutResult:
 
     Attributes:
         positions: ``(n_saved, n_beads, 3)`` bead positions on the CPU; frame 0 is the last
-            history frame (the starting state).
+            history frame (the starting state, at step ``start_step``).
         steps: ``(n_saved,)`` learned-step index of each saved frame.
         wall_seconds: wall-clock time of the stepping loop.
     """
@@ -88,13 +71,15 @@ def rollout(
     noise: NoiseFunction | None = None,
     system_names: list[str] | None = None,
     show_progress: bool = True,
+    start_step: int = 0,
+    on_save: SaveCallback | None = None,
 ) -> RolloutResult:
-    """Run ``n_steps`` learned steps from ``batch``'s position history.
+    """Run learned steps ``start_step + 1`` to ``n_steps`` from ``batch``'s position history.
 
     Args:
         simulator: trained model (its device and dtype are used).
         batch: batched CG graphs with ``pos_history``.
-        n_steps: learned steps to take.
+        n_steps: the last learned step (``n_steps - start_step`` steps are taken).
         deterministic: use the mean acceleration instead of sampling.
         refinement: score-based refinement (``None`` or disabled: no refinement).
         save_every: keep every ``save_every``-th step.
@@ -105,9 +90,19 @@ def rollout(
             Rotating what it returns rotates the whole rollout (equivariance checks).
         system_names: names used in error messages (default ``system <i>``).
         show_progress: draw a progress bar with steps/s.
+        start_step: the step ``batch``'s history is at (a resumed rollout: its noise source
+            must be in the state it had after that step).
+        on_save: called at every save point once the step is known to be good (a resumable
+            state: nothing of the step is left to do).
+
+    One Verlet neighbour list (skin ``NEIGHBOR_SKIN`` x radius) serves the dynamics prediction
+    and every score evaluation of the rollout, rebuilt only when a bead has moved more than half
+    the skin; the edges are those a fresh search would find.
 
     Raises :class:`RolloutFailure` (with the frames saved so far) when a system blows up.
     """
+    at_least("save_every", save_every, 1)
+    at_least("n_steps", n_steps, at_least("start_step", start_step, 0) + 1)
     noise = noise or gaussian_noise()
     limit = max_displacement if max_displacement is not None else 2.0 * simulator.radius
     n_graphs = batch.num_graphs
@@ -115,18 +110,16 @@ def rollout(
     history = batch[keys.POS_HISTORY].clone()
     features = simulator.embed(batch)
     refine = refinement is not None and refinement.enabled
-    if refine:
-        levels = refinement.levels or len(simulator.sigmas)
-        sigmas = simulator.sigmas[-levels:]
+    neighbors = VerletList(simulator.radius, NEIGHBOR_SKIN * simulator.radius)
     first_bad = torch.full((n_graphs,), -1, dtype=torch.long, device=history.device)
-    saved, saved_steps = [history[:, -1].clone()], [0]
+    saved, saved_steps = [history[:, -1].clone()], [start_step]
     started = time.perf_counter()
-    bar = tqdm(total=n_steps, desc="rollout", unit="step", disable=not show_progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=n_steps, initial=start_step, desc="rollout", unit="step",
+               disable=not show_progress, dynamic_ncols=True)
     try:
-        for step in range(1, n_steps + 1):
+        for step in range(start_step + 1, n_steps + 1):
             last = history[:, -1]
-            prediction = simulator.predict(batch, history, features)
+            prediction = simulator.predict(batch, history, features, neighbors)
             accel = prediction.acceleration
             if deterministic:
                 acceleration = accel.mean
@@ -134,8 +127,8 @@ def rollout(
                 acceleration = accel.sample(noise(accel.mean))
             next_pos = euler_step(history, acceleration)
             if refine:
-                next_pos = _refine(simulator, batch, next_pos, last, features, prediction.latent,
-                                   sigmas, refinement, noise)
+                next_pos = _refine(simulator, batch, next_pos, last, features, prediction,
+                                   refinement, noise, neighbors)
             bead_ok = torch.isfinite(next_pos).all(-1) & ((next_pos - last).norm(dim=-1) < limit)
             graph_bad = scatter((~bead_ok).to(torch.long), graph_of_bead, dim=0,
                                 dim_size=n_graphs, reduce="max").bool()
@@ -148,6 +141,8 @@ def rollout(
                 saved_steps.append(step)
                 if bool((first_bad >= 0).any()):
                     raise _failure(first_bad, system_names, saved[:-1], saved_steps[:-1], started)
+                if on_save is not None:
+                    on_save(step, saved[-1], history)
             bar.update()
     finally:
         bar.close()
@@ -156,16 +151,25 @@ def rollout(
 
 def _refine(
     simulator: Simulator, batch: Batch, next_pos: torch.Tensor, last: torch.Tensor,
-    features: torch.Tensor, latent: torch.Tensor, sigmas: torch.Tensor,
-    refinement: Refinement, noise: NoiseFunction,
+    features: torch.Tensor, prediction: Prediction, refinement: Refinement,
+    noise: NoiseFunction, neighbors: VerletList,
 ) -> torch.Tensor:
-    """Annealed Langevin refinement of ``next_pos`` with the simulator's score network."""
+    """Refine ``next_pos`` with the simulator's score network (:mod:`eqcg.simulate.refinement`):
+    annealed Langevin dynamics, then the optional excluded-volume correction."""
 
     def score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return simulator.score(batch, x, last, sigma.expand(x.shape[0]), features, latent)
+        return simulator.score(batch, x, last, sigma, features, prediction.latent, neighbors)
 
-    return annealed_langevin(score, next_pos, sigmas, refinement.steps_per_level,
-                             refinement.step_size, noise, refinement.schedule)
+    spread = predicted_spread(prediction.acceleration.covariance, batch.batch, batch.num_graphs)
+    sigmas = noise_ladder(refinement, simulator.sigmas, spread, batch.batch)
+    refined = refinement.sample(score, next_pos, sigmas, noise)
+    if refinement.excluded_volume > 0:
+        edge_index, edge_vec, _ = cg_edges(
+            refined, batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
+            batch[keys.CG_BOND_INDEX], simulator.radius, neighbors,
+        )
+        refined = push_apart(refined, edge_index, edge_vec, refinement.excluded_volume)
+    return refined
 
 
 def _result(saved: list[torch.Tensor], steps: list[int], started: float) -> RolloutResult:
