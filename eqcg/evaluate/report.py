@@ -371,6 +371,8 @@ def evaluate(
     collision_threshold: float | None = None,
     options: PropertyOptions = DEFAULT_OPTIONS,
     draw_plots: bool = True,
+    run: str | os.PathLike | None = None,
+    calibrate: bool = True,
 ) -> dict:
     """Evaluate every system of a rollout against the reference MD it started from.
 
@@ -383,6 +385,10 @@ def evaluate(
             system: 1 Å, 0.5 sigma).
         options: analysis choices (fit windows, RDF range, frames for structure).
         draw_plots: draw the PNG figures (``False``: numbers and ``report.md`` only).
+        run: the run whose model made the rollout, for the calibration of its one-step
+            predictions on the rollout's reference systems (default: the ``run`` recorded in
+            the rollout's ``run.json``).
+        calibrate: measure that calibration (:mod:`eqcg.evaluate.calibration`).
 
     Returns the content of ``metrics.json`` (NaN written as null).
     """
@@ -401,6 +407,9 @@ def evaluate(
         reference_path = str(reference_data.path)
         val_nll = next((s.attrs["val_nll"] for s in rollouts
                         if s.attrs.get("val_nll") is not None), None)
+        calibration = (_calibration(run or _recorded_run(Path(rollout_dir)), reference_data,
+                                    [str(s.attrs["reference_system"]) for s in rollouts])
+                       if calibrate else {"note": "not measured (calibrate=False)"})
     for r in results:
         r.summary["plots"] = _system_plots(out, r.name, r.views, units) if draw_plots else {}
     variants = sorted({str(r.summary["model"]) for r in results} - {""})
@@ -419,7 +428,10 @@ def evaluate(
         "definitions": DEFINITIONS,
         "systems": {r.name: r.summary for r in results},
         "aggregate": _aggregate(results, out, units, draw_plots),
+        "calibration": calibration,
     })
+    if draw_plots and "curve_observed" in calibration:
+        metrics["aggregate"]["plots"]["calibration"] = _calibration_plot(out, calibration)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     write_run_info(out, None, None, [], extra={"rollout": str(rollout_file),
                                                "reference": reference_path})
@@ -429,6 +441,40 @@ def evaluate(
 
 _AGREEMENT_HEADERS = ["property", "n", "r² (Pearson²)", "Pearson r", "Spearman ρ",
                       "R² of y = x", "note"]
+
+
+def _recorded_run(rollout_dir: Path) -> str | None:
+    """The run directory recorded in ``rollout_dir/run.json`` by ``eqcg rollout``, if any."""
+    info = rollout_dir / "run.json"
+    return json.loads(info.read_text()).get("run") if info.exists() else None
+
+
+def _calibration(run: str | os.PathLike | None, reference: TrajectoryDataset,
+                 names: list[str]) -> dict:
+    """Calibration of ``run``'s one-step predictions on the reference systems ``names``."""
+    if run is None or not Path(run).exists():
+        return {"note": f"not measured: run {run!r} not found (pass run=...)"}
+    from eqcg.data.graph import prepare_systems
+    from eqcg.evaluate.calibration import one_step_calibration
+    from eqcg.train.checkpoint import load_simulator
+
+    simulator, config, _ = load_simulator(run)
+    settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
+                          config.data.cg_seed)
+    systems = prepare_systems(reference, settings, simulator.vocabulary, sorted(set(names)))
+    result = one_step_calibration(simulator, systems, config.data.dilation)
+    return {"run": str(run), "covariance": config.model.covariance,
+            "model": config.model.variant, **result.to_dict()}
+
+
+def _calibration_plot(out: Path, calibration: dict) -> str:
+    nominal, observed = calibration["curve_nominal"], calibration["curve_observed"]
+    panel = plots.Panel(
+        f"one-step calibration (mean d² = {calibration['mean_mahalanobis_squared']:.2f}, "
+        "3 when calibrated)", "nominal coverage of the predicted Gaussian",
+        "observed fraction of true accelerations inside", kind="line",
+        series={"model": (nominal, observed), "calibrated": (nominal, nominal)})
+    return plots.draw(out / PLOTS_DIR / "calibration.png", [panel]).relative_to(out).as_posix()
 
 
 def _agreement_rows(entries: dict) -> list[list[object]]:
@@ -463,6 +509,7 @@ def _report_markdown(metrics: dict) -> str:
         table(_AGREEMENT_HEADERS, _agreement_rows(agg["agreement"]["matched"])), "",
         "### Whole trajectories", "",
         table(_AGREEMENT_HEADERS, _agreement_rows(agg["agreement"]["whole"])), "",
+        "## Calibration of one-step predictions", "", _calibration_markdown(metrics), "",
     ]
     lines += [image(path, key) + "\n" for key, path in agg["plots"].items()]
     lines += ["## Systems", "", table(
@@ -481,6 +528,18 @@ def _report_markdown(metrics: dict) -> str:
         lines += [f"### {name}", "", _diffusivity_table(s), ""]
         lines += [image(path, f"{name} {kind}") + "\n" for kind, path in s["plots"].items()]
     return "\n".join(lines)
+
+
+def _calibration_markdown(metrics: dict) -> str:
+    calibration = metrics.get("calibration") or {}
+    if "mean_mahalanobis_squared" not in calibration:
+        return calibration.get("note", "not measured")
+    return ("Coverage of the predicted acceleration Gaussian on clean held-out histories "
+            f"({calibration['n_samples']} bead predictions; calibrated: 0.68, 0.95 and 3).\n\n"
+            + table(["covariance", "inside 68 % ellipsoid", "inside 95 % ellipsoid",
+                     "mean squared Mahalanobis distance"],
+                    [[calibration["covariance"], calibration["coverage_68"],
+                      calibration["coverage_95"], calibration["mean_mahalanobis_squared"]]]))
 
 
 def _diffusivity_table(summary: dict) -> str:
@@ -535,6 +594,8 @@ COMPARISON_COLUMNS: dict[str, tuple[str, Callable[[dict], float | None]]] = {
                                 lambda m: m["aggregate"]["stability"]["collision_free_fraction"]),
     "stable_fraction": ("stable fraction",
                         lambda m: m["aggregate"]["stability"]["stable_fraction"]),
+    "calibration": ("one-step mean d² (3 = calibrated)",
+                    lambda m: (m.get("calibration") or {}).get("mean_mahalanobis_squared")),
     "model_speed": ("model sim. time per hour (median)",
                     lambda m: m["aggregate"]["speed"]["model_median"]),
     "speedup": ("speed-up over MD (median)", lambda m: m["aggregate"]["speed"]["speedup_median"]),
