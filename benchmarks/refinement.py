@@ -21,8 +21,9 @@ systems' reference MD over their whole trajectories:
 
 Without ``--run``, the ``--system`` data of ``--preset`` are generated with LAMMPS and
 ``configs/<system>_equivariant.yaml`` is trained for ``--train-steps`` (into
-``benchmarks/results/refinement_work/``). Stages already done are reused, so an interrupted run
-resumes. Writes ``benchmarks/results/refinement_<label>.{json,md,png}``.
+``benchmarks/results/refinement_work/``). Stages already done are reused and an interrupted
+rollout is resumed, so an interrupted benchmark continues where it stopped. Writes
+``benchmarks/results/refinement_<label>.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import RolloutFailure, rollout
 from eqcg.simulate.runner import run_rollout, start_batch
+from eqcg.simulate.writer import RUNNING, rollout_status
 from eqcg.train.checkpoint import load_simulator
 
 # name -> refinement (``None`` fields are taken from the run's score config)
@@ -74,14 +76,14 @@ SCHEDULES: dict[str, Refinement] = {
                                             start="spread", denoise=True),
     **{f"{start} {schedule} {levels}": Refinement(levels=levels, schedule=schedule, start=start)
        for start, schedule, levels in (
-           ("spread", "reverse", 2), ("spread", "reverse", 5), ("spread", "reverse", 10),
-           ("top", "reverse", 5), ("top", "reverse", 10), ("spread", "ancestral", 5),
-           ("spread", "ancestral", 10), ("spread", "ddim", 5), ("spread", "ddim", 10),
-           ("top", "ddim", 10))},
+           ("spread", "geometric", 2), ("spread", "geometric", 5), ("spread", "geometric", 10),
+           ("top", "geometric", 5), ("top", "geometric", 10), ("spread", "ancestral", 10),
+           ("top", "ancestral", 10), ("spread", "ddim", 10), ("top", "ddim", 10))},
 }
 # schedule -> the schedule it adds the excluded-volume correction to (``--excluded-volume``)
-WITH_EXCLUDED_VOLUME = {"top reverse 10 + excluded volume": "top reverse 10",
-                        "spread reverse 10 + excluded volume": "spread reverse 10"}
+WITH_EXCLUDED_VOLUME = {f"{name} + excluded volume": name for name in (
+    "spread geometric 5", "spread geometric 10", "top geometric 10", "top ancestral 10",
+    "spread ddim 10")}
 
 
 def _arguments() -> argparse.Namespace:
@@ -275,10 +277,12 @@ def main() -> None:
     for name, refinement in refinements.items():
         out = work / name.replace(" ", "_").replace("(", "").replace(")", "")
         started = time.perf_counter()
-        if not (out / "rollout.h5").exists():
+        status = rollout_status(out)
+        if status in (None, RUNNING):  # not started, or interrupted: (re)start or resume it
             try:
                 run_rollout(run, data, out, args.steps, systems=test, refinement=refinement,
-                            seed=args.seed, device=str(device), show_progress=True)
+                            seed=args.seed, device=str(device), show_progress=True,
+                            resume=status == RUNNING)
             except RolloutFailure as exc:
                 print(f"{name}: {exc}")
         results[name] |= _quality(out, data, settings, args.steps)

@@ -53,7 +53,7 @@ def wide_start(n: int = 20000) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("schedule,std_band", [
-    ("ddim", (0.85, 1.0)), ("ancestral", (0.7, 1.0)), ("reverse", (1.0, 1.3)),
+    ("geometric", (0.95, 1.05)), ("ddim", (0.85, 1.0)), ("ancestral", (0.7, 0.9)),
 ])
 def test_ten_level_samplers_reach_the_gaussian_in_ten_evaluations(schedule, std_band):
     calls = []
@@ -118,7 +118,7 @@ def small_simulator(lmax: int = 1) -> tuple[Simulator, object]:
 
 REFINEMENTS = [
     Refinement(levels=3, steps_per_level=2, schedule="ncsn", denoise=True, step_size=1e-5),
-    Refinement(levels=4, schedule="reverse", start="spread"),
+    Refinement(levels=4, schedule="geometric", start="spread"),
     Refinement(levels=5, schedule="ddim", start="spread", excluded_volume=1.0),
     Refinement(enabled=False),
 ]
@@ -136,7 +136,7 @@ def test_score_network_calls_per_step_equal_the_configured_count(refinement):
             noise=gaussian_noise(torch.Generator().manual_seed(0)))
     for hook in hooks:
         hook.remove()
-    expected = {REFINEMENTS[0].schedule: 3 * 2 + 1, "reverse": 4, "ddim": 5}
+    expected = {REFINEMENTS[0].schedule: 3 * 2 + 1, "geometric": 4, "ddim": 5}
     per_step = expected[refinement.schedule] if refinement.enabled else 0
     assert per_step == refinement.score_evaluations(len(sim.sigmas))
     assert calls == {"score": 3 * per_step, "dynamics": 3}
@@ -167,7 +167,7 @@ def test_verlet_list_equals_a_fresh_search_until_a_bead_crosses_half_the_skin():
 
 def test_rollout_reusing_the_neighbour_list_equals_rebuilding_at_every_evaluation(monkeypatch):
     sim, batch = small_simulator()
-    refinement = Refinement(levels=4, schedule="reverse", start="spread")
+    refinement = Refinement(levels=4, schedule="geometric", start="spread")
 
     def run() -> torch.Tensor:
         return rollout(sim, batch, 4, refinement=refinement, show_progress=False,
@@ -194,7 +194,7 @@ def test_rollout_reusing_the_neighbour_list_equals_rebuilding_at_every_evaluatio
 @pytest.mark.parametrize("improper", [False, True])
 def test_refined_rollout_is_equivariant(improper):
     sim, batch = small_simulator()
-    refinement = Refinement(levels=4, schedule="reverse", start="spread", excluded_volume=1.0)
+    refinement = Refinement(levels=4, schedule="geometric", start="spread", excluded_volume=1.0)
     generator = torch.Generator().manual_seed(11)
     rotation = random_orthogonal(generator, improper=improper).to(D)
     shift = 5.0 * torch.randn(3, generator=generator, dtype=D)
@@ -216,15 +216,15 @@ def test_refined_rollout_is_equivariant(improper):
     assert error < 1e-9
 
 
-def test_push_apart_moves_overlapping_non_bonded_pairs_to_the_distance():
-    pos = torch.tensor([[0.0, 0, 0], [0.3, 0, 0], [5.0, 0, 0], [5.2, 0, 0]], dtype=D)
+def test_push_apart_moves_overlapping_pairs_to_the_distance():
+    pos = torch.tensor([[0.0, 0, 0], [0.3, 0, 0], [5.0, 0, 0], [5.0, 0.6, 0]], dtype=D)
     edge_index = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]])
     edge_vec = pos[edge_index[1]] - pos[edge_index[0]]
-    is_radius = torch.tensor([True, True, False, False])  # beads 2-3 are bonded
-    out = push_apart(pos, edge_index, edge_vec, is_radius, 0.5)
+    out = push_apart(pos, edge_index, edge_vec, 0.5)
     torch.testing.assert_close(out[1, 0] - out[0, 0], torch.tensor(0.5, dtype=D))
     torch.testing.assert_close(out[:2].mean(0), pos[:2].mean(0))
-    torch.testing.assert_close(out[2:], pos[2:])
+    torch.testing.assert_close(out[1:, 1:], pos[1:, 1:])
+    torch.testing.assert_close(out[2:], pos[2:])  # already 0.6 apart: untouched
 
 
 def test_calibration_matches_an_independent_numpy_computation():

@@ -11,8 +11,9 @@ starts at
   a plausible next state by about that much, so levels above it only add noise, and levels far
   below it cannot move the sample far enough.
 
-An optional excluded-volume correction (``excluded_volume > 0``) finally pushes non-bonded bead
-pairs closer than that distance apart symmetrically, half the overlap each.
+An optional excluded-volume correction (``excluded_volume > 0``) finally pushes bead pairs
+closer than that distance apart symmetrically, half the overlap each; bonded pairs too (in the
+reference MD no CG bond is ever that short either).
 """
 
 from __future__ import annotations
@@ -46,13 +47,13 @@ class Refinement:
         steps_per_level: Langevin steps per noise level (Langevin schedules only).
         step_size: Langevin step size at the smallest level (length²).
         levels: noise levels visited (``None``: the model's ``score.n_levels``).
-        schedule: sampler: Langevin ``constant`` or ``ncsn``, level-to-level ``reverse``,
-            ``ancestral`` or ``ddim`` (:mod:`eqcg.simulate.langevin`).
+        schedule: sampler: Langevin ``constant`` or ``ncsn``, level-to-level ``ancestral``,
+            ``geometric`` or ``ddim`` (:mod:`eqcg.simulate.langevin`).
         start: ``top`` (the model's ``sigma_begin``) or ``spread`` (each system's predicted
             spread).
         denoise: finish Langevin schedules with a noise-free step ``x + sigma_min² score``
             (level-to-level schedules always end with it).
-        excluded_volume: push non-bonded bead pairs closer than this apart (length; 0: off).
+        excluded_volume: push bead pairs closer than this apart (length; 0: off).
     """
 
     enabled: bool = True
@@ -141,22 +142,19 @@ def noise_ladder(
 
 
 def push_apart(
-    pos: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, edge_is_radius:
-    torch.Tensor, distance: float
+    pos: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, distance: float
 ) -> torch.Tensor:
-    """Move the beads of every non-bonded pair closer than ``distance`` apart, half the overlap
-    each, along their separation (one Jacobi sweep; equivariant, translation-invariant).
+    """Move the beads of every pair closer than ``distance`` apart, half the overlap each,
+    along their separation (one Jacobi sweep; equivariant, translation-invariant).
 
     Args:
         pos: ``(n_beads, 3)`` positions.
         edge_index: ``(2, E)`` ordered pairs (both directions present), source -> target.
         edge_vec: ``(E, 3)`` displacement source -> target at ``pos`` (minimum image).
-        edge_is_radius: ``(E,)`` bool, pair is not a CG bond.
     """
     length = edge_vec.norm(dim=-1)
-    overlap = (distance - length).clamp(min=0.0) * edge_is_radius
+    overlap = (distance - length).clamp(min=0.0)
     direction = edge_vec / length.clamp(min=1e-12)[:, None]
     push = scatter(0.5 * overlap[:, None] * direction, edge_index[1], dim=0,
                    dim_size=pos.shape[0], reduce="sum")
     return pos + push
-
