@@ -82,8 +82,8 @@ SCHEDULES: dict[str, Refinement] = {
 }
 # schedule -> the schedule it adds the excluded-volume correction to (``--excluded-volume``)
 WITH_EXCLUDED_VOLUME = {f"{name} + excluded volume": name for name in (
-    "spread geometric 5", "spread geometric 10", "top geometric 10", "top ancestral 10",
-    "spread ddim 10")}
+    "spread geometric 5", "spread geometric 10", "top geometric 5", "top geometric 10",
+    "top ancestral 10", "spread ddim 10")}
 
 
 def _arguments() -> argparse.Namespace:

@@ -67,9 +67,9 @@ class ScoreConfig:
     step_size: float = 5e-5  # Langevin step size eps at the smallest level (paper: 5e-5)
     # sampler (eqcg.simulate.langevin): Langevin with constant eps (reference) or ncsn eps
     # (s_i/s_min)²; level-to-level ancestral / geometric / ddim (one step per level)
-    step_schedule: str = "constant"
+    step_schedule: str = "geometric"
     refine: bool = True  # refine rollout steps with the score network
-    refine_levels: int = 0  # levels refinement visits, geometric down to sigma_end (0: n_levels)
+    refine_levels: int = 10  # levels refinement visits, geometric down to sigma_end (0: n_levels)
     # where the refinement ladder starts: top = sigma_begin (paper) / spread = each system's
     # predicted spread (RMS std of the dynamics Gaussian)
     refine_start: str = "top"

@@ -59,8 +59,8 @@ class Refinement:
     enabled: bool = True
     steps_per_level: int = 1
     step_size: float = 5e-5
-    levels: int | None = None
-    schedule: str = "ncsn"
+    levels: int | None = 10
+    schedule: str = "geometric"
     start: str = "top"
     denoise: bool = False
     excluded_volume: float = 0.0
