@@ -92,6 +92,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm
     noise_begin: float = 0.0  # smallest history noise-augmentation sigma (Å or sigma)
     noise_end: float = 0.0  # largest history noise-augmentation sigma, drawn per system
+    pushforward: bool = False  # add the NLL one step after the model's own sampled step
     score_weight: float = 1.0  # weight of the score-matching loss
     property_weight: float = 1.0  # weight of the Rg property loss (with model.property_head)
     val_every: int = 200  # steps between validations (also at the start and the end)

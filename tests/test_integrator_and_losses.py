@@ -119,3 +119,36 @@ def test_ncsn_schedule_scales_steps_with_sigma_squared():
     x = annealed_langevin(lambda x, _: torch.ones_like(x), torch.zeros(1, 3, dtype=D), sigmas, 1,
                           1e-3, lambda x: torch.zeros_like(x), "constant")
     torch.testing.assert_close(x, torch.full((1, 3), 2e-3, dtype=D))
+
+
+def test_pushforward_term_is_the_nll_after_the_models_own_sampled_step():
+    from eqcg import keys
+    from eqcg.config import ModelConfig, ScoreConfig
+    from eqcg.models.simulator import Simulator
+    from eqcg.testing import random_batch
+    from eqcg.train.losses import compute_losses
+
+    batch, vocabulary = random_batch(history=5)  # k + 1 = 5 frames for a model of k = 4
+    torch.manual_seed(0)
+    sim = Simulator(ModelConfig(latent_dim=16, embed_dim=8), ScoreConfig(), vocabulary,
+                    history=4, acceleration_scale=0.5).double()
+    terms = compute_losses(sim, batch, noise_begin=0.0, noise_end=0.0, score_weight=1.0,
+                           property_weight=1.0, generator=torch.Generator().manual_seed(4),
+                           pushforward=True)
+    frames = batch[keys.POS_HISTORY]
+    # the draws of compute_losses in order: score level, score noise, then the pushforward sample
+    generator = torch.Generator().manual_seed(4)
+    torch.randint(len(sim.sigmas), (batch.num_graphs,), generator=generator)
+    torch.randn(frames[:, 0].shape, generator=generator, dtype=D)
+    first = sim.predict(batch, frames[:, :-1]).acceleration
+    sample = first.sample(torch.randn(frames[:, 0].shape, generator=generator, dtype=D))
+    pushed = append_frame(frames[:, :-1], euler_step(frames[:, :-1], sample))
+    target = acceleration_target(pushed, batch[keys.TARGET_POS]) / sim.acceleration_scale
+    expected = sim.predict(batch, pushed).normalized.nll(target).mean()
+    torch.testing.assert_close(terms.pushforward, expected, rtol=1e-12, atol=0)
+    # the one-step terms see the last k frames, as without pushforward
+    plain = compute_losses(sim, batch.clone().update({keys.POS_HISTORY: frames[:, 1:]}),
+                           noise_begin=0.0, noise_end=0.0, score_weight=1.0, property_weight=1.0,
+                           generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(terms.nll, plain.nll, rtol=1e-12, atol=0)
+    torch.testing.assert_close(terms.total, plain.total + terms.pushforward, rtol=1e-12, atol=0)

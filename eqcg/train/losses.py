@@ -5,6 +5,9 @@
   level drawn per system; with the loss weighted by ``sigma²`` it reads ``||f + z||²`` where
   ``f = sigma * score`` is the score network's output.
 * Optional radius-of-gyration residual (MSE), as in the paper's polymer model.
+* Optional pushforward term (Brandstetter et al. 2022): the NLL of the true next acceleration
+  after one step of the model's own sampled prediction (no gradient through that step), so the
+  model learns to recover from the states its rollouts visit.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch_geometric.utils import scatter
 from eqcg import keys
 from eqcg.models.gaussian import GaussianAcceleration
 from eqcg.models.simulator import Prediction, Simulator
-from eqcg.simulate.integrator import acceleration_target
+from eqcg.simulate.integrator import acceleration_target, append_frame, euler_step
 from eqcg.simulate.refinement import predicted_spread
 
 
@@ -76,6 +79,7 @@ class LossTerms:
     rg: torch.Tensor
     mse: torch.Tensor
     mse_zero: torch.Tensor
+    pushforward: torch.Tensor
 
     def as_floats(self) -> dict[str, float]:
         return {name: float(value.detach()) for name, value in vars(self).items()}
@@ -120,6 +124,7 @@ def compute_losses(
     score_weight: float,
     property_weight: float,
     generator: torch.Generator,
+    pushforward: bool = False,
 ) -> LossTerms:
     """All loss terms of one batch; randomness comes from ``generator`` only (exact resume).
 
@@ -127,11 +132,16 @@ def compute_losses(
 
     ``mse`` is the mean squared error of the predicted mean acceleration, ``mse_zero`` that of
     predicting zero acceleration (constant velocity), both in normalised units.
+
+    With ``pushforward`` the batch's ``pos_history`` holds ``k + 1`` frames: the last ``k`` are
+    the history of the one-step terms, the first ``k`` that of the model's own step to the last
+    history frame, after which ``pushforward`` is the NLL of the target.
     """
     n_graphs = batch.num_graphs
-    history = augment_history(
+    frames = augment_history(
         batch[keys.POS_HISTORY], batch.batch, n_graphs, noise_begin, noise_end, generator
     )
+    history = frames[:, 1:] if pushforward else frames
     target_pos = batch[keys.TARGET_POS]
     features = simulator.embed(batch)
     prediction = simulator.predict(batch, history, features)
@@ -155,5 +165,25 @@ def compute_losses(
         rg_now = radius_of_gyration(history[:, -1], masses, batch.batch, n_graphs)
         rg_change = batch[keys.TARGET_RG] - rg_now
         rg = (prediction.rg_residual - rg_change).pow(2).mean() / simulator.velocity_scale**2
-    total = nll + score_weight * score + property_weight * rg
-    return LossTerms(total=total, nll=nll, score=score, rg=rg, mse=mse, mse_zero=mse_zero)
+    pushed = torch.zeros_like(rg)
+    if pushforward:
+        pushed = pushforward_nll(simulator, batch, frames[:, :-1], target_pos, features, generator)
+    total = nll + score_weight * score + property_weight * rg + pushed
+    return LossTerms(total=total, nll=nll, score=score, rg=rg, mse=mse, mse_zero=mse_zero,
+                     pushforward=pushed)
+
+
+def pushforward_nll(
+    simulator: Simulator, batch: Batch, earlier: torch.Tensor, target_pos: torch.Tensor,
+    features: torch.Tensor, generator: torch.Generator,
+) -> torch.Tensor:
+    """Mean NLL of ``target_pos`` one step after the model's own sampled step from ``earlier
+    (n, k, 3)`` (the history one frame before), without a gradient through that first step."""
+    with torch.no_grad():
+        first = simulator.predict(batch, earlier, features).acceleration
+        noise = torch.randn(first.mean.shape, generator=generator, dtype=first.mean.dtype,
+                            device=first.mean.device)
+        pushed = append_frame(earlier, euler_step(earlier, first.sample(noise)))
+    prediction = simulator.predict(batch, pushed, features)
+    target = acceleration_target(pushed, target_pos) / simulator.acceleration_scale
+    return gaussian_nll(prediction.normalized, target)

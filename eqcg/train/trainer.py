@@ -49,7 +49,8 @@ from eqcg.train.distributed import DistributedContext, distributed_context
 from eqcg.train.losses import LossTerms, compute_losses
 
 METRICS_CSV = "metrics.csv"
-_CSV_FIELDS = ("step", "split", "total", "nll", "score", "rg", "mse", "mse_zero", "lr", "seconds")
+_CSV_FIELDS = ("step", "split", "total", "nll", "score", "rg", "mse", "mse_zero", "pushforward",
+               "lr", "seconds")
 
 
 @dataclass
@@ -74,6 +75,7 @@ class _LossModule(nn.Module):
         terms = compute_losses(
             self.simulator, batch,
             noise_begin=config.train.noise_begin, noise_end=config.train.noise_end,
+            pushforward=config.train.pushforward,
             score_weight=config.train.score_weight, property_weight=config.train.property_weight,
             generator=generator,
         )
@@ -294,8 +296,9 @@ def _train(
     train_systems = prepare_systems(dataset, settings, vocabulary, train_names)
     _warn_single_beads(train_systems, config.data.cg_level)
     val_systems = prepare_systems(dataset, settings, vocabulary, val_names or train_names)
-    windows = WindowDataset(train_systems, config.data.history, config.data.dilation,
-                            config.data.stride, dtype)
+    # the pushforward term needs one more history frame than the model sees (train.losses)
+    windows = WindowDataset(train_systems, config.data.history + int(config.train.pushforward),
+                            config.data.dilation, config.data.stride, dtype)
     val_windows = WindowDataset(val_systems, config.data.history, config.data.dilation, 1, dtype)
     velocity_scale, acceleration_scale = _scales(train_systems, config.data.dilation)
     metadata = {
