@@ -17,7 +17,9 @@ systems' reference MD over their whole trajectories:
 * blow-ups (systems whose positions went non-finite or jumped beyond the rollout's limit);
 * the Wasserstein-1 distance between the CG bond-length distributions of rollout and MD;
 * mean Rg per system vs MD (r², mean relative error) and the centre-of-mass diffusivity from
-  the MSD vs MD (median ratio, fraction within 1.5x).
+  the MSD vs MD (median ratio, fraction within 1.5x);
+* periodic systems: the largest shift of an RDF's first peak from the MD's (pairs with Li+
+  when there is Li+, e.g. Li+ to the ether beads).
 
 Without ``--run``, the ``--system`` data of ``--preset`` are generated with LAMMPS and
 ``configs/<system>_equivariant.yaml`` is trained for ``--train-steps`` (into
@@ -53,7 +55,12 @@ from eqcg.config import load_config
 from eqcg.data.graph import prepare_systems
 from eqcg.data.store import load_dataset
 from eqcg.evaluate.beads import reference_beads, rollout_beads
-from eqcg.evaluate.properties import DEFAULT_OPTIONS, trajectory_properties
+from eqcg.evaluate.properties import (
+    DEFAULT_OPTIONS,
+    default_rdf_r_max,
+    species_pairs,
+    trajectory_properties,
+)
 from eqcg.metrics.agreement import agreement
 from eqcg.metrics.stability import COLLISION_THRESHOLDS, collision_report
 from eqcg.simulate.langevin import gaussian_noise
@@ -189,11 +196,12 @@ def _quality(rollout_dir: Path, data: Path, settings: CGSettings, steps: int) ->
             stability = collision_report(model.positions, model.box, model.pbc, threshold)
             finite = stability.first_nonfinite_frame or model.n_frames
             model = model.frames(slice(0, finite))
-            props = trajectory_properties(model, DEFAULT_OPTIONS)
-            md_props = trajectory_properties(md, DEFAULT_OPTIONS)
+            r_max = default_rdf_r_max([model.box, md.box], DEFAULT_OPTIONS) if md.pbc else None
+            props = trajectory_properties(model, DEFAULT_OPTIONS, r_max)
+            md_props = trajectory_properties(md, DEFAULT_OPTIONS, r_max)
             model_bonds.append(props.bond_lengths.ravel())
             md_bonds.append(md_props.bond_lengths.ravel())
-            species = next(iter(md_props.diffusivity))
+            species = "Li" if "Li" in md_props.diffusivity else next(iter(md_props.diffusivity))
             fit, md_fit = props.diffusivity.get(species), md_props.diffusivity[species]
             per_system[system.name] = {
                 "collisions": int(stability.n_collisions.sum()),
@@ -206,8 +214,10 @@ def _quality(rollout_dir: Path, data: Path, settings: CGSettings, steps: int) ->
                 "diffusivity_md": md_fit.diffusivity if md_fit else float("nan"),
                 "bond_w1": float(scipy.stats.wasserstein_distance(model_bonds[-1],
                                                                   md_bonds[-1])),
+                "rdf_first_peak": _rdf_peaks(props, md_props),
             }
     values = list(per_system.values())
+    shifts = [abs(m - r) for v in values for m, r in v["rdf_first_peak"].values()]
     first = [v["first_collision_step"] for v in values]
     hit = [f for f in first if f is not None]
     rg, rg_md = (np.array([v[k] for v in values]) for k in ("rg_mean", "rg_mean_md"))
@@ -229,7 +239,20 @@ def _quality(rollout_dir: Path, data: Path, settings: CGSettings, steps: int) ->
         "rg_mean_relative_error": float(np.mean(np.abs(rg / rg_md - 1))),
         "diffusivity_ratio_median": float(np.nanmedian(ratio)),
         "diffusivity_within_1.5x": float(np.mean((ratio < 1.5) & (ratio > 1 / 1.5))),
+        "rdf_peak_shift_max": float(np.nanmax(shifts)) if shifts else None,
     }
+
+
+def _rdf_peaks(props, md_props) -> dict[str, tuple[float, float]]:
+    """Species pair -> RDF peak position (model, MD) of the pairs with Li+ when there is Li+,
+    else of every pair; empty without periodic boundaries."""
+    if props.rdf is None:
+        return {}
+    names = props.species_names
+    pairs = [(a, b) for a, b in species_pairs(len(names))
+             if "Li" not in names or "Li" in (names[a], names[b])]
+    return {f"{names[a]}|{names[b]}": (props.rdf.peak(a, b)[0], md_props.rdf.peak(a, b)[0])
+            for a, b in pairs}
 
 
 def _plot(path: Path, results: dict[str, dict]) -> None:
@@ -290,14 +313,16 @@ def main() -> None:
         print(f"{name}: done ({results[name]['rollout_seconds']:.0f} s)", flush=True)
     headers = ["schedule", "evals/step", "time/bare", "collisions/1000 (median)",
                "collision-free", "first collision (median, min)", "blow-ups", "bond W1",
-               "bond std (MD)", "Rg r²", "Rg rel. err", "D / D_MD (median)", "D within 1.5x"]
+               "bond std (MD)", "Rg r²", "Rg rel. err", "D / D_MD (median)", "D within 1.5x",
+               "RDF peak shift (max)"]
     rows = [[name, r["score_evaluations_per_step"], r["relative_to_bare"],
              r["collisions_per_1000_steps_median"],
              f"{r['collision_free_systems']}/{len(test)}",
              f"{r['first_collision_median']:.0f}, {r['first_collision_min']}", r["blow_ups"],
              r["bond_w1"], f"{r['bond_std']:.3f} ({r['bond_std_md']:.3f})", r["rg_r2"],
              r["rg_mean_relative_error"], r["diffusivity_ratio_median"],
-             r["diffusivity_within_1.5x"]] for name, r in results.items()]
+             r["diffusivity_within_1.5x"], r["rdf_peak_shift_max"]]
+            for name, r in results.items()]
     table = format_table(headers, rows)
     print(table)
     stem = RESULTS_DIR / f"refinement_{label}"
