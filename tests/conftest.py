@@ -1,8 +1,10 @@
 """Shared fixtures: tiny reference datasets made once per test session by real LAMMPS runs."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from eqcg.systems.electrolyte import generate_electrolyte
 from eqcg.systems.polymer import generate_polymer
@@ -22,3 +24,12 @@ def electrolyte_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("electrolyte")
     generate_electrolyte(out, preset="tiny", seed=0, n_systems=2, show_progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """Tiny graphs: thread start-up costs more than it saves (and the CPU may be shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ applied to the positions only, translations, and permutations of the beads of ea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -32,13 +31,7 @@ HISTORY = 4
 TOLERANCE = 1e-9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread() -> Iterator[None]:
-    """Tiny graphs: thread start-up costs more than it saves (and the CPU may be shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def small_model(covariance: str, lmax: int = 2) -> ModelConfig:

@@ -3,8 +3,6 @@ neighbour list, equivariance of refined rollouts, excluded volume, calibration."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import scipy.stats
@@ -32,12 +30,7 @@ D = torch.float64
 MU, S = torch.tensor([1.0, -2.0, 0.5], dtype=D), 0.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def gaussian_score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

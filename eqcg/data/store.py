@@ -76,7 +76,7 @@ def write_dataset(
                         f"systems before it in {units!r}; use one unit system per dataset"
                     )
                 system.validate()
-                _write_system(group.create_group(system.name), system)
+                write_system_group(group.create_group(system.name), system)
             if not len(group):
                 raise DataError(f"{path}: refusing to write a dataset with no systems")
             f.flush()
@@ -87,18 +87,19 @@ def write_dataset(
     return target
 
 
-def _write_system(g: h5py.Group, s: SystemTrajectory) -> None:
-    n_frames, n_atoms = s.n_frames, s.n_atoms
-    g.create_dataset(
-        "positions",
-        data=np.asarray(s.positions, dtype=np.float64),
-        chunks=(min(_FRAMES_PER_CHUNK, n_frames), n_atoms, 3),
-        compression="gzip",
-        compression_opts=4,
-        shuffle=True,
-    )
-    g.create_dataset("box", data=np.asarray(s.box, dtype=np.float64))
-    g.create_dataset("time", data=np.asarray(s.time, dtype=np.float64))
+def write_system_group(g: h5py.Group, s: SystemTrajectory, *, extendable: bool = False) -> None:
+    """Write system ``s`` into the empty group ``g`` in this module's layout; with
+    ``extendable`` its frame arrays (positions, box, time) can grow (streamed rollouts)."""
+    frames = _FRAMES_PER_CHUNK if extendable else min(_FRAMES_PER_CHUNK, s.n_frames)
+
+    def frame_array(name: str, data: np.ndarray, **options: object) -> None:
+        data = np.asarray(data, dtype=np.float64)
+        g.create_dataset(name, data=data, chunks=(frames, *data.shape[1:]),
+                         maxshape=(None, *data.shape[1:]) if extendable else None, **options)
+
+    frame_array("positions", s.positions, compression="gzip", compression_opts=4, shuffle=True)
+    frame_array("box", s.box)
+    frame_array("time", s.time)
     top = s.topology
     g.create_dataset("masses", data=top.masses)
     g.create_dataset("types", data=top.types)

@@ -29,13 +29,12 @@ import mdtraj
 import numpy as np
 
 from eqcg.data.graph import CGSystem
-from eqcg.data.store import FORMAT_NAME, FORMAT_VERSION, ROLLOUT_FILE
+from eqcg.data.store import FORMAT_NAME, FORMAT_VERSION, ROLLOUT_FILE, write_system_group
 from eqcg.data.trajectory import SystemTrajectory, Topology
 from eqcg.errors import DataError
 
 STATE_GROUP = "rollout_state"
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
-_FRAMES_PER_CHUNK = 16
 
 
 def bead_trajectory(
@@ -189,7 +188,7 @@ def create_rollout_file(
         systems = f.create_group("systems")
         for trajectory in trajectories:
             trajectory.validate()
-            _create_system(systems.create_group(trajectory.name), trajectory)
+            write_system_group(systems.create_group(trajectory.name), trajectory, extendable=True)
         group = f.create_group(STATE_GROUP)
         group.attrs["request_json"] = json.dumps(header.request)
         group.create_dataset("names", data=np.array(header.names, dtype=h5py.string_dtype()))
@@ -198,26 +197,6 @@ def create_rollout_file(
         _write_state(f, state)
 
     _replace_atomically(path, write, start_from_target=False)
-
-
-def _create_system(g: h5py.Group, s: SystemTrajectory) -> None:
-    """A system in the layout of :mod:`eqcg.data.store`, its frame arrays extendable."""
-    n_atoms = s.n_atoms
-    g.create_dataset("positions", data=np.asarray(s.positions, dtype=np.float64),
-                     maxshape=(None, n_atoms, 3), chunks=(_FRAMES_PER_CHUNK, n_atoms, 3),
-                     compression="gzip", compression_opts=4, shuffle=True)
-    g.create_dataset("box", data=np.asarray(s.box, dtype=np.float64), maxshape=(None, 3, 3),
-                     chunks=(_FRAMES_PER_CHUNK, 3, 3))
-    g.create_dataset("time", data=np.asarray(s.time, dtype=np.float64), maxshape=(None,),
-                     chunks=(_FRAMES_PER_CHUNK,))
-    top = s.topology
-    g.create_dataset("masses", data=top.masses)
-    g.create_dataset("types", data=top.types)
-    g.create_dataset("type_names", data=np.array(top.type_names, dtype=h5py.string_dtype()))
-    g.create_dataset("bonds", data=top.bonds.reshape(-1, 2))
-    g.create_dataset("bond_types", data=top.bond_types)
-    g.attrs.update(pbc=bool(s.pbc), units=s.units, source=s.source,
-                   frame_interval=s.frame_interval, attrs_json=json.dumps(s.attrs))
 
 
 def append_frames(
