@@ -99,6 +99,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--data", type=Path, help="its dataset (required with --run)")
     parser.add_argument("--system", default="polymer", choices=["polymer", "electrolyte"])
     parser.add_argument("--preset", default="small")
+    parser.add_argument("--n-systems", type=int, default=None,
+                        help="systems to generate (default: the preset's count)")
     parser.add_argument("--train-steps", type=int, default=3000)
     parser.add_argument("--set", action="append", default=[],
                         help="config override for the trained model (key=value)")
@@ -130,7 +132,7 @@ def _trained_run(args: argparse.Namespace, device: torch.device) -> tuple[Path, 
     data = args.work / f"{args.system}_{args.preset}"
     generate = generate_polymer if args.system == "polymer" else generate_electrolyte
     if not (data / "dataset.h5").exists():
-        generate(data, preset=args.preset)
+        generate(data, preset=args.preset, n_systems=args.n_systems)
     run = args.work / f"{args.system}_{args.preset}_equivariant"
     if not (run / "checkpoints" / "best.pt").exists():
         config_path = Path(__file__).resolve().parents[1] / "configs"
