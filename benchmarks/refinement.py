@@ -24,7 +24,11 @@ systems' reference MD over their whole trajectories:
 Without ``--run``, the ``--system`` data of ``--preset`` are generated with LAMMPS and
 ``configs/<system>_equivariant.yaml`` is trained for ``--train-steps`` (into
 ``benchmarks/results/refinement_work/``). Stages already done are reused and an interrupted
-rollout is resumed, so an interrupted benchmark continues where it stopped. Writes
+rollout is resumed, so an interrupted benchmark continues where it stopped. Each schedule's
+numbers are kept with its rollout (``result.json``), so several processes may share one label
+and work directory, each with its own ``--schedules`` (e.g. the 200-evaluation paper schedule
+beside the rest on a second core); every process times its schedules against its own bare step
+and writes the table of all schedules finished so far:
 ``benchmarks/results/refinement_<label>.{json,md,png}``.
 """
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -180,9 +185,9 @@ def _timings(simulator, batch, refinements: dict[str, Refinement], args) -> dict
                                   warmup=1)
     finally:
         hook.remove()
-    bare = median(times["none"]) if "none" in times else None
+    bare = median(times["none"])
     return {name: {"seconds_per_step": median(times[name]),
-                   "relative_to_bare": median(times[name]) / bare if bare else None,
+                   "relative_to_bare": median(times[name]) / bare,
                    "score_evaluations_per_step": counted[name][-1] / args.time_steps}
             for name in refinements}
 
@@ -278,6 +283,13 @@ def _plot(path: Path, results: dict[str, dict]) -> None:
     plt.close(fig)
 
 
+RESULT_FILE = "result.json"
+
+
+def _directory(work: Path, name: str) -> Path:
+    return work / name.replace(" ", "_").replace("(", "").replace(")", "")
+
+
 def main() -> None:
     args = _arguments()
     device = setup_device(args)
@@ -287,8 +299,8 @@ def main() -> None:
     run_refinement = Refinement.from_config(config.score)
     units = metadata["units"]
     excluded_volume = args.excluded_volume or 1.2 * COLLISION_THRESHOLDS[units]
-    refinements = {name: _schedule(name, run_refinement, excluded_volume)
-                   for name in args.schedules}
+    names = list(dict.fromkeys(["none", *args.schedules]))  # the bare step sets the time scale
+    refinements = {name: _schedule(name, run_refinement, excluded_volume) for name in names}
     settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
                           config.data.cg_seed)
     test = metadata["split"]["test"]
@@ -296,11 +308,11 @@ def main() -> None:
         systems = prepare_systems(dataset, settings, simulator.vocabulary, test)
     batch = start_batch(systems, simulator.history, config.data.dilation, 0,
                         torch.float32).to(device)
-    results = _timings(simulator, batch, refinements, args)
+    timings = _timings(simulator, batch, refinements, args)
     label = args.label or args.system
     work = args.work / f"rollouts_{label}_{args.steps}"
     for name, refinement in refinements.items():
-        out = work / name.replace(" ", "_").replace("(", "").replace(")", "")
+        out = _directory(work, name)
         started = time.perf_counter()
         status = rollout_status(out)
         if status in (None, RUNNING):  # not started, or interrupted: (re)start or resume it
@@ -310,30 +322,38 @@ def main() -> None:
                             resume=status == RUNNING)
             except RolloutFailure as exc:
                 print(f"{name}: {exc}")
-        results[name] |= _quality(out, data, settings, args.steps)
-        results[name]["rollout_seconds"] = time.perf_counter() - started
-        print(f"{name}: done ({results[name]['rollout_seconds']:.0f} s)", flush=True)
+        result = {**timings[name], **_quality(out, data, settings, args.steps),
+                  "refinement": dataclasses.asdict(refinement),
+                  "rollout_seconds": time.perf_counter() - started}
+        write_json(out / RESULT_FILE, result)
+        print(f"{name}: done ({result['rollout_seconds']:.0f} s)", flush=True)
+    # every schedule finished so far under this label (other processes may run other schedules)
+    results = {name: json.loads((_directory(work, name) / RESULT_FILE).read_text())
+               for name in [*SCHEDULES, *WITH_EXCLUDED_VOLUME]
+               if (_directory(work, name) / RESULT_FILE).exists()}
+    _write_tables(RESULTS_DIR / f"refinement_{label}", results, {
+        "run": str(run), "data": str(data), "test_systems": test, "steps": args.steps,
+        "seed": args.seed, "environment": environment(device),
+    })
+
+
+def _write_tables(stem: Path, results: dict[str, dict], about: dict) -> None:
+    """Print the table; write it as Markdown, everything as JSON, and the plot."""
     headers = ["schedule", "evals/step", "time/bare", "collisions/1000 (median)",
                "collision-free", "first collision (median, min)", "blow-ups", "bond W1",
                "bond std (MD)", "Rg r²", "Rg rel. err", "D / D_MD (median)", "D within 1.5x",
                "RDF peak shift (max)"]
+    n_systems = len(about["test_systems"])
     rows = [[name, r["score_evaluations_per_step"], r["relative_to_bare"],
              r["collisions_per_1000_steps_median"],
-             f"{r['collision_free_systems']}/{len(test)}",
+             f"{r['collision_free_systems']}/{n_systems}",
              f"{r['first_collision_median']:.0f}, {r['first_collision_min']}", r["blow_ups"],
              r["bond_w1"], f"{r['bond_std']:.3f} ({r['bond_std_md']:.3f})", r["rg_r2"],
              r["rg_mean_relative_error"], r["diffusivity_ratio_median"],
              r["diffusivity_within_1.5x"], r["rdf_peak_shift_max"]]
             for name, r in results.items()]
-    table = format_table(headers, rows)
-    print(table)
-    stem = RESULTS_DIR / f"refinement_{label}"
-    write_json(stem.with_suffix(".json"), {
-        "run": str(run), "data": str(data), "test_systems": test, "steps": args.steps,
-        "seed": args.seed, "refinements": {n: dataclasses.asdict(r)
-                                           for n, r in refinements.items()},
-        "results": results, "environment": environment(device),
-    })
+    print(format_table(headers, rows))
+    write_json(stem.with_suffix(".json"), {**about, "results": results})
     stem.with_suffix(".md").write_text(
         "| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n"
         + "\n".join("| " + " | ".join(str(c) if not isinstance(c, float) else f"{c:.4g}"
