@@ -18,6 +18,7 @@ systems' reference MD over their whole trajectories:
 * the Wasserstein-1 distance between the CG bond-length distributions of rollout and MD;
 * mean Rg per system vs MD (r², mean relative error) and the centre-of-mass diffusivity from
   the MSD vs MD (median ratio, fraction within 1.5x);
+* the one-step calibration of the model on the same systems (:mod:`eqcg.evaluate.calibration`);
 * periodic systems: the largest shift of an RDF's first peak from the MD's (pairs with Li+
   when there is Li+, e.g. Li+ to the ether beads).
 
@@ -60,6 +61,7 @@ from eqcg.config import load_config
 from eqcg.data.graph import prepare_systems
 from eqcg.data.store import load_dataset
 from eqcg.evaluate.beads import reference_beads, rollout_beads
+from eqcg.evaluate.calibration import one_step_calibration
 from eqcg.evaluate.properties import (
     DEFAULT_OPTIONS,
     default_rdf_r_max,
@@ -331,9 +333,14 @@ def main() -> None:
     results = {name: json.loads((_directory(work, name) / RESULT_FILE).read_text())
                for name in [*SCHEDULES, *WITH_EXCLUDED_VOLUME]
                if (_directory(work, name) / RESULT_FILE).exists()}
+    calibration = one_step_calibration(simulator, systems, config.data.dilation)
+    print(f"one-step calibration on the test systems: mean d² "
+          f"{calibration.mean_mahalanobis_squared:.3f} (3 when calibrated), inside 68/95 %: "
+          f"{calibration.coverage_68:.3f} / {calibration.coverage_95:.3f}")
     _write_tables(RESULTS_DIR / f"refinement_{label}", results, {
         "run": str(run), "data": str(data), "test_systems": test, "steps": args.steps,
-        "seed": args.seed, "environment": environment(device),
+        "seed": args.seed, "calibration": calibration.to_dict(),
+        "environment": environment(device),
     })
 
 
