@@ -7,7 +7,6 @@ module as ``common`` because Python puts the script's directory on ``sys.path``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Batch
 
-from eqcg.config import Config, ScoreConfig
+from eqcg.config import Config
 from eqcg.data.graph import TypeVocabulary
 from eqcg.models.simulator import Simulator
 from eqcg.simulate.langevin import gaussian_noise
@@ -41,10 +40,14 @@ def untrained_simulator(config: Config, vocabulary: TypeVocabulary) -> Simulator
                      acceleration_scale=UNTRAINED_ACCELERATION_SCALE)
 
 
-def untrained_refinement(score: ScoreConfig) -> Refinement:
-    """The configured refinement (levels, steps per level) with a timing-neutral step size."""
-    return dataclasses.replace(Refinement.from_config(score),
-                               step_size=UNTRAINED_LANGEVIN_STEP_SIZE)
+def untrained_refinement(refinement: Refinement, n_model_levels: int) -> Refinement:
+    """``refinement`` as timing-neutral Langevin steps: as many score evaluations (and the same
+    excluded-volume pass), each a constant step too small for an untrained score network to move
+    beads; the work of one evaluation does not depend on the sampler."""
+    return Refinement(enabled=refinement.enabled, schedule="constant", steps_per_level=1,
+                      levels=max(refinement.score_evaluations(n_model_levels), 1),
+                      step_size=UNTRAINED_LANGEVIN_STEP_SIZE,
+                      excluded_volume=refinement.excluded_volume)
 
 
 def rollout_step_measure(

@@ -57,6 +57,7 @@ from eqcg.config import load_config
 from eqcg.data.graph import TypeVocabulary, prepare_systems
 from eqcg.data.store import load_dataset
 from eqcg.data.windows import history_frames
+from eqcg.simulate.refinement import Refinement
 from eqcg.systems.electrolyte import generate_electrolyte
 from eqcg.systems.generate import LAMMPS_DIR
 from eqcg.systems.lammps import LOG_FILE, lammps_wall_seconds
@@ -179,8 +180,11 @@ def main() -> None:
         params[variant] = count_parameters(simulator)
         graph = system.graph(history_frames(0, config.data.history, 1))
         batch = Batch.from_data_list([graph] * args.copies).to(device)
-        refined = untrained_refinement(config.score)
-        refinements[variant] = f"{config.score.n_levels}x{refined.steps_per_level}"
+        configured = Refinement.from_config(config.score)
+        n_levels = config.score.n_levels
+        refinements[variant] = (f"{configured.schedule}, "
+                                f"{configured.score_evaluations(n_levels)} evaluations")
+        refined = untrained_refinement(configured, n_levels)
         for label, refinement in (("no refinement", None), (refinements[variant], refined)):
             key = f"{variant} / {label}"
             row_labels[key] = (variant, label)

@@ -13,7 +13,7 @@ alternate between the variants and the table reports medians:
 * dynamics: one :meth:`Simulator.predict` (neighbour list + dynamics network);
 * score: one :meth:`Simulator.score` (neighbour list + score network);
 * rollout step: one step of :func:`eqcg.simulate.rollout.rollout` (predict, sample, Euler
-  step, annealed Langevin refinement of ``score.n_levels x score.langevin_steps`` score calls);
+  step, the configured refinement's score calls: ``Refinement.score_evaluations``);
 * training step: forward + backward of :func:`eqcg.train.losses.compute_losses` on a batch of
   ``train.batch_size`` windows.
 
@@ -62,6 +62,7 @@ from eqcg.data.trajectory import SystemTrajectory
 from eqcg.data.windows import WindowDataset, history_frames
 from eqcg.models.simulator import Simulator
 from eqcg.neighbors import cg_edges
+from eqcg.simulate.refinement import Refinement
 from eqcg.testing import random_system
 from eqcg.train.losses import compute_losses
 
@@ -164,7 +165,7 @@ def measures_of(
         latent = simulator.predict(batch, history, features).latent
     noisy = last + 0.1 * torch.randn(last.shape, generator=generator, device=device)
     sigma = simulator.sigmas[-1].expand(last.shape[0])
-    refinement = untrained_refinement(config.score)
+    refinement = untrained_refinement(Refinement.from_config(config.score), config.score.n_levels)
 
     @torch.no_grad()
     def predict() -> None:
@@ -239,16 +240,18 @@ def main() -> None:
         batch[keys.CG_BOND_INDEX], configs["equivariant"].model.radius,
     )
     n_beads, n_edges = system.n_beads, int(edge_index.shape[1])
-    refinement = untrained_refinement(configs["equivariant"].score)
-    score_calls = configs["equivariant"].score.n_levels * refinement.steps_per_level
+    score = configs["equivariant"].score
+    configured = Refinement.from_config(score)
+    refinement = untrained_refinement(configured, score.n_levels)
+    score_calls = configured.score_evaluations(score.n_levels)
 
     print(f"system: {trajectory.name}, {trajectory.n_atoms} atoms -> {n_beads} beads, "
           f"{n_edges} edges ({n_edges / n_beads:.1f} per bead), radius "
           f"{configs['equivariant'].model.radius} Å, history {history}")
     print(f"parameters: equivariant {params['equivariant']:,}; baseline {params['baseline']:,} "
           f"at latent_dim {width} ({params['baseline'] / params['equivariant'] - 1:+.1%})")
-    print(f"refinement: {configs['equivariant'].score.n_levels} levels x "
-          f"{refinement.steps_per_level} Langevin steps = {score_calls} score calls per step; "
+    print(f"refinement: {configured.schedule}, {configured.n_levels(score.n_levels)} levels "
+          f"= {score_calls} score calls per step; "
           f"device {device}, {torch.get_num_threads()} threads, float32")
 
     measures, score_fns = {}, {}
