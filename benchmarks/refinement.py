@@ -244,7 +244,8 @@ def _quality(rollout_dir: Path, data: Path, settings: CGSettings, steps: int) ->
                                                           np.concatenate(md_bonds))),
         "bond_std": float(np.concatenate(model_bonds).std()),
         "bond_std_md": float(np.concatenate(md_bonds).std()),
-        "rg_r2": agreement(rg_md, rg).to_dict()["pearson_r_squared"],
+        "rg_r2": (agreement(rg_md, rg).to_dict()["pearson_r_squared"]
+                  if len(values) >= 3 else None),  # needs 3 systems
         "rg_mean_relative_error": float(np.mean(np.abs(rg / rg_md - 1))),
         "diffusivity_ratio_median": float(np.nanmedian(ratio)),
         "diffusivity_within_1.5x": float(np.mean((ratio < 1.5) & (ratio > 1 / 1.5))),
