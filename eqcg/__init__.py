@@ -44,7 +44,7 @@ _EXPORTS = {
     "train": "eqcg.train.trainer",
     "load_simulator": "eqcg.train.checkpoint",
     "rollout": "eqcg.simulate.rollout",
-    "Refinement": "eqcg.simulate.rollout",
+    "Refinement": "eqcg.simulate.refinement",
     "run_rollout": "eqcg.simulate.runner",
     "evaluate": "eqcg.evaluate.report",
     "compare": "eqcg.evaluate.report",
