@@ -88,13 +88,16 @@ def test_final_denoising_step_is_tweedie():
 
 def test_spread_ladder_starts_at_each_systems_spread_clamped_to_the_training_range():
     model_sigmas = geometric_ladder(torch.tensor(1.0, dtype=D), 0.01, 10)
-    graph_of_bead = torch.tensor([0, 0, 1, 2])
-    spread = torch.tensor([0.3, 5.0, 0.001], dtype=D)
-    ladder = noise_ladder(Refinement(levels=4, start="spread"), model_sigmas, spread,
-                          graph_of_bead)
-    torch.testing.assert_close(ladder[0], torch.tensor([0.3, 0.3, 1.0, 0.01], dtype=D))
-    torch.testing.assert_close(ladder[-1], torch.full((4,), 0.01, dtype=D))
-    top = noise_ladder(Refinement(levels=10), model_sigmas, spread, graph_of_bead)
+    graph_of_bead = torch.tensor([0, 0, 0, 1, 2])
+    # system 0: per-bead tr Σ / 3 of 0.18, 0.01, 0.08 -> spread sqrt(0.09) = 0.3; systems 1
+    # and 2: spreads 5 and 0.001, clamped to the training range [0.01, 1]
+    covariance = torch.diag_embed(torch.tensor(
+        [[0.16, 0.16, 0.22], [0.01] * 3, [0.08] * 3, [25.0] * 3, [1e-6] * 3], dtype=D))
+    ladder = noise_ladder(Refinement(levels=4, start="spread"), model_sigmas, covariance,
+                          graph_of_bead, 3)
+    torch.testing.assert_close(ladder[0], torch.tensor([0.3, 0.3, 0.3, 1.0, 0.01], dtype=D))
+    torch.testing.assert_close(ladder[-1], torch.full((5,), 0.01, dtype=D))
+    top = noise_ladder(Refinement(levels=10), model_sigmas, covariance, graph_of_bead, 3)
     torch.testing.assert_close(top[:, 0], model_sigmas)
 
 

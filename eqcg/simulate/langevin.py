@@ -35,7 +35,6 @@ starts at the dynamics network's predicted spread.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -53,7 +52,9 @@ def gaussian_noise(generator: torch.Generator | None = None) -> NoiseFunction:
                                     device=like.device)
 
 
-def geometric_ladder(top: torch.Tensor, bottom: float, n_levels: int) -> torch.Tensor:
+def geometric_ladder(
+    top: torch.Tensor, bottom: float | torch.Tensor, n_levels: int
+) -> torch.Tensor:
     """``(n_levels, *top.shape)`` noise levels falling geometrically from ``top`` to ``bottom``.
 
     ``top`` may be a scalar or one start per bead; with one level the ladder is ``top`` alone.
@@ -61,7 +62,8 @@ def geometric_ladder(top: torch.Tensor, bottom: float, n_levels: int) -> torch.T
     fraction = torch.linspace(0.0, 1.0, n_levels, dtype=top.dtype, device=top.device)
     fraction = fraction.reshape(-1, *([1] * top.dim()))
     log_top = torch.log(top)
-    return torch.exp(log_top + fraction * (math.log(bottom) - log_top))
+    log_bottom = torch.log(torch.as_tensor(bottom, dtype=top.dtype, device=top.device))
+    return torch.exp(log_top + fraction * (log_bottom - log_top))
 
 
 def evaluations(schedule: str, n_levels: int, steps_per_level: int, denoise: bool) -> int:

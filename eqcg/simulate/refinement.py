@@ -123,22 +123,25 @@ def predicted_spread(
 def noise_ladder(
     refinement: Refinement,
     model_sigmas: torch.Tensor,
-    spread: torch.Tensor,
+    covariance: torch.Tensor,
     graph_of_bead: torch.Tensor,
+    n_graphs: int,
 ) -> torch.Tensor:
-    """``(n_levels, n_beads)`` noise levels of each bead, largest first.
+    """``(n_levels, n_beads)`` noise levels of each bead, largest first (no host sync).
 
     Args:
         model_sigmas: ``(n_model_levels,)`` the score network's training levels, largest first.
-        spread: ``(n_graphs,)`` predicted spread per system (:func:`predicted_spread`).
+        covariance: ``(n_beads, 3, 3)`` predicted acceleration covariance (length²), for the
+            ``spread`` start (:func:`predicted_spread`).
+        graph_of_bead: ``(n_beads,)`` system of each bead.
     """
-    top, bottom = model_sigmas[0], float(model_sigmas[-1])
-    n_levels = refinement.n_levels(len(model_sigmas))
+    top, bottom = model_sigmas[0], model_sigmas[-1]
     if refinement.start == "spread":
-        start = spread.clamp(min=bottom).minimum(top)[graph_of_bead]
+        spread = predicted_spread(covariance, graph_of_bead, n_graphs)
+        start = spread.maximum(bottom).minimum(top)[graph_of_bead]
     else:
         start = top.expand(graph_of_bead.shape[0])
-    return geometric_ladder(start, bottom, n_levels)
+    return geometric_ladder(start, bottom, refinement.n_levels(len(model_sigmas)))
 
 
 def push_apart(

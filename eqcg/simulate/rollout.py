@@ -25,7 +25,7 @@ from eqcg.models.simulator import Prediction, Simulator
 from eqcg.neighbors import VerletList, cg_edges
 from eqcg.simulate.integrator import append_frame, euler_step
 from eqcg.simulate.langevin import NoiseFunction, gaussian_noise
-from eqcg.simulate.refinement import Refinement, noise_ladder, predicted_spread, push_apart
+from eqcg.simulate.refinement import Refinement, noise_ladder, push_apart
 
 # Verlet skin of the rollout's neighbour list, as a fraction of the model's cut-off radius
 NEIGHBOR_SKIN = 0.1
@@ -160,8 +160,8 @@ def _refine(
     def score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return simulator.score(batch, x, last, sigma, features, prediction.latent, neighbors)
 
-    spread = predicted_spread(prediction.acceleration.covariance, batch.batch, batch.num_graphs)
-    sigmas = noise_ladder(refinement, simulator.sigmas, spread, batch.batch)
+    sigmas = noise_ladder(refinement, simulator.sigmas, prediction.acceleration.covariance,
+                          batch.batch, batch.num_graphs)
     refined = refinement.sample(score, next_pos, sigmas, noise)
     if refinement.excluded_volume > 0:
         edge_index, edge_vec, _ = cg_edges(
