@@ -155,7 +155,7 @@ def _refine(
     noise: NoiseFunction, neighbors: VerletList,
 ) -> torch.Tensor:
     """Refine ``next_pos`` with the simulator's score network (:mod:`eqcg.simulate.refinement`):
-    annealed Langevin dynamics, then the optional excluded-volume correction."""
+    the refinement's sampler down its noise ladder, then the optional excluded-volume pass."""
 
     def score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return simulator.score(batch, x, last, sigma, features, prediction.latent, neighbors)
