@@ -203,7 +203,8 @@ def _quality(rollout_dir: Path, data: Path, settings: CGSettings, steps: int) ->
             model = rollout_beads(system)
             md = reference_beads(reference[str(system.attrs["reference_system"])], settings)
             stability = collision_report(model.positions, model.box, model.pbc, threshold)
-            finite = stability.first_nonfinite_frame or model.n_frames
+            bad = stability.first_nonfinite_frame
+            finite = model.n_frames if bad is None else bad
             model = model.frames(slice(0, finite))
             r_max = default_rdf_r_max([model.box, md.box], DEFAULT_OPTIONS) if md.pbc else None
             props = trajectory_properties(model, DEFAULT_OPTIONS, r_max)

@@ -105,11 +105,8 @@ def _refinement(score, args: argparse.Namespace):
         "levels": args.levels, "schedule": args.schedule, "start": args.refine_start,
         "denoise": args.denoise, "excluded_volume": args.excluded_volume,
     }
-    try:
-        return dataclasses.replace(Refinement.from_config(score),
-                                   **{k: v for k, v in chosen.items() if v is not None})
-    except ValueError as exc:
-        raise ConfigError(f"rollout refinement options: {exc}") from None
+    return dataclasses.replace(Refinement.from_config(score),
+                               **{k: v for k, v in chosen.items() if v is not None})
 
 
 def _cmd_rollout(args: argparse.Namespace) -> None:

@@ -24,6 +24,7 @@ import torch
 from torch_geometric.utils import scatter
 
 from eqcg.config import ScoreConfig
+from eqcg.errors import ConfigError
 from eqcg.simulate.langevin import (
     LEVEL_SCHEDULES,
     SCHEDULES,
@@ -67,14 +68,15 @@ class Refinement:
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown refinement schedule {self.schedule!r}; known: "
+            raise ConfigError(f"unknown refinement schedule {self.schedule!r}; known: "
                              f"{', '.join(SCHEDULES)}")
         if self.start not in STARTS:
-            raise ValueError(f"unknown refinement start {self.start!r}; known: {', '.join(STARTS)}")
+            raise ConfigError(f"unknown refinement start {self.start!r}; known: "
+                              f"{', '.join(STARTS)}")
         if self.steps_per_level < 1 or (self.levels is not None and self.levels < 1):
-            raise ValueError("refinement needs at least one level and one step per level")
+            raise ConfigError("refinement needs at least one level and one step per level")
         if self.step_size <= 0 or self.excluded_volume < 0:
-            raise ValueError("refinement step_size must be > 0 and excluded_volume >= 0")
+            raise ConfigError("refinement step_size must be > 0 and excluded_volume >= 0")
 
     @classmethod
     def from_config(cls, score: ScoreConfig) -> Refinement:
