@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import torch
 import vesin.torch
+from torch.profiler import record_function
+
+from eqcg.profiling import EDGES, NEIGHBOR_LIST
 
 RADIUS_EDGE = 0
 BOND_EDGE = 1
@@ -51,11 +54,34 @@ def radius_edges(
     Returns ``edge_index (2, E)`` (source, target) and ``shift (E, 3)`` such that the displacement
     from source to target is ``pos[target] - pos[source] + shift``.
     """
+    return _search(pos, box, BatchLayout.of(pbc, ptr), cutoff)
+
+
+class BatchLayout:
+    """Where each system's beads lie in a batch and whether it is periodic, on the host.
+
+    Read once per batch (one host sync) so that neighbour searches of the same batch need none
+    to find their systems.
+    """
+
+    def __init__(self, bounds: list[int], periodic: list[bool]):
+        self.bounds, self.periodic = bounds, periodic
+
+    @classmethod
+    def of(cls, pbc: torch.Tensor, ptr: torch.Tensor) -> BatchLayout:
+        """The layout of a batch with ``pbc (n_graphs,)`` and ``ptr (n_graphs + 1,)``."""
+        return cls(ptr.tolist(), pbc.tolist())
+
+
+def _search(
+    pos: torch.Tensor, box: torch.Tensor, layout: BatchLayout, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`radius_edges` with the batch layout known: one vesin search per system, each on
+    the device of ``pos``."""
     calculator = vesin.torch.NeighborList(cutoff=cutoff, full_list=True)
     senders, receivers, shifts = [], [], []
-    bounds = ptr.tolist()
-    periodic = pbc.tolist()
     detached = pos.detach()
+    bounds, periodic = layout.bounds, layout.periodic
     for g in range(len(bounds) - 1):
         start, stop = bounds[g], bounds[g + 1]
         cell = box[g].detach() if periodic[g] else torch.zeros_like(box[g])
@@ -88,7 +114,8 @@ class VerletList:
     serves one batch whose boxes do not change (a rollout). ``builds`` counts the rebuilds.
 
     Each call compares the largest displacement with the skin on the host: one scalar sync,
-    instead of the neighbour search (and its per-system pair-count syncs) at every call.
+    instead of the neighbour search (and its per-system pair-count syncs) at every call. The
+    batch layout is read from the host once, at the first build.
     """
 
     def __init__(self, cutoff: float, skin: float):
@@ -97,6 +124,7 @@ class VerletList:
         self.cutoff, self.skin = cutoff, skin
         self.builds = 0
         self._reference: torch.Tensor | None = None
+        self._layout: BatchLayout | None = None
         self._index = self._shift = None
 
     def __call__(
@@ -104,7 +132,9 @@ class VerletList:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``edge_index (2, E)`` and ``shift (E, 3)`` as :func:`radius_edges` returns them."""
         if self._needs_build(pos):
-            self._index, self._shift = radius_edges(pos, box, pbc, ptr, self.cutoff + self.skin)
+            if self._layout is None or len(self._layout.bounds) != ptr.shape[0]:
+                self._layout = BatchLayout.of(pbc, ptr)
+            self._index, self._shift = _search(pos, box, self._layout, self.cutoff + self.skin)
             self._reference = pos.detach().clone()
             self.builds += 1
         return _within(pos, self._index, self._shift, self.cutoff)
@@ -141,10 +171,20 @@ def cg_edges(
     Returns ``edge_index (2, E)``, ``edge_vec (E, 3)`` displacement source -> target and
     ``edge_type (E,)``.
     """
-    if neighbors is None:
-        r_index, r_shift = radius_edges(pos, box, pbc, ptr, cutoff)
-    else:
-        r_index, r_shift = neighbors(pos, box, pbc, ptr)
+    with record_function(EDGES):
+        with record_function(NEIGHBOR_LIST):
+            if neighbors is None:
+                r_index, r_shift = radius_edges(pos, box, pbc, ptr, cutoff)
+            else:
+                r_index, r_shift = neighbors(pos, box, pbc, ptr)
+        return _typed_edges(pos, box, pbc, batch, bond_index, r_index, r_shift)
+
+
+def _typed_edges(
+    pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor,
+    bond_index: torch.Tensor, r_index: torch.Tensor, r_shift: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`cg_edges` from the radius pairs ``r_index (2, E_r)`` and shifts ``(E_r, 3)``."""
     n = pos.shape[0]
     r_key = r_index[0] * n + r_index[1]
     b_key = bond_index[0] * n + bond_index[1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eqcg.neighbors import BOND_EDGE, RADIUS_EDGE, cg_edges, minimum_image
+from eqcg.neighbors import BOND_EDGE, RADIUS_EDGE, VerletList, cg_edges, minimum_image, radius_edges
 
 
 def brute_force_pairs(pos: np.ndarray, cell: np.ndarray | None, cutoff: float) -> dict:
@@ -71,3 +71,56 @@ def test_systems_in_a_batch_never_connect():
         torch.zeros(2, 0, dtype=torch.long), 2.0,
     )
     assert sorted(map(tuple, edge_index.T.tolist())) == [(0, 1), (1, 0), (2, 3), (3, 2)]
+
+
+def _mixed_batch(rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray], list[bool]]:
+    """Systems of different sizes: orthorhombic, triclinic, open, and one whose beads are all
+    farther apart than the cut-off (no neighbours)."""
+    cells = [np.diag([9.0, 10.0, 11.0]), np.array([[10.0, 0, 0], [3.0, 9.0, 0], [-2.0, 1.5, 10.0]]),
+             np.diag([30.0, 30.0, 30.0]), np.diag([40.0, 40.0, 40.0])]
+    periodic = [True, True, False, True]
+    sizes = [23, 31, 12, 4]
+    positions = [rng.uniform(size=(n, 3)) @ cell for n, cell in zip(sizes, cells)]
+    positions[3] = np.array([[0.0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]]) + 15.0
+    return positions, cells, periodic
+
+
+def _batch_pairs(positions, cells, periodic, cutoff) -> dict:
+    """Brute-force pairs of every system, indexed in the batch."""
+    pairs, offset = {}, 0
+    for pos, cell, pbc in zip(positions, cells, periodic):
+        for (i, j), vec in brute_force_pairs(pos, cell if pbc else None, cutoff).items():
+            pairs[(i + offset, j + offset)] = vec
+        offset += len(pos)
+    return pairs
+
+
+def _edges_as_dict(pos, edge_index, shift) -> dict:
+    vec = pos[edge_index[1]] - pos[edge_index[0]] + shift
+    return {(int(i), int(j)): v.numpy() for (i, j), v in zip(edge_index.T, vec)}
+
+
+def test_batched_and_verlet_lists_match_brute_force_over_mixed_systems():
+    """Many systems of different sizes and cells in one batch, through a fresh search and a
+    Verlet list over moves both below and beyond half the skin: every call equals brute force."""
+    rng = np.random.default_rng(3)
+    positions, cells, periodic = _mixed_batch(rng)
+    cutoff, skin = 3.5, 0.6
+    sizes = [len(p) for p in positions]
+    ptr = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
+    box = torch.tensor(np.stack(cells))
+    pbc = torch.tensor(periodic)
+    verlet = VerletList(cutoff, skin)
+    for move in (0.0, 0.1, 0.2, 0.5, 0.05):  # the 0.5 move forces a rebuild
+        positions = [p + move * rng.normal(size=p.shape) / np.sqrt(3) for p in positions]
+        pos = torch.tensor(np.concatenate(positions))
+        expected = _batch_pairs(positions, cells, periodic, cutoff)
+        for edge_index, shift in (radius_edges(pos, box, pbc, ptr, cutoff),
+                                  verlet(pos, box, pbc, ptr)):
+            got = _edges_as_dict(pos, edge_index, shift)
+            assert set(got) == set(expected)
+            for pair, vec in got.items():
+                np.testing.assert_allclose(vec, expected[pair], atol=1e-10)
+        offset = sum(sizes[:3])  # the spread-out system has no pair at all
+        assert not any(i >= offset for i, _ in expected)
+    assert 1 < verlet.builds < 5

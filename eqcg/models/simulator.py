@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
@@ -23,6 +24,7 @@ from eqcg.models.interface import DynamicsOutput, GraphInputs
 from eqcg.models.mlp import mlp
 from eqcg.models.registry import get_variant
 from eqcg.neighbors import VerletList, cg_edges
+from eqcg.profiling import DYNAMICS, EMBEDDING, SCORE
 from eqcg.simulate.integrator import finite_difference_velocities
 
 
@@ -90,7 +92,8 @@ class Simulator(nn.Module):
 
     def embed(self, batch: Batch) -> torch.Tensor:
         """``(n_beads, embed_dim)`` bead features (topology only: compute once per rollout)."""
-        return self.embedding(batch)
+        with record_function(EMBEDDING):
+            return self.embedding(batch)
 
     def graph_inputs(
         self, batch: Batch, pos: torch.Tensor, bead_features: torch.Tensor,
@@ -116,6 +119,13 @@ class Simulator(nn.Module):
         """Distribution of the next acceleration given ``pos_history (n_beads, k, 3)``."""
         if bead_features is None:
             bead_features = self.embed(batch)
+        with record_function(DYNAMICS):
+            return self._predict(batch, pos_history, bead_features, neighbors)
+
+    def _predict(
+        self, batch: Batch, pos_history: torch.Tensor, bead_features: torch.Tensor,
+        neighbors: VerletList | None,
+    ) -> Prediction:
         graph = self.graph_inputs(batch, pos_history[:, -1], bead_features, neighbors)
         velocities = finite_difference_velocities(pos_history) / self.velocity_scale
         out: DynamicsOutput = self.dynamics(graph, velocities)
@@ -149,9 +159,10 @@ class Simulator(nn.Module):
             sigma: ``(n_beads,)`` noise level of each bead (length units).
             neighbors: neighbour list to reuse (see :meth:`graph_inputs`).
         """
-        graph = self.graph_inputs(batch, noisy_pos, bead_features, neighbors)
-        displacement = (noisy_pos - last_pos) / self.velocity_scale
-        return self.score_network(graph, context, displacement, torch.log(sigma))
+        with record_function(SCORE):
+            graph = self.graph_inputs(batch, noisy_pos, bead_features, neighbors)
+            displacement = (noisy_pos - last_pos) / self.velocity_scale
+            return self.score_network(graph, context, displacement, torch.log(sigma))
 
     def score(
         self,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 from tqdm.auto import tqdm
@@ -23,6 +24,7 @@ from eqcg.arguments import at_least
 from eqcg.errors import SimulationError
 from eqcg.models.simulator import Prediction, Simulator
 from eqcg.neighbors import VerletList, cg_edges
+from eqcg.profiling import EXCLUDED_VOLUME, GUARDS, INTEGRATOR, REFINEMENT, SAVE
 from eqcg.simulate.integrator import append_frame, euler_step
 from eqcg.simulate.langevin import NoiseFunction, gaussian_noise
 from eqcg.simulate.refinement import Refinement, noise_ladder, push_apart
@@ -39,7 +41,8 @@ class RolloutResult:
 
     Attributes:
         positions: ``(n_saved, n_beads, 3)`` bead positions on the CPU; frame 0 is the last
-            history frame (the starting state, at step ``start_step``).
+            history frame (the starting state, at step ``start_step``). A rollout that does not
+            keep its frames (``keep_frames=False``) holds only the last saved one.
         steps: ``(n_saved,)`` learned-step index of each saved frame.
         wall_seconds: wall-clock time of the stepping loop.
     """
@@ -73,6 +76,7 @@ def rollout(
     show_progress: bool = True,
     start_step: int = 0,
     on_save: SaveCallback | None = None,
+    keep_frames: bool = True,
 ) -> RolloutResult:
     """Run learned steps ``start_step + 1`` to ``n_steps`` from ``batch``'s position history.
 
@@ -94,6 +98,9 @@ def rollout(
             must be in the state it had after that step).
         on_save: called at every save point once the step is known to be good (a resumable
             state: nothing of the step is left to do).
+        keep_frames: keep every saved frame in memory for the result; ``False`` (with an
+            ``on_save`` that stores them) keeps only the latest, so that memory stays flat
+            however many steps are taken.
 
     One Verlet neighbour list (skin ``NEIGHBOR_SKIN`` x radius) serves the dynamics prediction
     and every score evaluation of the rollout, rebuilt only when a bead has moved more than half
@@ -120,29 +127,37 @@ def rollout(
         for step in range(start_step + 1, n_steps + 1):
             last = history[:, -1]
             prediction = simulator.predict(batch, history, features, neighbors)
-            accel = prediction.acceleration
-            if deterministic:
-                acceleration = accel.mean
-            else:
-                acceleration = accel.sample(noise(accel.mean))
-            next_pos = euler_step(history, acceleration)
+            with record_function(INTEGRATOR):
+                accel = prediction.acceleration
+                if deterministic:
+                    acceleration = accel.mean
+                else:
+                    acceleration = accel.sample(noise(accel.mean))
+                next_pos = euler_step(history, acceleration)
             if refine:
                 next_pos = _refine(simulator, batch, next_pos, last, features, prediction,
                                    refinement, noise, neighbors)
-            bead_ok = torch.isfinite(next_pos).all(-1) & ((next_pos - last).norm(dim=-1) < limit)
-            graph_bad = scatter((~bead_ok).to(torch.long), graph_of_bead, dim=0,
-                                dim_size=n_graphs, reduce="max").bool()
-            first_bad = torch.where(graph_bad & (first_bad < 0), step, first_bad)
-            frozen = (first_bad >= 0)[graph_of_bead]
-            next_pos = torch.where(frozen[:, None], last, next_pos)
-            history = append_frame(history, next_pos)
+            with record_function(GUARDS):
+                bead_ok = (torch.isfinite(next_pos).all(-1)
+                           & ((next_pos - last).norm(dim=-1) < limit))
+                graph_bad = scatter((~bead_ok).to(torch.long), graph_of_bead, dim=0,
+                                    dim_size=n_graphs, reduce="max").bool()
+                first_bad = torch.where(graph_bad & (first_bad < 0), step, first_bad)
+                frozen = (first_bad >= 0)[graph_of_bead]
+                next_pos = torch.where(frozen[:, None], last, next_pos)
+            with record_function(INTEGRATOR):
+                history = append_frame(history, next_pos)
             if step % save_every == 0 or step == n_steps:
-                saved.append(next_pos.clone())
-                saved_steps.append(step)
-                if bool((first_bad >= 0).any()):
-                    raise _failure(first_bad, system_names, saved[:-1], saved_steps[:-1], started)
-                if on_save is not None:
-                    on_save(step, saved[-1], history)
+                with record_function(SAVE):
+                    if not keep_frames:
+                        del saved[:-1], saved_steps[:-1]
+                    saved.append(next_pos.clone())
+                    saved_steps.append(step)
+                    if bool((first_bad >= 0).any()):
+                        raise _failure(first_bad, system_names, saved[:-1], saved_steps[:-1],
+                                       started)
+                    if on_save is not None:
+                        on_save(step, saved[-1], history)
             bar.update()
     finally:
         bar.close()
@@ -160,15 +175,17 @@ def _refine(
     def score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return simulator.score(batch, x, last, sigma, features, prediction.latent, neighbors)
 
-    sigmas = noise_ladder(refinement, simulator.sigmas, prediction.acceleration.covariance,
-                          batch.batch, batch.num_graphs)
-    refined = refinement.sample(score, next_pos, sigmas, noise)
+    with record_function(REFINEMENT):
+        sigmas = noise_ladder(refinement, simulator.sigmas, prediction.acceleration.covariance,
+                              batch.batch, batch.num_graphs)
+        refined = refinement.sample(score, next_pos, sigmas, noise)
     if refinement.excluded_volume > 0:
-        edge_index, edge_vec, _ = cg_edges(
-            refined, batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
-            batch[keys.CG_BOND_INDEX], simulator.radius, neighbors,
-        )
-        refined = push_apart(refined, edge_index, edge_vec, refinement.excluded_volume)
+        with record_function(EXCLUDED_VOLUME):
+            edge_index, edge_vec, _ = cg_edges(
+                refined, batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
+                batch[keys.CG_BOND_INDEX], simulator.radius, neighbors,
+            )
+            refined = push_apart(refined, edge_index, edge_vec, refinement.excluded_volume)
     return refined
 
 

@@ -344,7 +344,7 @@ def _stream(
     recorder = _Recorder(job.path, batch[keys.POS_HISTORY], generator, state, flush_seconds)
     try:
         rollout(simulator, batch, job.n_steps, noise=gaussian_noise(generator),
-                start_step=state.step, on_save=recorder, **options)
+                start_step=state.step, on_save=recorder, keep_frames=False, **options)
     except RolloutFailure as failure:
         job.write_info(recorder.commit(FAILED, str(failure)), 1, [str(failure)])
         _finish(job)
