@@ -7,6 +7,7 @@ module as ``common`` because Python puts the script's directory on ``sys.path``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -17,11 +18,15 @@ from typing import Any
 import torch
 from torch_geometric.data import Batch
 
+from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config
-from eqcg.data.graph import TypeVocabulary
+from eqcg.data.graph import CGSystem, TypeVocabulary, prepare_systems
+from eqcg.data.store import TrajectoryDataset, load_dataset
+from eqcg.data.windows import history_frames
 from eqcg.models.simulator import Simulator
 from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.rollout import Refinement, rollout
+from eqcg.systems.electrolyte import generate_electrolyte
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 VARIANTS = ("baseline", "equivariant")
@@ -48,6 +53,32 @@ def untrained_refinement(refinement: Refinement, n_model_levels: int) -> Refinem
                       levels=max(refinement.score_evaluations(n_model_levels), 1),
                       step_size=UNTRAINED_LANGEVIN_STEP_SIZE,
                       excluded_volume=refinement.excluded_volume)
+
+
+def electrolyte_dataset(data: Path | None, preset: str = "tiny") -> TrajectoryDataset:
+    """The dataset at ``data``, or one system of the electrolyte ``preset`` generated with LAMMPS
+    into ``benchmarks/results/data/`` (kept for later runs; ``tiny`` takes about a minute)."""
+    if data is None:
+        data = RESULTS_DIR / "data" / f"electrolyte-{preset}-n1"
+        generate_electrolyte(data, preset, seed=0, n_systems=1, show_progress=False)
+    return load_dataset(data)
+
+
+def cg_system(
+    dataset: TrajectoryDataset, name: str, config: Config
+) -> tuple[CGSystem, TypeVocabulary]:
+    """System ``name`` of ``dataset`` coarse-grained with ``config``'s CG settings."""
+    data = config.data
+    settings = CGSettings(data.cg_level, data.whole_molecule_max_atoms, data.cg_seed)
+    vocabulary = TypeVocabulary.from_systems([dataset[name]])
+    return prepare_systems(dataset, settings, vocabulary, [name])[0], vocabulary
+
+
+def replicated_batch(system: CGSystem, history: int, copies: int, device: torch.device) -> Batch:
+    """``copies`` copies of ``system``'s first history (frames one apart) in one batch: the
+    graph a rollout of that many systems steps."""
+    graph = system.graph(history_frames(0, history, 1))
+    return Batch.from_data_list([graph] * copies).to(device)
 
 
 def rollout_step_measure(
@@ -130,6 +161,26 @@ def median(values: Sequence[float]) -> float:
 def count_parameters(module: torch.nn.Module) -> int:
     """Number of trainable scalars of ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def match_baseline_width(config: Config, vocabulary: TypeVocabulary, target: int) -> int:
+    """The baseline ``latent_dim`` whose parameter count is closest to ``target``.
+
+    The count grows monotonically with the width, so a bisection finds the crossing.
+    """
+
+    def params(width: int) -> int:
+        model = dataclasses.replace(config.model, latent_dim=width)
+        sized = dataclasses.replace(config, model=model)
+        return count_parameters(untrained_simulator(sized, vocabulary))
+
+    low, high = 1, 2
+    while params(high) < target:
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if params(mid) < target else (low, mid)
+    return min((low, high), key=lambda w: abs(params(w) - target))
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

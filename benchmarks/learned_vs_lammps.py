@@ -1,10 +1,11 @@
 """Simulated time per wall-clock time: the learned simulators against LAMMPS, same system.
 
-    python benchmarks/learned_vs_lammps.py                   # electrolyte `tiny`, one system
-    python benchmarks/learned_vs_lammps.py --data data/electrolyte --system NAME --copies 50
+    python benchmarks/learned_vs_lammps.py                   # electrolyte `tiny`, 1 and 50 boxes
+    python benchmarks/learned_vs_lammps.py --preset small    # the `small` box (~30 min of MD)
+    python benchmarks/learned_vs_lammps.py --data data/electrolyte --system NAME --copies 1 8
 
-Without ``--data`` one system of the electrolyte ``tiny`` preset is generated with LAMMPS
-(about a minute) into ``benchmarks/results/data/``. LAMMPS' speed is read from its log
+Without ``--data`` one system of the electrolyte ``--preset`` is generated with LAMMPS
+(``tiny``: about a minute) into ``benchmarks/results/data/``. LAMMPS' speed is read from its log
 (``DATA/lammps/<system>/log.lammps``): the ``Performance:`` line of the last run, which is the
 NVT production, and, as a lower bound, the production's simulated time over the wall time of
 the whole LAMMPS job (minimisation, compression and NPT included).
@@ -17,10 +18,11 @@ second of one step. The wall time of a step does not depend on which frames fill
 for the real dilation) nor on the weights: the models are untrained (see
 ``common.UNTRAINED_ACCELERATION_SCALE`` for the two settings that keep them from blowing up
 without changing the work done). Steps are timed with and
-without the configured annealed Langevin refinement, alternating between the variants, each
-from the same starting state; the table reports medians. ``--copies N`` batches N copies of
-the system into one graph, as a rollout of many systems does, and reports the total simulated
-time of all copies.
+without the configured refinement, alternating between the variants, each from the same
+starting state; the table reports medians. ``--copies 1 50`` (the default) times one system and
+50 copies batched into one graph, as a rollout of many systems runs, and reports the total
+simulated time of all copies. ``--match-parameters`` widens or narrows the baseline's
+``latent_dim`` to the equivariant model's parameter count (as ``step_cost.py`` does).
 
 LAMMPS ran single-threaded; torch gets ``--threads`` (default 1) CPU threads.
 Writes ``benchmarks/results/learned_vs_lammps.{json,png}``.
@@ -29,6 +31,7 @@ Writes ``benchmarks/results/learned_vs_lammps.{json,png}``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,32 +41,29 @@ from common import (
     RESULTS_DIR,
     VARIANTS,
     add_device_arguments,
+    cg_system,
     count_parameters,
+    electrolyte_dataset,
     environment,
     format_table,
     interleaved_times,
+    match_baseline_width,
     median,
     pyplot,
+    replicated_batch,
     rollout_step_measure,
     setup_device,
     untrained_refinement,
     untrained_simulator,
     write_json,
 )
-from torch_geometric.data import Batch
 
-from eqcg.cg.mapping import CGSettings
 from eqcg.config import load_config
-from eqcg.data.graph import TypeVocabulary, prepare_systems
-from eqcg.data.store import load_dataset
-from eqcg.data.windows import history_frames
 from eqcg.simulate.refinement import Refinement
-from eqcg.systems.electrolyte import generate_electrolyte
 from eqcg.systems.generate import LAMMPS_DIR
 from eqcg.systems.lammps import LOG_FILE, lammps_wall_seconds
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = RESULTS_DIR / "data" / "electrolyte-tiny-n1"
 SECONDS_PER_DAY = 86400.0
 # Per-day units LAMMPS prints, and how many of the dataset's time unit each holds.
 DAY_UNITS = {"real": ("ns/day", 1000.0), "lj": ("tau/day", 1.0)}
@@ -87,12 +87,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path,
                         help="dataset directory holding lammps/<system>/log.lammps "
-                             "(default: generate the electrolyte tiny preset)")
+                             "(default: generate one system of --preset)")
+    parser.add_argument("--preset", default="tiny", help="electrolyte preset without --data")
     parser.add_argument("--system", help="system of --data (default: the first)")
     parser.add_argument("--baseline-config", type=Path,
-                        default=REPO / "configs/paper/electrolyte_baseline.yaml")
+                        default=REPO / "configs/electrolyte_baseline.yaml")
     parser.add_argument("--equivariant-config", type=Path,
-                        default=REPO / "configs/paper/electrolyte_equivariant.yaml")
+                        default=REPO / "configs/electrolyte_equivariant.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override applied to both variants")
     parser.add_argument("--dilation", type=int, default=100,
@@ -100,7 +101,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--frame-interval", type=float, default=2.0,
                         help="time between recorded frames in the dataset's time unit "
                              "(paper: 2 ps)")
-    parser.add_argument("--copies", type=int, default=1, help="copies of the system batched")
+    parser.add_argument("--copies", type=int, nargs="+", default=[1, 50],
+                        help="batch sizes to time: copies of the system in one graph")
+    parser.add_argument("--match-parameters", action="store_true",
+                        help="size the baseline to the equivariant model's parameter count")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per setting")
     parser.add_argument("--warmup", type=int, default=1)
     add_device_arguments(parser)
@@ -142,11 +146,7 @@ def plot(rates: dict[str, float], unit: str, path: Path) -> None:
 def main() -> None:
     args = parse_args()
     device = setup_device(args)
-    data = args.data
-    if data is None:
-        generate_electrolyte(DEFAULT_DATA, "tiny", seed=0, n_systems=1, show_progress=False)
-        data = DEFAULT_DATA
-    dataset = load_dataset(data)
+    dataset = electrolyte_dataset(args.data, args.preset)
     name = args.system or dataset.names[0]
     trajectory = dataset[name]
     unit, per_unit = DAY_UNITS[dataset.units]
@@ -163,11 +163,13 @@ def main() -> None:
         "baseline": load_config(args.baseline_config, args.overrides),
         "equivariant": load_config(args.equivariant_config, args.overrides),
     }
-    data_config = configs["baseline"].data
-    settings = CGSettings(data_config.cg_level, data_config.whole_molecule_max_atoms,
-                          data_config.cg_seed)
-    vocabulary = TypeVocabulary.from_systems([trajectory])
-    system = prepare_systems(dataset, settings, vocabulary, [name])[0]
+    system, vocabulary = cg_system(dataset, name, configs["baseline"])
+    if args.match_parameters:
+        target = count_parameters(untrained_simulator(configs["equivariant"], vocabulary))
+        width = match_baseline_width(configs["baseline"], vocabulary, target)
+        configs["baseline"] = dataclasses.replace(
+            configs["baseline"], model=dataclasses.replace(configs["baseline"].model,
+                                                           latent_dim=width))
     step_time = args.dilation * args.frame_interval
     time_unit = "ps" if dataset.units == "real" else "tau"
 
@@ -178,24 +180,21 @@ def main() -> None:
         simulator = untrained_simulator(config, vocabulary).to(device=device,
                                                                dtype=torch.float32).eval()
         params[variant] = count_parameters(simulator)
-        graph = system.graph(history_frames(0, config.data.history, 1))
-        batch = Batch.from_data_list([graph] * args.copies).to(device)
         configured = Refinement.from_config(config.score)
         n_levels = config.score.n_levels
         refinements[variant] = (f"{configured.schedule}, "
                                 f"{configured.score_evaluations(n_levels)} evaluations")
         refined = untrained_refinement(configured, n_levels)
-        for label, refinement in (("no refinement", None), (refinements[variant], refined)):
-            key = f"{variant} / {label}"
-            row_labels[key] = (variant, label)
-            measures[key] = rollout_step_measure(simulator, batch, refinement, generator)
+        for copies in args.copies:
+            batch = replicated_batch(system, config.data.history, copies, device)
+            for label, refinement in (("no refinement", None), (refinements[variant], refined)):
+                key = f"{variant} / {label} / {copies} systems"
+                row_labels[key] = (variant, label, copies)
+                measures[key] = rollout_step_measure(simulator, batch, refinement, generator)
     times = interleaved_times(measures, args.repeats, args.warmup)
 
-    def speed(seconds_per_step: float) -> float:
-        return args.copies * step_time / per_unit / seconds_per_step * SECONDS_PER_DAY
-
-    print(f"system {name}: {trajectory.n_atoms} atoms -> {system.n_beads} CG beads "
-          f"(x{args.copies} copies), {dataset.units} units")
+    print(f"system {name}: {trajectory.n_atoms} atoms -> {system.n_beads} CG beads, "
+          f"{dataset.units} units")
     print(f"LAMMPS production: {production.steps} MD steps on {production.procs} proc(s) in "
           f"{production.loop_seconds:.1f} s; whole LAMMPS job {job_seconds:.0f} s "
           f"for {produced:g} {time_unit} of production")
@@ -203,33 +202,38 @@ def main() -> None:
           f"{step_time:g} {time_unit}; device {device}, {torch.get_num_threads()} thread(s); "
           f"parameters baseline {params['baseline']:,}, equivariant {params['equivariant']:,}")
     rows = [
-        ["LAMMPS (production Performance line)", "-", "-", production.per_day, "1"],
-        ["LAMMPS (whole job, lower bound)", "-", "-", whole_job,
+        ["LAMMPS (production Performance line)", "-", 1, "-", production.per_day, "1"],
+        ["LAMMPS (whole job, lower bound)", "-", 1, "-", whole_job,
          f"{whole_job / production.per_day:.2f}"],
     ]
     results = {}
     for key, runs in times.items():
+        variant, label, copies = row_labels[key]
         per_step = median(runs)
-        rate = speed(per_step)
-        rows.append([*row_labels[key], per_step, rate, f"{rate / production.per_day:,.0f}"])
-        results[key] = {"seconds_per_step": per_step, unit: rate,
+        rate = copies * step_time / per_unit / per_step * SECONDS_PER_DAY
+        rows.append([variant, label, copies, per_step, rate,
+                     f"{rate / production.per_day:,.0f}"])
+        results[key] = {"variant": variant, "refinement": label, "systems": copies,
+                        "seconds_per_step": per_step, unit: rate,
                         "speedup": rate / production.per_day, "runs_s": runs}
     print()
-    print(format_table(["simulator", "refinement", "wall s/step", unit, "x LAMMPS"], rows))
+    print(format_table(["simulator", "refinement", "systems", "wall s/step", unit,
+                        "x LAMMPS"], rows))
 
     path = write_json(args.out, {
         "benchmark": "learned_vs_lammps",
         "environment": environment(device),
         "data": str(dataset.path),
-        "system": {"name": name, "atoms": trajectory.n_atoms, "beads": system.n_beads,
-                   "copies": args.copies},
+        "system": {"name": name, "atoms": trajectory.n_atoms, "beads": system.n_beads},
+        "copies": args.copies,
         "lammps": {"production": vars(production), "whole_job_lower_bound": whole_job,
                    "whole_job_seconds": job_seconds,
                    f"production_{time_unit}": produced},
         "learned_step": {"dilation": args.dilation, "frame_interval": args.frame_interval,
                          time_unit: step_time},
         "configs": {"baseline": str(args.baseline_config),
-                    "equivariant": str(args.equivariant_config), "overrides": args.overrides},
+                    "equivariant": str(args.equivariant_config), "overrides": args.overrides,
+                    "matched_parameters": args.match_parameters},
         "parameters": params,
         "refinement": refinements,
         "unit": unit,

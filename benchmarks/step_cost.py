@@ -43,6 +43,7 @@ from common import (
     environment,
     format_table,
     interleaved_times,
+    match_baseline_width,
     median,
     rollout_step_measure,
     setup_device,
@@ -121,26 +122,6 @@ def load_configs(args: argparse.Namespace) -> dict[str, Config]:
         "baseline": load_config(args.baseline_config, args.overrides),
         "equivariant": load_config(args.equivariant_config, args.overrides),
     }
-
-
-def match_baseline_width(config: Config, vocabulary: TypeVocabulary, target: int) -> int:
-    """The baseline ``latent_dim`` whose parameter count is closest to ``target``.
-
-    The count grows monotonically with the width, so a bisection finds the crossing.
-    """
-
-    def params(width: int) -> int:
-        model = dataclasses.replace(config.model, latent_dim=width)
-        sized = dataclasses.replace(config, model=model)
-        return count_parameters(untrained_simulator(sized, vocabulary))
-
-    low, high = 1, 2
-    while params(high) < target:
-        low, high = high, 2 * high
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (mid, high) if params(mid) < target else (low, mid)
-    return min((low, high), key=lambda w: abs(params(w) - target))
 
 
 def system_for(args: argparse.Namespace, n_frames: int) -> SystemTrajectory:

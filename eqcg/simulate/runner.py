@@ -274,7 +274,7 @@ def _start_trajectories(
     return trajectories, header
 
 
-class _Recorder:
+class StreamRecorder:
     """The ``on_save`` of a streamed rollout: keeps saved frames and the latest resumable
     state, and appends them to ``rollout.h5`` in chunks (see :func:`run_rollout`)."""
 
@@ -341,7 +341,7 @@ def _stream(
         batch[keys.POS_HISTORY] = torch.as_tensor(state.history, dtype=history.dtype,
                                                   device=history.device)
         generator.set_state(torch.as_tensor(state.rng_state, dtype=torch.uint8))
-    recorder = _Recorder(job.path, batch[keys.POS_HISTORY], generator, state, flush_seconds)
+    recorder = StreamRecorder(job.path, batch[keys.POS_HISTORY], generator, state, flush_seconds)
     try:
         rollout(simulator, batch, job.n_steps, noise=gaussian_noise(generator),
                 start_step=state.step, on_save=recorder, keep_frames=False, **options)
