@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch_geometric.data import Batch
 
@@ -22,11 +23,13 @@ from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config
 from eqcg.data.graph import CGSystem, TypeVocabulary, prepare_systems
 from eqcg.data.store import TrajectoryDataset, load_dataset
+from eqcg.data.trajectory import SystemTrajectory
 from eqcg.data.windows import history_frames
 from eqcg.models.simulator import Simulator
 from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.rollout import Refinement, rollout
 from eqcg.systems.electrolyte import generate_electrolyte
+from eqcg.testing import random_system
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 VARIANTS = ("baseline", "equivariant")
@@ -79,6 +82,25 @@ def replicated_batch(system: CGSystem, history: int, copies: int, device: torch.
     graph a rollout of that many systems steps."""
     graph = system.graph(history_frames(0, history, 1))
     return Batch.from_data_list([graph] * copies).to(device)
+
+
+def synthetic_system(
+    n_chains: int, chain_length: int, n_ions: int, box: float, n_frames: int, seed: int
+) -> SystemTrajectory:
+    """``random_system``'s chains and ions, each molecule moved to a random place in a cubic box.
+
+    Bond lengths and the random-walk motion stay as ``random_system`` makes them; only the
+    molecules are spread over a box of edge ``box`` so that the bead density (and with it the
+    number of neighbours within the cut-off) is that of a liquid electrolyte.
+    """
+    base = random_system("synthetic", n_chains, chain_length, n_ions, n_frames, seed=seed)
+    molecule = base.topology.molecules()
+    offsets = np.random.default_rng(seed).uniform(0.0, box, size=(molecule.max() + 1, 3))
+    return dataclasses.replace(
+        base,
+        positions=base.positions + offsets[molecule],
+        box=np.tile(box * np.eye(3), (n_frames, 1, 1)),
+    )
 
 
 def rollout_step_measure(

@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import dataclasses
 import pstats
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from common import (
     RESULTS_DIR,
@@ -47,6 +45,7 @@ from common import (
     median,
     rollout_step_measure,
     setup_device,
+    synthetic_system,
     timed,
     untrained_refinement,
     untrained_simulator,
@@ -64,7 +63,6 @@ from eqcg.data.windows import WindowDataset, history_frames
 from eqcg.models.simulator import Simulator
 from eqcg.neighbors import cg_edges
 from eqcg.simulate.refinement import Refinement
-from eqcg.testing import random_system
 from eqcg.train.losses import compute_losses
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,25 +93,6 @@ def parse_args() -> argparse.Namespace:
                         help="print the heaviest functions of each variant's score evaluation")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "step_cost.json")
     return parser.parse_args()
-
-
-def synthetic_system(
-    n_chains: int, chain_length: int, n_ions: int, box: float, n_frames: int, seed: int
-) -> SystemTrajectory:
-    """``random_system``'s chains and ions, each molecule moved to a random place in a cubic box.
-
-    Bond lengths and the random-walk motion stay as ``random_system`` makes them; only the
-    molecules are spread over a box of edge ``box`` so that the bead density (and with it the
-    number of neighbours within the cut-off) is that of a liquid electrolyte.
-    """
-    base = random_system("synthetic", n_chains, chain_length, n_ions, n_frames, seed=seed)
-    molecule = base.topology.molecules()
-    offsets = np.random.default_rng(seed).uniform(0.0, box, size=(molecule.max() + 1, 3))
-    return dataclasses.replace(
-        base,
-        positions=base.positions + offsets[molecule],
-        box=np.tile(box * np.eye(3), (n_frames, 1, 1)),
-    )
 
 
 def load_configs(args: argparse.Namespace) -> dict[str, Config]:
