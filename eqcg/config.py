@@ -86,6 +86,7 @@ class TrainConfig:
 
     seed: int = 0  # seeds the initial weights and every random draw of training
     batch_size: int = 8  # windows (systems) per batch
+    max_beads: int = 0  # bead budget of a batch (0: none): fewer windows of large systems
     max_steps: int = 2000  # optimisation steps in all
     lr: float = 2e-4  # Adam learning rate (paper: ~2e-4)
     lr_decay: float = 0.1  # learning rate multiplier reached at max_steps (exponential decay)
@@ -222,6 +223,9 @@ def _check(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: score.refine_levels and score.excluded_volume must be >= 0")
     if config.score.sigma_end > config.score.sigma_begin:
         raise ConfigError(f"{where}: score.sigma_end must not exceed score.sigma_begin")
+    if config.train.max_beads < 0:
+        raise ConfigError(f"{where}: train.max_beads must be >= 0 (0: no bead budget), got "
+                          f"{config.train.max_beads}")
     if config.train.noise_begin > config.train.noise_end or config.train.noise_begin < 0:
         raise ConfigError(f"{where}: need 0 <= train.noise_begin <= train.noise_end")
     from eqcg.models.registry import check_variant

@@ -42,6 +42,9 @@ def test_mistyped_and_out_of_range_values_are_named(tmp_path):
     path.write_text("model:\n  radius: -1\n")
     with pytest.raises(ConfigError, match="model.radius must be > 0"):
         load_config(path)
+    path.write_text("train:\n  max_beads: -5\n")
+    with pytest.raises(ConfigError, match="train.max_beads must be >= 0"):
+        load_config(path)
     path.write_text("model:\n  variant: transformer\n")
     with pytest.raises(ConfigError, match="unknown model.variant 'transformer'"):
         load_config(path)

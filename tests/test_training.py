@@ -117,3 +117,21 @@ def test_rollout_on_electrolyte_data(electrolyte_data, tmp_path):
             name = rollout.names[0]
             traj = mdtraj.load(str(out / f"{name}.dcd"), top=str(out / f"{name}.pdb"))
             assert traj.n_frames == 4 and traj.unitcell_vectors is not None
+
+
+def test_bead_budget_keeps_the_longest_prefix_within_it_and_at_least_one_window():
+    from eqcg.train.trainer import within_bead_budget
+
+    beads = np.array([100, 40, 40, 3000, 10, 60])
+    drawn = np.array([1, 2, 5, 0, 4])
+    for budget in range(0, 400, 7):
+        kept = within_bead_budget(drawn, beads, budget)
+        if budget == 0:
+            assert kept.tolist() == drawn.tolist()
+            continue
+        expected = 1  # brute force: the largest n whose first n windows fit, at least 1
+        for n in range(1, len(drawn) + 1):
+            if beads[drawn[:n]].sum() <= budget:
+                expected = n
+        assert kept.tolist() == drawn[:expected].tolist()
+    assert within_bead_budget(np.array([3]), beads, 10).tolist() == [3]  # too big: alone

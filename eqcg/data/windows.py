@@ -59,6 +59,11 @@ class WindowDataset(Dataset):
                 f"dilation {dilation} + 1) but the longest trajectory has {longest}"
             )
 
+    @property
+    def beads(self) -> np.ndarray:
+        """``(n_windows,)`` beads of each window's system."""
+        return np.array([s.n_beads for s in self.systems], dtype=np.int64)[self.index[:, 0]]
+
     def __len__(self) -> int:
         return len(self.index)
 

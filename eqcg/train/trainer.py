@@ -107,6 +107,20 @@ def step_windows(
     return order[position * global_batch : (position + 1) * global_batch][rank::world]
 
 
+def within_bead_budget(indices: np.ndarray, beads: np.ndarray, max_beads: int) -> np.ndarray:
+    """The longest prefix of ``indices`` whose windows hold at most ``max_beads`` beads in all,
+    and never fewer than one window (``max_beads`` 0: all of ``indices``).
+
+    Args:
+        indices: window indices of a step, in their drawn order.
+        beads: ``(n_windows,)`` beads of every window (:attr:`WindowDataset.beads`).
+    """
+    if max_beads == 0:
+        return indices
+    total = np.cumsum(beads[indices])
+    return indices[: max(int(np.searchsorted(total, max_beads, side="right")), 1)]
+
+
 _TRAIN_STREAM, _VALIDATION_STREAM = 0, 1
 
 
@@ -338,6 +352,7 @@ def _train(
                          step=step, best_val_nll=best_val)
         save_checkpoint(path, state)
 
+    window_beads = windows.beads
     bar = tqdm(total=config.train.max_steps, initial=step, desc="train", unit="step",
                disable=not (show_progress and ctx.is_main), dynamic_ncols=True)
     started = time.perf_counter()
@@ -349,8 +364,10 @@ def _train(
             last_val = validate(simulator, val_windows, config, device)
             log.write(0, "val", last_val, config.train.lr, 0.0)
         while step < end:
-            indices = step_windows(step, len(windows), config.train.batch_size * ctx.world, seed,
-                                   ctx.rank, ctx.world)
+            indices = within_bead_budget(
+                step_windows(step, len(windows), config.train.batch_size * ctx.world, seed,
+                             ctx.rank, ctx.world),
+                window_beads, config.train.max_beads)
             batch = _batch(windows, indices, device)
             generator = _step_generator(seed, _TRAIN_STREAM, step, ctx.rank, device)
             terms = module(batch, generator, config)
