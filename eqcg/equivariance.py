@@ -72,7 +72,7 @@ def permute_batch(batch: Batch, order: torch.Tensor) -> Batch:
     new_index = torch.empty_like(order)
     new_index[order] = torch.arange(order.numel(), device=order.device)
     out = batch.clone()
-    for key in (keys.POS_HISTORY, keys.TARGET_POS, keys.BEAD_MASSES, keys.BEAD_SPECIES, "batch"):
+    for key in (*keys.BEAD_FIELDS, "batch"):
         if key in batch:
             out[key] = batch[key][order]
     out[keys.ATOM_TO_BEAD] = new_index[batch[keys.ATOM_TO_BEAD]]

@@ -27,10 +27,7 @@ CG_BOND_INDEX: Final = "cg_bond_index"  # (2, n_cg_bond_edges) long, bead indice
 # --- per graph (system) ------------------------------------------------------------------------
 BOX: Final = "box"  # (n_graphs, 3, 3) float, cell vectors as rows (zeros if not periodic)
 PBC: Final = "pbc"  # (n_graphs,) bool
-NOISE_SCALE: Final = "noise_scale"  # (n_graphs,) float, history noise-augmentation sigma (Å)
 TARGET_RG: Final = "target_rg"  # (n_graphs,) float, radius of gyration at the target frame
 
-# which fields are indexed by which entity, for batching and permutation checks
-ATOM_FIELDS: Final = (ATOM_TYPES, ATOM_MASSES, ATOM_TO_BEAD)
+# the fields indexed by bead (reordered together by permutation checks)
 BEAD_FIELDS: Final = (POS_HISTORY, TARGET_POS, BEAD_MASSES, BEAD_SPECIES)
-GRAPH_FIELDS: Final = (BOX, PBC, NOISE_SCALE, TARGET_RG)

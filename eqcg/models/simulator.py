@@ -67,7 +67,6 @@ class Simulator(nn.Module):
         acceleration_scale: float = 1.0,
     ):
         super().__init__()
-        self.model_config = model
         self.vocabulary = vocabulary
         self.history = history
         self.radius = model.radius
