@@ -21,7 +21,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from eqcg.config import Config, config_from_dict, load_config
-from eqcg.data.lammps_files import read_lammps, read_lammps_data, read_lammps_dump
+from eqcg.data.lammps_data_file import read_lammps_data
+from eqcg.data.lammps_dump import read_lammps_dump
+from eqcg.data.lammps_files import read_lammps
 from eqcg.errors import ConfigError, EqcgError
 
 FUZZ = settings(max_examples=150, deadline=None, report_multiple_bugs=False)

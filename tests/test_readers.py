@@ -22,7 +22,9 @@ import pytest
 from eqcg.cli import main
 from eqcg.data.ase_reader import read_ase
 from eqcg.data.ingest import detect_format, ingest
-from eqcg.data.lammps_files import read_lammps, read_lammps_data, read_lammps_dump
+from eqcg.data.lammps_data_file import read_lammps_data
+from eqcg.data.lammps_dump import read_lammps_dump
+from eqcg.data.lammps_files import read_lammps
 from eqcg.data.mdtraj_reader import read_mdtraj
 from eqcg.data.store import load_dataset
 from eqcg.data.unwrap import unwrap_trajectory
