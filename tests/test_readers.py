@@ -472,7 +472,7 @@ def test_detect_format(topology, trajectories, fmt):
 
 
 def test_ingest_unknown_format_lists_supported(tmp_path):
-    with pytest.raises(DataError, match=r"cannot tell the format.*supported: lammps.*fmt="):
+    with pytest.raises(DataError, match=r"cannot tell the format.*supported: lammps.*--format"):
         ingest(tmp_path / "sys.foo", [tmp_path / "sys.bar"], tmp_path / "out")
 
 

@@ -3,8 +3,9 @@
 The reader is chosen from the file names (``fmt`` overrides):
 
 * ``lammps`` — data file ``.data``/``.lmp``/``.lammps`` (or ``data.*``) with text dumps
-  ``.lammpstrj``/``.dump`` (or ``dump.*``): :func:`~eqcg.data.lammps_files.read_lammps`.
-  ``units`` is required (LAMMPS files do not say which they use).
+  ``.lammpstrj``/``.dump`` (or ``dump.*``) and/or binary dumps ``.dcd``/``.xtc``/``.trr``
+  (``dump dcd``, ``dump xtc``): :func:`~eqcg.data.lammps_files.read_lammps`. Types, masses and
+  bonds come from the data file. ``units`` is required (LAMMPS files do not say which they use).
 * ``mdtraj`` — topology ``.pdb``/``.psf``/``.prmtop``/``.parm7``/``.h5``/``.gro`` with
   trajectories ``.dcd``/``.xtc``/``.trr``/``.nc``/``.h5`` (or none: the topology holds the
   frames): :func:`~eqcg.data.mdtraj_reader.read_mdtraj`.
@@ -108,11 +109,13 @@ def _matches(path: Path, suffixes: frozenset[str], prefix: str) -> bool:
 
 _ASE_SUFFIXES = frozenset({".extxyz", ".xyz", ".traj"})
 
-#: The readers ``ingest`` chooses from, by name (the ``fmt`` argument), tried in this order.
+#: The readers ``ingest`` chooses from, by name (the ``fmt`` argument), tried in this order: a
+#: LAMMPS data file with DCD/XTC/TRR trajectories is ``lammps``, any other topology with them
+#: ``mdtraj``.
 FORMATS: dict[str, FileFormat] = {
     "lammps": FileFormat(
         frozenset({".data", ".lmp", ".lammps"}),
-        frozenset({".lammpstrj", ".dump"}),
+        frozenset({".lammpstrj", ".dump", ".dcd", ".xtc", ".trr"}),
         "data.",
         "dump.",
         _read_lammps,
@@ -146,7 +149,8 @@ def ingest(
         trajectories: the trajectory files in time order (may be empty for mdtraj and ASE when
             ``topology`` holds the frames).
         out: dataset directory.
-        fmt: ``"lammps"``, ``"mdtraj"`` or ``"ase"``; by default chosen from the file names.
+        fmt: ``"lammps"``, ``"mdtraj"`` or ``"ase"`` (the CLI's ``--format``); by default
+            chosen from the file names (:func:`detect_format`).
         name: system name; by default the topology file's stem.
         units: ``"real"`` or ``"lj"``; required for LAMMPS, ``"real"`` by default otherwise.
         timestep: LAMMPS only: MD step length in the dataset time unit (ps or tau).
@@ -196,5 +200,5 @@ def detect_format(topology: Path, trajectories: list[Path]) -> str:
     files = ", ".join(str(p) for p in [topology, *trajectories])
     raise DataError(
         f"cannot tell the format of {files}; supported: {supported} "
-        f"(pass fmt='lammps'|'mdtraj'|'ase' to choose)"
+        f"(choose one with --format lammps|mdtraj|ase)"
     )

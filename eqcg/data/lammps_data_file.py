@@ -5,12 +5,13 @@ plain or gzipped (recognised by the first bytes, whatever the name). Anything ma
 data, a count that disagrees with its section, a non-integer id or type, absurd coordinates —
 is a :class:`~eqcg.errors.DataError` naming the file and the line or atom id.
 
-Conventions (shared by the dump reader, :mod:`eqcg.data.lammps_dump`). Atom ids may be unordered
-and non-contiguous: atom ``i`` of every array is the ``i``-th smallest id. Atom types keep their
-LAMMPS numbers as names (``"1"``, ``"2"``, ...) and are 0-based indices (``type - 1``); bond
-types likewise. Cells are three row vectors ``a, b, c`` (LAMMPS' restricted triclinic form ``a =
-(lx, 0, 0)``, ``b = (xy, ly, 0)``, ``c = (xz, yz, lz)``) plus the origin ``(xlo, ylo, zlo)``.
-Lengths and times are whatever the LAMMPS ``units`` made them.
+Conventions (shared by the dump readers, :mod:`eqcg.data.lammps_dump` and
+:mod:`eqcg.data.lammps_binary`). Atom ids may be unordered and non-contiguous: atom ``i`` of
+every array is the ``i``-th smallest id. Atom types keep their LAMMPS numbers as names (``"1"``,
+``"2"``, ...) and are 0-based indices (``type - 1``); bond types likewise. Cells are three row
+vectors ``a, b, c`` (LAMMPS' restricted triclinic form ``a = (lx, 0, 0)``, ``b = (xy, ly, 0)``,
+``c = (xz, yz, lz)``) plus the origin ``(xlo, ylo, zlo)``. Lengths and times are whatever the
+LAMMPS ``units`` made them.
 
 The text helpers :func:`open_text` and :func:`check_coordinates` serve the text dump reader too.
 """

@@ -53,13 +53,17 @@ _BOUNDARY_CHARS = set("pfsm")
 
 @dataclass
 class LammpsDump:
-    """Frames of one LAMMPS text dump, atoms in data-file (sorted id) order.
+    """Frames of one LAMMPS dump, atoms in data-file (sorted id) order.
+
+    Read from a text dump (:func:`read_lammps_dump`) or a binary one
+    (:func:`~eqcg.data.lammps_binary.read_lammps_binary_dump`).
 
     Attributes:
         timesteps: ``(n_frames,)`` MD step numbers.
         box: ``(n_frames, 3, 3)`` cell vectors as rows.
         positions: ``(n_frames, n_atoms, 3)`` unwrapped positions, or wrapped ones when
-            ``wrapped`` (a periodic dump with neither unwrapped columns nor image flags).
+            ``wrapped`` (a periodic dump with neither unwrapped columns nor image flags, or a
+            binary dump).
         periodic: periodicity of x, y, z (``pp`` boundaries).
         wrapped: whether ``positions`` are still wrapped into the cell.
     """

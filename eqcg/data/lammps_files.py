@@ -1,12 +1,18 @@
-"""Read a LAMMPS data file and its text dumps as one :class:`SystemTrajectory` with unwrapped
-positions.
+"""Read a LAMMPS data file and its dumps as one :class:`SystemTrajectory` with unwrapped positions.
 
-:func:`read_lammps` is the reader the generators and ``eqcg ingest`` use. It joins the data file
-(:func:`~eqcg.data.lammps_data_file.read_lammps_data`: masses, types, bonds, charges) and text
-dumps (:func:`~eqcg.data.lammps_dump.read_lammps_dump`, ``dump custom``/``atom``, plain or
-gzipped) in time order. Conventions (atom order, type numbering, cells) are those of
-:mod:`eqcg.data.lammps_data_file`. Lengths and times are whatever the LAMMPS ``units`` made
-them; :func:`read_lammps` is told which (``real``: Å, ``lj``: sigma).
+:func:`read_lammps` is the reader the generators and ``eqcg ingest`` use. It joins
+
+* the data file (:func:`~eqcg.data.lammps_data_file.read_lammps_data`): masses, types, bonds,
+  charges (``atom_style`` full, molecular, bond, angle, atomic or charge);
+* text dumps (:func:`~eqcg.data.lammps_dump.read_lammps_dump`, ``dump custom``/``atom``, plain
+  or gzipped) and binary dumps (:func:`~eqcg.data.lammps_binary.read_lammps_binary_dump`,
+  ``dump dcd``/``dump xtc``, and TRR), chosen by suffix, in time order.
+
+Positions of text dumps are unwrapped from their columns (image flags or unwrapped
+coordinates); binary dumps hold no image flags and are unwrapped by continuity between frames
+(:func:`~eqcg.data.unwrap.unwrap_trajectory`). Conventions (atom order, type numbering, cells)
+are those of :mod:`eqcg.data.lammps_data_file`. Lengths and times are whatever the LAMMPS
+``units`` made them; :func:`read_lammps` is told which (``real``: Å, ``lj``: sigma).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from eqcg.data.lammps_binary import is_binary_dump, read_lammps_binary_dump
 from eqcg.data.lammps_data_file import read_lammps_data
 from eqcg.data.lammps_dump import LammpsDump, read_lammps_dump
 from eqcg.data.trajectory import SystemTrajectory
@@ -41,9 +48,12 @@ def read_lammps(
 
     Args:
         data_file: the data file giving the topology (see :func:`read_lammps_data`).
-        dump_files: text dumps of the same atoms, in time order (see :func:`read_lammps_dump`).
-            Frames whose timestep does not pass the previous dump's last one (a restart
-            writing them again) are dropped, as in
+        dump_files: dumps of the same atoms, in time order: text dumps (see
+            :func:`~eqcg.data.lammps_dump.read_lammps_dump`) and binary ``.dcd``/``.xtc``/
+            ``.trr`` dumps of group ``all`` (see
+            :func:`~eqcg.data.lammps_binary.read_lammps_binary_dump`), chosen by suffix and
+            mixable. Frames whose timestep does not pass the previous dump's last one (a
+            restart writing them again) are dropped, as in
             :func:`~eqcg.data.trajectory.concatenate_in_time`.
         units: the dataset unit system, ``"real"`` (Å, ps) or ``"lj"`` (sigma, tau).
         name: name of the system in the dataset.
@@ -52,13 +62,14 @@ def read_lammps(
         frame_interval: time between consecutive kept frames (ps or tau), used instead of
             ``timestep``: frame time = frame index times this. Give exactly one of the two.
         atom_style: overrides the data file's atom style.
-        allow_wrapped: accept dumps with wrapped positions and no image flags; they are
+        allow_wrapped: accept text dumps with wrapped positions and no image flags; they are
             unwrapped by continuity between frames (:func:`eqcg.data.unwrap.unwrap_trajectory`,
-            which assumes atoms move less than half a cell between frames).
+            which assumes atoms move less than half a cell between frames). Binary dumps have
+            no image flags and are always unwrapped this way.
 
-    The system is periodic when the dumps' boundaries are ``pp pp pp``; with non-periodic
-    boundaries (``f``, ``s``, ``m`` in all directions) the box is stored as zeros. Mixed
-    boundaries are a DataError.
+    The system is periodic when the text dumps' boundaries are ``pp pp pp`` (binary dumps: when
+    their frames have a cell); with non-periodic boundaries (``f``, ``s``, ``m`` in all
+    directions) the box is stored as zeros. Mixed boundaries are a DataError.
     """
     paths = [dump_files] if isinstance(dump_files, (str, os.PathLike)) else list(dump_files)
     where = f"{data_file} + {', '.join(str(p) for p in paths)}"
@@ -67,7 +78,12 @@ def read_lammps(
         raise DataError(f"{data_file}: no dump files given")
     _check_time_axis(timestep, frame_interval, where)
     data = read_lammps_data(data_file, atom_style=atom_style)
-    dumps = [read_lammps_dump(p, data.atom_ids, allow_wrapped=allow_wrapped) for p in paths]
+    dumps = [
+        read_lammps_binary_dump(p, data.atom_ids, units=units, data_file=data_file)
+        if is_binary_dump(p)
+        else read_lammps_dump(p, data.atom_ids, allow_wrapped=allow_wrapped)
+        for p in paths
+    ]
     keep = _frames_to_keep(dumps, paths)
     positions = np.concatenate([d.positions[k] for d, k in zip(dumps, keep)])
     box = np.concatenate([d.box[k] for d, k in zip(dumps, keep)])
