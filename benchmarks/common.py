@@ -20,7 +20,7 @@ import torch
 from torch_geometric.data import Batch
 
 from eqcg.cg.mapping import CGSettings
-from eqcg.config import Config
+from eqcg.config import Config, load_config
 from eqcg.data.graph import CGSystem, TypeVocabulary, prepare_systems
 from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.data.trajectory import SystemTrajectory
@@ -31,6 +31,7 @@ from eqcg.simulate.rollout import Refinement, rollout
 from eqcg.systems.electrolyte import generate_electrolyte
 from eqcg.testing import random_system
 
+REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 VARIANTS = ("baseline", "equivariant")
 # Untrained models time like trained ones but move beads wildly: an untrained full covariance
@@ -115,6 +116,21 @@ def rollout_step_measure(
                        noise=gaussian_noise(generator), show_progress=False).wall_seconds
 
     return measure
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, system: str = "electrolyte") -> None:
+    """``--baseline-config`` and ``--equivariant-config`` (default: ``configs/<system>_*.yaml``)
+    and ``--set KEY=VALUE`` overrides applied to both."""
+    for variant in VARIANTS:
+        parser.add_argument(f"--{variant}-config", type=Path,
+                            default=REPO / f"configs/{system}_{variant}.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="config override applied to both variants")
+
+
+def load_variant_configs(args: argparse.Namespace) -> dict[str, Config]:
+    """Each variant's config (``--*-config``) with the ``--set`` overrides applied."""
+    return {v: load_config(getattr(args, f"{v}_config"), args.overrides) for v in VARIANTS}
 
 
 def default_device() -> str:

@@ -40,6 +40,7 @@ import torch
 from common import (
     RESULTS_DIR,
     VARIANTS,
+    add_config_arguments,
     add_device_arguments,
     cg_system,
     count_parameters,
@@ -47,6 +48,7 @@ from common import (
     environment,
     format_table,
     interleaved_times,
+    load_variant_configs,
     match_baseline_width,
     median,
     pyplot,
@@ -58,12 +60,10 @@ from common import (
     write_json,
 )
 
-from eqcg.config import load_config
 from eqcg.simulate.refinement import Refinement
 from eqcg.systems.generate import LAMMPS_DIR
 from eqcg.systems.lammps import LOG_FILE, lammps_wall_seconds
 
-REPO = Path(__file__).resolve().parent.parent
 SECONDS_PER_DAY = 86400.0
 # Per-day units LAMMPS prints, and how many of the dataset's time unit each holds.
 DAY_UNITS = {"real": ("ns/day", 1000.0), "lj": ("tau/day", 1.0)}
@@ -90,12 +90,7 @@ def parse_args() -> argparse.Namespace:
                              "(default: generate one system of --preset)")
     parser.add_argument("--preset", default="tiny", help="electrolyte preset without --data")
     parser.add_argument("--system", help="system of --data (default: the first)")
-    parser.add_argument("--baseline-config", type=Path,
-                        default=REPO / "configs/electrolyte_baseline.yaml")
-    parser.add_argument("--equivariant-config", type=Path,
-                        default=REPO / "configs/electrolyte_equivariant.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override applied to both variants")
+    add_config_arguments(parser)
     parser.add_argument("--dilation", type=int, default=100,
                         help="recorded frames per learned step (paper: 100)")
     parser.add_argument("--frame-interval", type=float, default=2.0,
@@ -159,10 +154,7 @@ def main() -> None:
     job_seconds = lammps_wall_seconds(workdir)
     whole_job = produced / per_unit / job_seconds * SECONDS_PER_DAY
 
-    configs = {
-        "baseline": load_config(args.baseline_config, args.overrides),
-        "equivariant": load_config(args.equivariant_config, args.overrides),
-    }
+    configs = load_variant_configs(args)
     system, vocabulary = cg_system(dataset, name, configs["baseline"])
     if args.match_parameters:
         target = count_parameters(untrained_simulator(configs["equivariant"], vocabulary))

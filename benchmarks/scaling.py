@@ -36,6 +36,7 @@ import torch
 from common import (
     RESULTS_DIR,
     VARIANTS,
+    add_config_arguments,
     add_device_arguments,
     cg_system,
     electrolyte_dataset,
@@ -61,16 +62,12 @@ from eqcg.data.windows import WindowDataset, history_frames
 from eqcg.simulate.refinement import Refinement
 from eqcg.train.losses import compute_losses
 
-REPO = Path(__file__).resolve().parent.parent
 BASE_BEADS, BASE_CHAINS, BASE_IONS, BASE_BOX = 280, 20, 40, 30.0  # step_cost.py's box
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline-config", type=Path,
-                        default=REPO / "configs/electrolyte_baseline.yaml")
-    parser.add_argument("--equivariant-config", type=Path,
-                        default=REPO / "configs/electrolyte_equivariant.yaml")
+    add_config_arguments(parser)
     parser.add_argument("--beads", type=int, nargs="*", default=[300, 1000, 3000, 10000],
                         help="approximate beads of the one-box sweep (and of training)")
     parser.add_argument("--batch", type=int, nargs="*", default=[1, 4, 16, 64, 256],

@@ -33,11 +33,13 @@ import torch
 from common import (
     RESULTS_DIR,
     VARIANTS,
+    add_config_arguments,
     add_device_arguments,
     cg_system,
     electrolyte_dataset,
     environment,
     format_table,
+    load_variant_configs,
     pyplot,
     replicated_batch,
     setup_device,
@@ -49,7 +51,6 @@ from torch.autograd.profiler_util import FunctionEvent
 from torch.profiler import ProfilerActivity, profile
 
 from eqcg import keys, profiling
-from eqcg.config import load_config
 from eqcg.data.graph import CGSystem
 from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.refinement import Refinement
@@ -62,7 +63,6 @@ from eqcg.simulate.writer import (
     create_rollout_file,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 STEP_STAGES = tuple(s for s in profiling.STAGES if s != profiling.EMBEDDING)
 
 
@@ -70,12 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="dataset directory (default: electrolyte tiny)")
     parser.add_argument("--system", help="system of --data (default: the first)")
-    parser.add_argument("--baseline-config", type=Path,
-                        default=REPO / "configs/electrolyte_baseline.yaml")
-    parser.add_argument("--equivariant-config", type=Path,
-                        default=REPO / "configs/electrolyte_equivariant.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override applied to both variants")
+    add_config_arguments(parser)
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 50],
                         help="batch sizes: copies of the system in one graph")
     parser.add_argument("--steps", type=int, default=5, help="profiled steps per setting")
@@ -124,7 +119,7 @@ def main() -> None:
     device = setup_device(args)
     dataset = electrolyte_dataset(args.data)
     name = args.system or dataset.names[0]
-    configs = {v: load_config(getattr(args, f"{v}_config"), args.overrides) for v in VARIANTS}
+    configs = load_variant_configs(args)
     system, vocabulary = cg_system(dataset, name, configs["baseline"])
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
                                            else [])

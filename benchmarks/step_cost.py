@@ -36,11 +36,13 @@ import torch
 from common import (
     RESULTS_DIR,
     VARIANTS,
+    add_config_arguments,
     add_device_arguments,
     count_parameters,
     environment,
     format_table,
     interleaved_times,
+    load_variant_configs,
     match_baseline_width,
     median,
     rollout_step_measure,
@@ -55,7 +57,7 @@ from torch_geometric.data import Batch
 
 from eqcg import keys
 from eqcg.cg.mapping import CGSettings
-from eqcg.config import Config, load_config
+from eqcg.config import Config
 from eqcg.data.graph import CGSystem, TypeVocabulary
 from eqcg.data.store import load_dataset
 from eqcg.data.trajectory import SystemTrajectory
@@ -65,18 +67,12 @@ from eqcg.neighbors import cg_edges
 from eqcg.simulate.refinement import Refinement
 from eqcg.train.losses import compute_losses
 
-REPO = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1.0  # the project's goal: equivariant <= 1.0x baseline per rollout step on CPU
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline-config", type=Path,
-                        default=REPO / "configs/electrolyte_baseline.yaml")
-    parser.add_argument("--equivariant-config", type=Path,
-                        default=REPO / "configs/electrolyte_equivariant.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override applied to both variants")
+    add_config_arguments(parser)
     parser.add_argument("--data", type=Path, help="dataset directory instead of synthetic data")
     parser.add_argument("--system", help="system of --data (default: the first)")
     parser.add_argument("--chains", type=int, default=20, help="synthetic: bonded chains")
@@ -93,14 +89,6 @@ def parse_args() -> argparse.Namespace:
                         help="print the heaviest functions of each variant's score evaluation")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "step_cost.json")
     return parser.parse_args()
-
-
-def load_configs(args: argparse.Namespace) -> dict[str, Config]:
-    """The two configs, with ``--set`` overrides applied to both."""
-    return {
-        "baseline": load_config(args.baseline_config, args.overrides),
-        "equivariant": load_config(args.equivariant_config, args.overrides),
-    }
 
 
 def system_for(args: argparse.Namespace, n_frames: int) -> SystemTrajectory:
@@ -168,7 +156,7 @@ def profile_score(name: str, score: Callable[[], None], repeats: int) -> None:
 def main() -> None:
     args = parse_args()
     device = setup_device(args)
-    configs = load_configs(args)
+    configs = load_variant_configs(args)
     history = configs["equivariant"].data.history
     if configs["baseline"].data.history != history:
         raise SystemExit("the two configs must share data.history")
