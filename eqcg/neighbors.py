@@ -104,14 +104,25 @@ def _within(
     return edge_index[:, keep], shift[keep]
 
 
+def _without(
+    edge_index: torch.Tensor, shift: torch.Tensor, excluded: torch.Tensor, n_beads: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs of ``edge_index`` that are not pairs of ``excluded (2, E_x)``, in order."""
+    keep = ~torch.isin(edge_index[0] * n_beads + edge_index[1],
+                       excluded[0] * n_beads + excluded[1])
+    return edge_index[:, keep], shift[keep]
+
+
 class VerletList:
     """Radius edges reused while no bead has moved more than half the skin.
 
     The list is built with ``cutoff + skin`` and, at every call, filtered to the pairs closer
     than ``cutoff``; it is rebuilt when a bead has moved farther than ``skin / 2`` since the
     last build (then no pair can have entered the cut-off unseen), or when the number of beads
-    changes. Calls give the same edges, in the same order, as :func:`radius_edges`. One list
-    serves one batch whose boxes do not change (a rollout). ``builds`` counts the rebuilds.
+    changes. Calls give the same edges, in the same order, as :func:`radius_edges`, less the
+    pairs of ``exclude`` when given (removed once per build for the same ``exclude`` tensor:
+    the CG bonds of a rollout). One list serves one batch whose boxes do not change (a
+    rollout). ``builds`` counts the rebuilds.
 
     Each call compares the largest displacement with the skin on the host: one scalar sync,
     instead of the neighbour search (and its per-system pair-count syncs) at every call. The
@@ -126,18 +137,28 @@ class VerletList:
         self._reference: torch.Tensor | None = None
         self._layout: BatchLayout | None = None
         self._index = self._shift = None
+        self._excluded: torch.Tensor | None = None
+        self._kept: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __call__(
-        self, pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor, ptr: torch.Tensor
+        self, pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor, ptr: torch.Tensor,
+        exclude: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``edge_index (2, E)`` and ``shift (E, 3)`` as :func:`radius_edges` returns them."""
+        """``edge_index (2, E)`` and ``shift (E, 3)`` as :func:`radius_edges` returns them,
+        without the pairs of ``exclude (2, E_x)``."""
         if self._needs_build(pos):
             if self._layout is None or len(self._layout.bounds) != ptr.shape[0]:
                 self._layout = BatchLayout.of(pbc, ptr)
             self._index, self._shift = _search(pos, box, self._layout, self.cutoff + self.skin)
             self._reference = pos.detach().clone()
+            self._excluded = None
             self.builds += 1
-        return _within(pos, self._index, self._shift, self.cutoff)
+        if exclude is None:
+            return _within(pos, self._index, self._shift, self.cutoff)
+        if self._excluded is not exclude:
+            self._kept = _without(self._index, self._shift, exclude, pos.shape[0])
+            self._excluded = exclude
+        return _within(pos, *self._kept, self.cutoff)
 
     def _needs_build(self, pos: torch.Tensor) -> bool:
         if self._reference is None or self._reference.shape != pos.shape:
@@ -174,9 +195,10 @@ def cg_edges(
     with record_function(EDGES):
         with record_function(NEIGHBOR_LIST):
             if neighbors is None:
-                r_index, r_shift = radius_edges(pos, box, pbc, ptr, cutoff)
+                r_index, r_shift = _without(*radius_edges(pos, box, pbc, ptr, cutoff),
+                                            bond_index, pos.shape[0])
             else:
-                r_index, r_shift = neighbors(pos, box, pbc, ptr)
+                r_index, r_shift = neighbors(pos, box, pbc, ptr, exclude=bond_index)
         return _typed_edges(pos, box, pbc, batch, bond_index, r_index, r_shift)
 
 
@@ -184,15 +206,17 @@ def _typed_edges(
     pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor,
     bond_index: torch.Tensor, r_index: torch.Tensor, r_shift: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`cg_edges` from the radius pairs ``r_index (2, E_r)`` and shifts ``(E_r, 3)``."""
-    n = pos.shape[0]
-    r_key = r_index[0] * n + r_index[1]
-    b_key = bond_index[0] * n + bond_index[1]
-    keep = ~torch.isin(r_key, b_key)
-    r_index = r_index[:, keep]
-    r_vec = pos[r_index[1]] - pos[r_index[0]] + r_shift[keep]
+    """:func:`cg_edges` from the non-bonded radius pairs ``r_index (2, E_r)`` and their
+    shifts ``(E_r, 3)``; bond displacements by the minimum image, with each system's inverse
+    cell computed once (not one solve per bond)."""
+    r_vec = pos[r_index[1]] - pos[r_index[0]] + r_shift
+    eye = torch.eye(3, dtype=box.dtype, device=box.device)
+    safe_box = torch.where(pbc[:, None, None], box, eye)
     b_graph = batch[bond_index[0]]
-    b_vec = minimum_image(pos[bond_index[1]] - pos[bond_index[0]], box[b_graph], pbc[b_graph])
+    frac = torch.einsum("ei,eij->ej", pos[bond_index[1]] - pos[bond_index[0]],
+                        torch.linalg.inv(safe_box)[b_graph])
+    frac = torch.where(pbc[b_graph][:, None], frac - torch.round(frac), frac)
+    b_vec = torch.einsum("ei,eij->ej", frac, safe_box[b_graph])
     edge_index = torch.cat([r_index, bond_index], dim=1)
     edge_vec = torch.cat([r_vec, b_vec])
     edge_type = torch.cat([

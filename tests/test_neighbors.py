@@ -111,6 +111,11 @@ def test_batched_and_verlet_lists_match_brute_force_over_mixed_systems():
     box = torch.tensor(np.stack(cells))
     pbc = torch.tensor(periodic)
     verlet = VerletList(cutoff, skin)
+    cache: dict = {}
+
+    def exclude_pairs(pairs) -> torch.Tensor:  # one tensor per content, as a rollout's bonds
+        return cache.setdefault(tuple(pairs), torch.tensor(pairs, dtype=torch.long).T)
+
     for move in (0.0, 0.1, 0.2, 0.5, 0.05):  # the 0.5 move forces a rebuild
         positions = [p + move * rng.normal(size=p.shape) / np.sqrt(3) for p in positions]
         pos = torch.tensor(np.concatenate(positions))
@@ -121,6 +126,9 @@ def test_batched_and_verlet_lists_match_brute_force_over_mixed_systems():
             assert set(got) == set(expected)
             for pair, vec in got.items():
                 np.testing.assert_allclose(vec, expected[pair], atol=1e-10)
+        excluded = list(expected)[::3]  # pairs left out (as CG bonds are), same tensor each call
+        without = verlet(pos, box, pbc, ptr, exclude=exclude_pairs(excluded))
+        assert set(_edges_as_dict(pos, *without)) == set(expected) - set(excluded)
         offset = sum(sizes[:3])  # the spread-out system has no pair at all
         assert not any(i >= offset for i, _ in expected)
     assert 1 < verlet.builds < 5
