@@ -106,7 +106,8 @@ def rollout(
     and every score evaluation of the rollout, rebuilt only when a bead has moved more than half
     the skin; the edges are those a fresh search would find.
 
-    Raises :class:`RolloutFailure` (with the frames saved so far) when a system blows up.
+    Raises :class:`RolloutFailure` (with the frames saved so far, or the last of them with
+    ``keep_frames=False``) when a system blows up.
     """
     at_least("save_every", save_every, 1)
     at_least("n_steps", n_steps, at_least("start_step", start_step, 0) + 1)
