@@ -68,14 +68,26 @@ def electrolyte_dataset(data: Path | None, preset: str = "tiny") -> TrajectoryDa
     return load_dataset(data)
 
 
+def cg_settings(config: Config) -> CGSettings:
+    """The CG settings of ``config``'s data section."""
+    data = config.data
+    return CGSettings(data.cg_level, data.whole_molecule_max_atoms, data.cg_seed)
+
+
 def cg_system(
     dataset: TrajectoryDataset, name: str, config: Config
 ) -> tuple[CGSystem, TypeVocabulary]:
     """System ``name`` of ``dataset`` coarse-grained with ``config``'s CG settings."""
-    data = config.data
-    settings = CGSettings(data.cg_level, data.whole_molecule_max_atoms, data.cg_seed)
     vocabulary = TypeVocabulary.from_systems([dataset[name]])
-    return prepare_systems(dataset, settings, vocabulary, [name])[0], vocabulary
+    return prepare_systems(dataset, cg_settings(config), vocabulary, [name])[0], vocabulary
+
+
+def trajectory_system(
+    trajectory: SystemTrajectory, config: Config
+) -> tuple[CGSystem, TypeVocabulary]:
+    """``trajectory`` coarse-grained with ``config``'s CG settings, and its own vocabulary."""
+    vocabulary = TypeVocabulary.from_systems([trajectory])
+    return CGSystem.from_trajectory(trajectory, cg_settings(config), vocabulary), vocabulary
 
 
 def replicated_batch(system: CGSystem, history: int, copies: int, device: torch.device) -> Batch:

@@ -47,6 +47,7 @@ import torch
 from common import (
     RESULTS_DIR,
     add_device_arguments,
+    cg_settings,
     environment,
     format_table,
     interleaved_times,
@@ -305,8 +306,7 @@ def main() -> None:
     excluded_volume = args.excluded_volume or 1.2 * COLLISION_THRESHOLDS[units]
     names = list(dict.fromkeys(["none", *args.schedules]))  # the bare step sets the time scale
     refinements = {name: _schedule(name, run_refinement, excluded_volume) for name in names}
-    settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
-                          config.data.cg_seed)
+    settings = cg_settings(config)
     test = metadata["split"]["test"]
     with load_dataset(data) as dataset:
         systems = prepare_systems(dataset, settings, simulator.vocabulary, test)

@@ -38,6 +38,7 @@ from common import (
     RESULTS_DIR,
     VARIANTS,
     add_device_arguments,
+    cg_settings,
     count_parameters,
     environment,
     format_table,
@@ -46,7 +47,6 @@ from common import (
     write_json,
 )
 
-from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config, load_config
 from eqcg.data.graph import TypeVocabulary, prepare_systems
 from eqcg.data.store import TrajectoryDataset, load_dataset, write_dataset
@@ -135,8 +135,7 @@ def heldout_metrics(
     device: torch.device,
 ) -> dict[str, float]:
     """Loss terms of the trained simulator on every window of the held-out systems."""
-    settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
-                          config.data.cg_seed)
+    settings = cg_settings(config)
     systems = prepare_systems(dataset, settings, simulator.vocabulary, heldout)
     windows = WindowDataset(systems, config.data.history, config.data.dilation)
     every_window = dataclasses.replace(

@@ -49,15 +49,15 @@ from common import (
     setup_device,
     synchronize,
     synthetic_system,
+    trajectory_system,
     untrained_refinement,
     untrained_simulator,
     write_json,
 )
 from torch_geometric.data import Batch
 
-from eqcg.cg.mapping import CGSettings
-from eqcg.config import Config, load_config
-from eqcg.data.graph import CGSystem, TypeVocabulary
+from eqcg.config import load_config
+from eqcg.data.trajectory import SystemTrajectory
 from eqcg.data.windows import WindowDataset, history_frames
 from eqcg.simulate.refinement import Refinement
 from eqcg.train.losses import compute_losses
@@ -81,19 +81,12 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def scaled_box(beads: int, n_frames: int) -> tuple[Any, float]:
-    """The synthetic electrolyte-density box with about ``beads`` beads, and its edge (Å)."""
+def scaled_box(beads: int, n_frames: int) -> SystemTrajectory:
+    """The synthetic electrolyte-density box with about ``beads`` beads."""
     factor = beads / BASE_BEADS
     edge = BASE_BOX * factor ** (1 / 3)
-    trajectory = synthetic_system(max(round(BASE_CHAINS * factor), 1), 84,
-                                  max(round(BASE_IONS * factor), 1), edge, n_frames, seed=0)
-    return trajectory, edge
-
-
-def cg_of(trajectory: Any, config: Config) -> CGSystem:
-    data = config.data
-    settings = CGSettings(data.cg_level, data.whole_molecule_max_atoms, data.cg_seed)
-    return CGSystem.from_trajectory(trajectory, settings, TypeVocabulary.from_systems([trajectory]))
+    return synthetic_system(max(round(BASE_CHAINS * factor), 1), 84,
+                            max(round(BASE_IONS * factor), 1), edge, n_frames, seed=0)
 
 
 def memory_mb(device: torch.device) -> float:
@@ -129,9 +122,8 @@ def run_point(point: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
         system, vocabulary = cg_system(dataset, dataset.names[0], config)
         batch = replicated_batch(system, history, point["size"], device)
     else:
-        trajectory, _ = scaled_box(point["size"], (history + 1) * dilation + 1)
-        system = cg_of(trajectory, config)
-        vocabulary = TypeVocabulary.from_systems([trajectory])
+        trajectory = scaled_box(point["size"], (history + 1) * dilation + 1)
+        system, vocabulary = trajectory_system(trajectory, config)
         batch = Batch.from_data_list([system.graph(history_frames(0, history, dilation))])
         batch = batch.to(device)
     simulator = untrained_simulator(config, vocabulary).to(device=device,

@@ -49,6 +49,7 @@ from common import (
     setup_device,
     synthetic_system,
     timed,
+    trajectory_system,
     untrained_refinement,
     untrained_simulator,
     write_json,
@@ -56,9 +57,7 @@ from common import (
 from torch_geometric.data import Batch
 
 from eqcg import keys
-from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config
-from eqcg.data.graph import CGSystem, TypeVocabulary
 from eqcg.data.store import load_dataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.data.windows import WindowDataset, history_frames
@@ -164,10 +163,7 @@ def main() -> None:
     data_config = configs["baseline"].data
     dilation = data_config.dilation
     trajectory = system_for(args, n_frames=(history + batch_size) * dilation + 1)
-    settings = CGSettings(data_config.cg_level, data_config.whole_molecule_max_atoms,
-                          data_config.cg_seed)
-    vocabulary = TypeVocabulary.from_systems([trajectory])
-    system = CGSystem.from_trajectory(trajectory, settings, vocabulary)
+    system, vocabulary = trajectory_system(trajectory, configs["baseline"])
 
     equivariant = untrained_simulator(configs["equivariant"], vocabulary)
     target = count_parameters(equivariant)

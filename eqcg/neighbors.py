@@ -20,23 +20,25 @@ N_EDGE_TYPES = 2
 
 
 def minimum_image(
-    vectors: torch.Tensor, cells: torch.Tensor, periodic: torch.Tensor
+    vectors: torch.Tensor, cells: torch.Tensor, periodic: torch.Tensor, graph: torch.Tensor
 ) -> torch.Tensor:
-    """Minimum-image convention for displacement vectors.
+    """Minimum-image convention for displacement vectors of a batch of systems.
 
     Args:
         vectors: ``(E, 3)`` displacements (Å).
-        cells: ``(E, 3, 3)`` cell vectors as rows, one per displacement.
-        periodic: ``(E,)`` bool; non-periodic displacements are returned unchanged.
+        cells: ``(n_graphs, 3, 3)`` cell vectors as rows.
+        periodic: ``(n_graphs,)`` bool; displacements in open systems are returned unchanged.
+        graph: ``(E,)`` system of each displacement.
 
     Returns ``(E, 3)`` displacements reduced to the nearest periodic image (exact for cells whose
-    reduced shape is not too skewed, which LAMMPS' tilt limits guarantee).
+    reduced shape is not too skewed, which LAMMPS' tilt limits guarantee). Each system's cell is
+    inverted once, not once per displacement.
     """
-    safe_cells = torch.where(periodic[:, None, None], cells, torch.eye(3, dtype=cells.dtype,
-                                                                        device=cells.device))
-    frac = torch.linalg.solve(safe_cells.transpose(1, 2), vectors.unsqueeze(-1)).squeeze(-1)
-    frac = torch.where(periodic[:, None], frac - torch.round(frac), frac)
-    return torch.einsum("ei,eij->ej", frac, safe_cells)
+    eye = torch.eye(3, dtype=cells.dtype, device=cells.device)
+    safe_cells = torch.where(periodic[:, None, None], cells, eye)
+    frac = torch.einsum("ei,eij->ej", vectors, torch.linalg.inv(safe_cells)[graph])
+    frac = torch.where(periodic[graph][:, None], frac - torch.round(frac), frac)
+    return torch.einsum("ei,eij->ej", frac, safe_cells[graph])
 
 
 def radius_edges(
@@ -207,16 +209,10 @@ def _typed_edges(
     bond_index: torch.Tensor, r_index: torch.Tensor, r_shift: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`cg_edges` from the non-bonded radius pairs ``r_index (2, E_r)`` and their
-    shifts ``(E_r, 3)``; bond displacements by the minimum image, with each system's inverse
-    cell computed once (not one solve per bond)."""
+    shifts ``(E_r, 3)``; bond displacements by the minimum image."""
     r_vec = pos[r_index[1]] - pos[r_index[0]] + r_shift
-    eye = torch.eye(3, dtype=box.dtype, device=box.device)
-    safe_box = torch.where(pbc[:, None, None], box, eye)
-    b_graph = batch[bond_index[0]]
-    frac = torch.einsum("ei,eij->ej", pos[bond_index[1]] - pos[bond_index[0]],
-                        torch.linalg.inv(safe_box)[b_graph])
-    frac = torch.where(pbc[b_graph][:, None], frac - torch.round(frac), frac)
-    b_vec = torch.einsum("ei,eij->ej", frac, safe_box[b_graph])
+    b_vec = minimum_image(pos[bond_index[1]] - pos[bond_index[0]], box, pbc,
+                          batch[bond_index[0]])
     edge_index = torch.cat([r_index, bond_index], dim=1)
     edge_vec = torch.cat([r_vec, b_vec])
     edge_type = torch.cat([

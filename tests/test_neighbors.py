@@ -57,9 +57,10 @@ def test_radius_and_bond_edges_match_brute_force(periodic):
 def test_minimum_image_leaves_open_systems_alone():
     vec = torch.tensor([[7.0, 0.0, 0.0]], dtype=torch.float64)
     cells = torch.eye(3, dtype=torch.float64)[None] * 10
-    out = minimum_image(vec, cells, torch.tensor([True]))
+    graph = torch.zeros(1, dtype=torch.long)
+    out = minimum_image(vec, cells, torch.tensor([True]), graph)
     torch.testing.assert_close(out, torch.tensor([[-3.0, 0.0, 0.0]], dtype=torch.float64))
-    torch.testing.assert_close(minimum_image(vec, cells, torch.tensor([False])), vec)
+    torch.testing.assert_close(minimum_image(vec, cells, torch.tensor([False]), graph), vec)
 
 
 def test_systems_in_a_batch_never_connect():
