@@ -21,10 +21,10 @@ from torch_geometric.data import Batch
 
 from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config, load_config
-from eqcg.data.graph import CGSystem, TypeVocabulary, prepare_systems
 from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.data.trajectory import SystemTrajectory
-from eqcg.data.windows import history_frames
+from eqcg.graphs.system import CGSystem, TypeVocabulary, prepare_systems
+from eqcg.graphs.windows import history_frames
 from eqcg.models.simulator import Simulator
 from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.rollout import Refinement, rollout
@@ -68,18 +68,13 @@ def electrolyte_dataset(data: Path | None, preset: str = "tiny") -> TrajectoryDa
     return load_dataset(data)
 
 
-def cg_settings(config: Config) -> CGSettings:
-    """The CG settings of ``config``'s data section."""
-    data = config.data
-    return CGSettings(data.cg_level, data.whole_molecule_max_atoms, data.cg_seed)
-
-
 def cg_system(
     dataset: TrajectoryDataset, name: str, config: Config
 ) -> tuple[CGSystem, TypeVocabulary]:
     """System ``name`` of ``dataset`` coarse-grained with ``config``'s CG settings."""
     vocabulary = TypeVocabulary.from_systems([dataset[name]])
-    return prepare_systems(dataset, cg_settings(config), vocabulary, [name])[0], vocabulary
+    settings = CGSettings.from_config(config.data)
+    return prepare_systems(dataset, settings, vocabulary, [name])[0], vocabulary
 
 
 def trajectory_system(
@@ -87,7 +82,8 @@ def trajectory_system(
 ) -> tuple[CGSystem, TypeVocabulary]:
     """``trajectory`` coarse-grained with ``config``'s CG settings, and its own vocabulary."""
     vocabulary = TypeVocabulary.from_systems([trajectory])
-    return CGSystem.from_trajectory(trajectory, cg_settings(config), vocabulary), vocabulary
+    settings = CGSettings.from_config(config.data)
+    return CGSystem.from_trajectory(trajectory, settings, vocabulary), vocabulary
 
 
 def replicated_batch(system: CGSystem, history: int, copies: int, device: torch.device) -> Batch:

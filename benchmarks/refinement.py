@@ -47,7 +47,6 @@ import torch
 from common import (
     RESULTS_DIR,
     add_device_arguments,
-    cg_settings,
     environment,
     format_table,
     interleaved_times,
@@ -59,7 +58,6 @@ from common import (
 
 from eqcg.cg.mapping import CGSettings
 from eqcg.config import load_config
-from eqcg.data.graph import prepare_systems
 from eqcg.data.store import load_dataset
 from eqcg.evaluate.beads import reference_beads, rollout_beads
 from eqcg.evaluate.calibration import one_step_calibration
@@ -69,14 +67,15 @@ from eqcg.evaluate.properties import (
     species_pairs,
     trajectory_properties,
 )
+from eqcg.graphs.system import prepare_systems
 from eqcg.metrics.agreement import agreement
 from eqcg.metrics.stability import COLLISION_THRESHOLDS, collision_report
+from eqcg.models.checkpoint import load_simulator
 from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import RolloutFailure, rollout
 from eqcg.simulate.runner import run_rollout, start_batch
 from eqcg.simulate.writer import RUNNING, rollout_status
-from eqcg.train.checkpoint import load_simulator
 
 # name -> refinement (``None`` fields are taken from the run's score config)
 SCHEDULES: dict[str, Refinement] = {
@@ -306,7 +305,7 @@ def main() -> None:
     excluded_volume = args.excluded_volume or 1.2 * COLLISION_THRESHOLDS[units]
     names = list(dict.fromkeys(["none", *args.schedules]))  # the bare step sets the time scale
     refinements = {name: _schedule(name, run_refinement, excluded_volume) for name in names}
-    settings = cg_settings(config)
+    settings = CGSettings.from_config(config.data)
     test = metadata["split"]["test"]
     with load_dataset(data) as dataset:
         systems = prepare_systems(dataset, settings, simulator.vocabulary, test)

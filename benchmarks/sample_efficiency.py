@@ -38,7 +38,6 @@ from common import (
     RESULTS_DIR,
     VARIANTS,
     add_device_arguments,
-    cg_settings,
     count_parameters,
     environment,
     format_table,
@@ -47,11 +46,12 @@ from common import (
     write_json,
 )
 
+from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config, load_config
-from eqcg.data.graph import TypeVocabulary, prepare_systems
 from eqcg.data.store import TrajectoryDataset, load_dataset, write_dataset
 from eqcg.data.trajectory import SystemTrajectory
-from eqcg.data.windows import WindowDataset
+from eqcg.graphs.system import TypeVocabulary, prepare_systems
+from eqcg.graphs.windows import WindowDataset
 from eqcg.models.simulator import Simulator
 from eqcg.systems.polymer import generate_polymer
 from eqcg.train.trainer import train, validate
@@ -135,7 +135,7 @@ def heldout_metrics(
     device: torch.device,
 ) -> dict[str, float]:
     """Loss terms of the trained simulator on every window of the held-out systems."""
-    settings = cg_settings(config)
+    settings = CGSettings.from_config(config.data)
     systems = prepare_systems(dataset, settings, simulator.vocabulary, heldout)
     windows = WindowDataset(systems, config.data.history, config.data.dilation)
     every_window = dataclasses.replace(

@@ -58,7 +58,7 @@ from torch_geometric.data import Batch
 
 from eqcg.config import load_config
 from eqcg.data.trajectory import SystemTrajectory
-from eqcg.data.windows import WindowDataset, history_frames
+from eqcg.graphs.windows import WindowDataset, history_frames
 from eqcg.simulate.refinement import Refinement
 from eqcg.train.losses import compute_losses
 

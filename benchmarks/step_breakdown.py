@@ -51,7 +51,7 @@ from torch.autograd.profiler_util import FunctionEvent
 from torch.profiler import ProfilerActivity, profile
 
 from eqcg import keys, profiling
-from eqcg.data.graph import CGSystem
+from eqcg.graphs.system import CGSystem
 from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import rollout

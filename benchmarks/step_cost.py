@@ -60,9 +60,9 @@ from eqcg import keys
 from eqcg.config import Config
 from eqcg.data.store import load_dataset
 from eqcg.data.trajectory import SystemTrajectory
-from eqcg.data.windows import WindowDataset, history_frames
+from eqcg.graphs.neighbors import cg_edges
+from eqcg.graphs.windows import WindowDataset, history_frames
 from eqcg.models.simulator import Simulator
-from eqcg.neighbors import cg_edges
 from eqcg.simulate.refinement import Refinement
 from eqcg.train.losses import compute_losses
 

@@ -124,10 +124,10 @@ def run_ablation(
     ``out/reports/<variant>``, ``out/comparison``.
     """
     from eqcg.evaluate.report import compare, evaluate
+    from eqcg.models.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
     from eqcg.simulate.rollout import RolloutFailure
     from eqcg.simulate.runner import run_rollout
     from eqcg.simulate.writer import RUNNING, rollout_status
-    from eqcg.train.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
     from eqcg.train.trainer import train
 
     spec = load_spec(spec_path)

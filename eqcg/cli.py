@@ -67,7 +67,7 @@ def _resumed_config(run_dir: Path, overrides: list[str]):
     """The config ``--resume`` continues with when no config file is given: the one stored in
     the run's ``last.pt`` (its config.yaml may have been edited), with ``--set`` applied."""
     from eqcg.config import apply_overrides, config_from_dict
-    from eqcg.train.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
+    from eqcg.models.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
 
     last = run_dir / CHECKPOINT_DIR / LAST
     if not last.is_file():
@@ -110,8 +110,8 @@ def _refinement(score, args: argparse.Namespace):
 
 
 def _cmd_rollout(args: argparse.Namespace) -> None:
+    from eqcg.models.checkpoint import load_simulator
     from eqcg.simulate.runner import check_rollout_arguments, run_rollout
-    from eqcg.train.checkpoint import load_simulator
 
     check_rollout_arguments(Path(args.out), args.steps, args.save_every, args.start_frame)
     _, config, _ = load_simulator(args.run, args.checkpoint)

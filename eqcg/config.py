@@ -228,9 +228,6 @@ def _check(config: Config, where: str) -> None:
                           f"{config.train.max_beads}")
     if config.train.noise_begin > config.train.noise_end or config.train.noise_begin < 0:
         raise ConfigError(f"{where}: need 0 <= train.noise_begin <= train.noise_end")
-    from eqcg.models.registry import check_variant
-
-    check_variant(config.model, where)
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:

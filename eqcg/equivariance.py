@@ -22,11 +22,11 @@ from torch_geometric.data import Batch
 from eqcg import keys
 from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config, ModelConfig, load_config
-from eqcg.data.graph import CGSystem, TypeVocabulary
+from eqcg.data.synthetic import random_system
+from eqcg.graphs.system import CGSystem, TypeVocabulary
+from eqcg.models.integrator import acceleration_target
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.integrator import acceleration_target
 from eqcg.simulate.rollout import Refinement, rollout
-from eqcg.testing import random_system
 
 
 def random_orthogonal(generator: torch.Generator, improper: bool = False) -> torch.Tensor:
@@ -201,7 +201,7 @@ def probe_batch(
 
 def _simulators_to_compare(target: str | os.PathLike) -> tuple[dict[str, Simulator], Config]:
     """The target's own simulator (trained if a run) plus the other variant, same settings."""
-    from eqcg.train.checkpoint import load_simulator
+    from eqcg.models.checkpoint import load_simulator
 
     path = Path(target)
     if path.suffix in (".yaml", ".yml"):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from eqcg.data.store import DATASET_FILE, ROLLOUT_FILE, load_dataset
 from eqcg.errors import CheckpointError, DataError
+from eqcg.models.checkpoint import BEST, CHECKPOINT_DIR, LAST, load_checkpoint
 from eqcg.simulate.writer import RUNNING, read_rollout_state
-from eqcg.train.checkpoint import BEST, CHECKPOINT_DIR, LAST, load_checkpoint
 
 
 def _describe_checkpoint(path: Path) -> str:

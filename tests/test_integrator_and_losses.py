@@ -8,7 +8,7 @@ import torch
 from scipy.stats import multivariate_normal
 
 from eqcg.models.gaussian import GaussianAcceleration, diagonal_covariance, full_covariance
-from eqcg.simulate.integrator import acceleration_target, append_frame, euler_step
+from eqcg.models.integrator import acceleration_target, append_frame, euler_step
 from eqcg.simulate.langevin import annealed_langevin, gaussian_noise
 from eqcg.train.losses import score_matching_loss
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from eqcg.neighbors import BOND_EDGE, RADIUS_EDGE, VerletList, cg_edges, minimum_image, radius_edges
+from eqcg.graphs.neighbors import (
+    BOND_EDGE,
+    RADIUS_EDGE,
+    VerletList,
+    cg_edges,
+    minimum_image,
+    radius_edges,
+)
 
 
 def brute_force_pairs(pos: np.ndarray, cell: np.ndarray | None, cutoff: float) -> dict:

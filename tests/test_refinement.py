@@ -12,9 +12,9 @@ from eqcg import keys
 from eqcg.config import ModelConfig, ScoreConfig
 from eqcg.equivariance import random_orthogonal, transform_batch
 from eqcg.evaluate.calibration import calibration_from_distances, mahalanobis_squared
+from eqcg.graphs.neighbors import VerletList, radius_edges
 from eqcg.models.gaussian import GaussianAcceleration
 from eqcg.models.simulator import Simulator
-from eqcg.neighbors import VerletList, radius_edges
 from eqcg.simulate import rollout as rollout_module
 from eqcg.simulate.langevin import (
     annealed_langevin,

@@ -20,11 +20,11 @@ from eqcg.cli import main
 from eqcg.config import load_config, save_config
 from eqcg.errors import CheckpointError, ConfigError
 from eqcg.info import describe
+from eqcg.models.checkpoint import load_checkpoint, load_simulator
 from eqcg.simulate.rollout import rollout
 from eqcg.simulate.runner import _check_systems, run_rollout
 from eqcg.systems.generate import LAMMPS_DIR, RECORD_FILE
 from eqcg.systems.polymer import generate_polymer
-from eqcg.train.checkpoint import load_checkpoint, load_simulator
 from eqcg.train.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",
@@ -325,7 +325,7 @@ def test_every_public_name_stays_usable_in_any_order(polymer_data, tmp_path):
             name = ".".join(("eqcg",) + path.relative_to(root).with_suffix("").parts)
             if not name.endswith("__main__"):  # (that one runs the command line)
                 importlib.import_module(name.removesuffix(".__init__"))
-        assert "eqcg.train.checkpoint" in sys.modules and "eqcg.simulate.runner" in sys.modules
+        assert "eqcg.models.checkpoint" in sys.modules and "eqcg.simulate.runner" in sys.modules
         for name in eqcg.__all__:
             assert callable(getattr(eqcg, name)), name
         assert inspect.signature(eqcg.evaluate) == inspect.signature(eqcg.evaluate.report.evaluate)

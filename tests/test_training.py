@@ -13,8 +13,8 @@ from eqcg import load_dataset
 from eqcg.cli import main
 from eqcg.config import load_config
 from eqcg.errors import CheckpointError, ConfigError
+from eqcg.models.checkpoint import load_checkpoint, load_simulator
 from eqcg.simulate.writer import ROLLOUT_FILE
-from eqcg.train.checkpoint import load_checkpoint, load_simulator
 from eqcg.train.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",

@@ -20,6 +20,8 @@ import pymetis
 import scipy.sparse
 import scipy.sparse.csgraph
 
+from eqcg.atomic import atomic_path
+from eqcg.config import DataConfig
 from eqcg.data.trajectory import SystemTrajectory, Topology
 from eqcg.errors import DataError
 
@@ -39,6 +41,12 @@ class CGSettings:
     cg_level: int = 7
     whole_molecule_max_atoms: int = 15
     seed: int = 0
+
+    @classmethod
+    def from_config(cls, data: DataConfig) -> CGSettings:
+        """The settings of a run's ``data`` section (``cg_level``, ``whole_molecule_max_atoms``,
+        ``cg_seed``): every run, rollout and report maps atoms to beads through this."""
+        return cls(data.cg_level, data.whole_molecule_max_atoms, data.cg_seed)
 
     def __post_init__(self) -> None:
         if self.cg_level < 1:
@@ -233,16 +241,14 @@ def cached_mapping(
         except (OSError, KeyError, ValueError):
             path.unlink(missing_ok=True)
     mapping = compute_mapping(topology, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(
-        tmp,
-        atom_to_bead=mapping.atom_to_bead,
-        bead_masses=mapping.bead_masses,
-        bead_molecule=mapping.bead_molecule,
-        bead_species=mapping.bead_species,
-        species_names=np.array(mapping.species_names),
-        cg_bonds=mapping.cg_bonds,
-    )
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(
+            tmp,
+            atom_to_bead=mapping.atom_to_bead,
+            bead_masses=mapping.bead_masses,
+            bead_molecule=mapping.bead_molecule,
+            bead_species=mapping.bead_species,
+            species_names=np.array(mapping.species_names),
+            cg_bonds=mapping.cg_bonds,
+        )
     return mapping

@@ -1,4 +1,4 @@
-"""Trajectory data: readers (LAMMPS, mdtraj, ASE), the on-disk dataset, windows and batches."""
+"""Trajectory data: readers (LAMMPS, mdtraj, ASE), the on-disk dataset, synthetic systems."""
 
 from eqcg.data.store import TrajectoryDataset, load_dataset, write_dataset
 from eqcg.data.trajectory import SystemTrajectory, Topology

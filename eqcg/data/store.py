@@ -30,6 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from eqcg.atomic import atomic_path
 from eqcg.data.trajectory import SystemTrajectory, Topology
 from eqcg.errors import DataError
 from eqcg.units import unit_system
@@ -57,33 +58,25 @@ def write_dataset(
     unit system. Returns the path of the written HDF5 file; on any error nothing is left.
     """
     target = dataset_file(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["created"] = _time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            f.attrs["source"] = source
-            group = f.create_group("systems")
-            for system in systems:
-                if system.name in group:
-                    raise DataError(f"{path}: system name {system.name!r} appears twice")
-                units = f.attrs.setdefault("units", system.units)
-                if system.units != units:
-                    raise DataError(
-                        f"{path}: system {system.name!r} is in {system.units!r} units, the "
-                        f"systems before it in {units!r}; use one unit system per dataset"
-                    )
-                system.validate()
-                write_system_group(group.create_group(system.name), system)
-            if not len(group):
-                raise DataError(f"{path}: refusing to write a dataset with no systems")
-            f.flush()
-            os.fsync(f.id.get_vfd_handle())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["created"] = _time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        f.attrs["source"] = source
+        group = f.create_group("systems")
+        for system in systems:
+            if system.name in group:
+                raise DataError(f"{path}: system name {system.name!r} appears twice")
+            units = f.attrs.setdefault("units", system.units)
+            if system.units != units:
+                raise DataError(
+                    f"{path}: system {system.name!r} is in {system.units!r} units, the "
+                    f"systems before it in {units!r}; use one unit system per dataset"
+                )
+            system.validate()
+            write_system_group(group.create_group(system.name), system)
+        if not len(group):
+            raise DataError(f"{path}: refusing to write a dataset with no systems")
     return target
 
 

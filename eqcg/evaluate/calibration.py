@@ -17,11 +17,11 @@ import torch
 from torch_geometric.data import Batch
 
 from eqcg import keys
-from eqcg.data.graph import CGSystem
-from eqcg.data.windows import WindowDataset
+from eqcg.graphs.system import CGSystem
+from eqcg.graphs.windows import WindowDataset
 from eqcg.models.gaussian import GaussianAcceleration
+from eqcg.models.integrator import acceleration_target
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.integrator import acceleration_target
 
 NOMINAL = (0.68, 0.95)
 # coverage curve: nominal levels at which the observed fraction is reported

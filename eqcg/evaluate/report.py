@@ -454,13 +454,12 @@ def _calibration(run: str | os.PathLike | None, reference: TrajectoryDataset,
     """Calibration of ``run``'s one-step predictions on the reference systems ``names``."""
     if run is None or not Path(run).exists():
         return {"note": f"not measured: run {run!r} not found (pass run=...)"}
-    from eqcg.data.graph import prepare_systems
     from eqcg.evaluate.calibration import one_step_calibration
-    from eqcg.train.checkpoint import load_simulator
+    from eqcg.graphs.system import prepare_systems
+    from eqcg.models.checkpoint import load_simulator
 
     simulator, config, _ = load_simulator(run)
-    settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
-                          config.data.cg_seed)
+    settings = CGSettings.from_config(config.data)
     systems = prepare_systems(reference, settings, simulator.vocabulary, sorted(set(names)))
     result = one_step_calibration(simulator, systems, config.data.dilation)
     return {"run": str(run), "covariance": config.model.covariance,

@@ -17,11 +17,11 @@ from torch_geometric.utils import scatter
 
 from eqcg.config import ModelConfig
 from eqcg.errors import ConfigError
+from eqcg.graphs.neighbors import N_EDGE_TYPES
 from eqcg.models.gaussian import GaussianAcceleration, diagonal_covariance
 from eqcg.models.interface import DynamicsNetwork, DynamicsOutput, GraphInputs, ScoreNetwork
 from eqcg.models.mlp import mlp
 from eqcg.models.registry import Variant, register_variant
-from eqcg.neighbors import N_EDGE_TYPES
 
 COVARIANCES = ("diagonal",)
 

@@ -22,8 +22,8 @@ from e3nn import o3
 from torch import nn
 from torch_geometric.utils import scatter
 
+from eqcg.graphs.neighbors import BOND_EDGE, N_EDGE_TYPES
 from eqcg.models.mlp import mlp
-from eqcg.neighbors import BOND_EDGE, N_EDGE_TYPES
 
 _RESIDUAL_SCALE = 2.0**-0.5  # see Interaction.forward
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch_geometric.utils import scatter
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -61,3 +62,16 @@ def full_covariance(log_cov: torch.Tensor, min_std: float) -> torch.Tensor:
     """``(n, 3, 3)`` covariance ``expm(S) + min_std² I`` from symmetric ``S (n, 3, 3)``."""
     eye = torch.eye(3, dtype=log_cov.dtype, device=log_cov.device)
     return torch.linalg.matrix_exp(log_cov) + (min_std**2) * eye
+
+
+def predicted_spread(
+    covariance: torch.Tensor, graph_of_bead: torch.Tensor, n_graphs: int
+) -> torch.Tensor:
+    """``(n_graphs,)`` RMS over each system's beads of the std ``sqrt(tr Σ / 3)`` (length).
+
+    Args:
+        covariance: ``(n_beads, 3, 3)`` covariance of the predicted acceleration (length²).
+        graph_of_bead: ``(n_beads,)`` system of each bead.
+    """
+    variance = torch.diagonal(covariance, dim1=-2, dim2=-1).sum(-1) / 3.0
+    return scatter(variance, graph_of_bead, dim=0, dim_size=n_graphs, reduce="mean").sqrt()

@@ -24,7 +24,7 @@ class GraphInputs:
         bead_features: ``(n_beads, embed_dim)`` invariant features from the embedding GNN.
         edge_index: ``(2, n_edges)`` source and target bead of each edge.
         edge_vec: ``(n_edges, 3)`` displacement source -> target (minimum image) / radius.
-        edge_type: ``(n_edges,)`` ``RADIUS_EDGE`` or ``BOND_EDGE`` (:mod:`eqcg.neighbors`).
+        edge_type: ``(n_edges,)`` ``RADIUS_EDGE`` or ``BOND_EDGE`` (:mod:`eqcg.graphs.neighbors`).
         batch: ``(n_beads,)`` system index of each bead.
     """
 

@@ -17,15 +17,15 @@ from torch_geometric.utils import scatter
 
 from eqcg import keys
 from eqcg.config import ModelConfig, ScoreConfig
-from eqcg.data.graph import TypeVocabulary
+from eqcg.graphs.neighbors import VerletList, cg_edges
+from eqcg.graphs.system import TypeVocabulary
 from eqcg.models.embedding import EmbeddingGNN
 from eqcg.models.gaussian import GaussianAcceleration
+from eqcg.models.integrator import finite_difference_velocities
 from eqcg.models.interface import DynamicsOutput, GraphInputs
 from eqcg.models.mlp import mlp
 from eqcg.models.registry import get_variant
-from eqcg.neighbors import VerletList, cg_edges
 from eqcg.profiling import DYNAMICS, EMBEDDING, SCORE
-from eqcg.simulate.integrator import finite_difference_velocities
 
 
 @dataclass
@@ -100,7 +100,7 @@ class Simulator(nn.Module):
     ) -> GraphInputs:
         """Typed CG edges at positions ``pos (n_beads, 3)``, normalised by the radius.
 
-        ``neighbors`` (a :class:`~eqcg.neighbors.VerletList` of the model's radius) is reused
+        ``neighbors`` (a :class:`~eqcg.graphs.neighbors.VerletList` of the model's radius) is reused
         instead of a fresh neighbour search; the edges are the same.
         """
         edge_index, edge_vec, edge_type = cg_edges(

@@ -25,6 +25,7 @@ from torch_geometric.utils import scatter
 
 from eqcg.config import ScoreConfig
 from eqcg.errors import ConfigError
+from eqcg.models.gaussian import predicted_spread
 from eqcg.simulate.langevin import (
     LEVEL_SCHEDULES,
     SCHEDULES,
@@ -107,19 +108,6 @@ class Refinement:
             return level_to_level(score, x, sigmas, noise, self.schedule)
         return annealed_langevin(score, x, sigmas, self.steps_per_level, self.step_size, noise,
                                  self.schedule, denoise=self.denoise)
-
-
-def predicted_spread(
-    covariance: torch.Tensor, graph_of_bead: torch.Tensor, n_graphs: int
-) -> torch.Tensor:
-    """``(n_graphs,)`` RMS over each system's beads of the std ``sqrt(tr Σ / 3)`` (length).
-
-    Args:
-        covariance: ``(n_beads, 3, 3)`` covariance of the predicted acceleration (length²).
-        graph_of_bead: ``(n_beads,)`` system of each bead.
-    """
-    variance = torch.diagonal(covariance, dim1=-2, dim2=-1).sum(-1) / 3.0
-    return scatter(variance, graph_of_bead, dim=0, dim_size=n_graphs, reduce="mean").sqrt()
 
 
 def noise_ladder(

@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 from eqcg import keys
 from eqcg.arguments import at_least
 from eqcg.errors import SimulationError
+from eqcg.graphs.neighbors import VerletList, cg_edges
+from eqcg.models.integrator import append_frame, euler_step
 from eqcg.models.simulator import Prediction, Simulator
-from eqcg.neighbors import VerletList, cg_edges
 from eqcg.profiling import EXCLUDED_VOLUME, GUARDS, INTEGRATOR, REFINEMENT, SAVE
-from eqcg.simulate.integrator import append_frame, euler_step
 from eqcg.simulate.langevin import NoiseFunction, gaussian_noise
 from eqcg.simulate.refinement import Refinement, noise_ladder, push_apart
 

@@ -25,12 +25,14 @@ from eqcg import keys
 from eqcg.arguments import at_least, resolve_device
 from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config
-from eqcg.data.graph import CGSystem, prepare_systems
 from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.data.trajectory import SystemTrajectory
-from eqcg.data.windows import history_frames
+from eqcg.distributed import DistributedContext, distributed_context
 from eqcg.errors import ConfigError, DataError
+from eqcg.graphs.system import CGSystem, prepare_systems
+from eqcg.graphs.windows import history_frames
 from eqcg.interrupt import Interrupted, interruptible, signal_of, uninterrupted
+from eqcg.models.checkpoint import BEST, load_simulator, resolve_checkpoint
 from eqcg.run_info import write_run_info
 from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.rollout import Refinement, RolloutFailure, RolloutResult, rollout
@@ -47,8 +49,6 @@ from eqcg.simulate.writer import (
     read_rollout_state,
     write_viewer_files,
 )
-from eqcg.train.checkpoint import BEST, load_simulator, resolve_checkpoint
-from eqcg.train.distributed import DistributedContext, distributed_context
 
 _LISTED_SYSTEMS = 8  # known system names an error message lists before abbreviating
 _COMMIT_OVERHEAD = 20  # chunks are at least this many times as far apart as one write takes
@@ -204,8 +204,7 @@ def _run_rollout(
     mine = job.systems[ctx.rank :: ctx.world]
     cg_systems: list[CGSystem] = []
     if mine:
-        settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
-                              config.data.cg_seed)
+        settings = CGSettings.from_config(config.data)
         cg_systems = prepare_systems(dataset, settings, simulator.vocabulary, mine)
     batch = (start_batch(cg_systems, simulator.history, config.data.dilation, start_frame,
                          dtype).to(ctx.device) if mine else None)

@@ -28,10 +28,11 @@ import h5py
 import mdtraj
 import numpy as np
 
-from eqcg.data.graph import CGSystem
+from eqcg.atomic import atomic_path
 from eqcg.data.store import FORMAT_NAME, FORMAT_VERSION, ROLLOUT_FILE, write_system_group
 from eqcg.data.trajectory import SystemTrajectory, Topology
 from eqcg.errors import DataError
+from eqcg.graphs.system import CGSystem
 
 STATE_GROUP = "rollout_state"
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
@@ -97,9 +98,8 @@ def write_viewer_files(out: str | os.PathLike, trajectories: list[SystemTrajecto
         if trajectory.pbc:
             traj.unitcell_vectors = np.asarray(trajectory.box, dtype=np.float32) / 10.0
         traj[0].save_pdb(str(out / f"{trajectory.name}.pdb"))
-        tmp = out / f".{trajectory.name}.tmp-{os.getpid()}.dcd"
-        traj.save_dcd(str(tmp))
-        os.replace(tmp, out / f"{trajectory.name}.dcd")
+        with atomic_path(out / f"{trajectory.name}.dcd") as tmp:
+            traj.save_dcd(str(tmp))
 
 
 @dataclass
@@ -160,17 +160,11 @@ def _write_state(f: h5py.File, state: RolloutState) -> None:
 def _replace_atomically(target: Path, write: Any, start_from_target: bool) -> None:
     """Run ``write(h5py.File)`` on a temporary copy (of ``target``, or empty) and rename it
     over ``target`` once it is complete and on disk."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(target) as tmp:
         if start_from_target:
             shutil.copyfile(target, tmp)
         with h5py.File(tmp, "a" if start_from_target else "w") as f:
             write(f)
-            f.flush()
-            os.fsync(f.id.get_vfd_handle())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def create_rollout_file(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from eqcg.atomic import write_text_atomic
 from eqcg.data.store import write_dataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import ConfigError
@@ -82,10 +83,7 @@ def check_workdir(workdir: Path, record: dict) -> bool:
 
 
 def _write_record(workdir: Path, record: dict) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    tmp = workdir / f".{RECORD_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, workdir / RECORD_FILE)
+    write_text_atomic(workdir / RECORD_FILE, json.dumps(record))
 
 
 def run_specs(

@@ -20,10 +20,9 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
 from eqcg import keys
-from eqcg.models.gaussian import GaussianAcceleration
+from eqcg.models.gaussian import GaussianAcceleration, predicted_spread
+from eqcg.models.integrator import acceleration_target, append_frame, euler_step
 from eqcg.models.simulator import Prediction, Simulator
-from eqcg.simulate.integrator import acceleration_target, append_frame, euler_step
-from eqcg.simulate.refinement import predicted_spread
 
 
 def gaussian_nll(prediction: GaussianAcceleration, target: torch.Tensor) -> torch.Tensor:

@@ -27,14 +27,13 @@ from tqdm.auto import tqdm
 from eqcg.arguments import at_least, resolve_device
 from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config, config_from_dict, save_config
-from eqcg.data.graph import CGSystem, TypeVocabulary, prepare_systems
 from eqcg.data.store import dataset_file, load_dataset
-from eqcg.data.windows import WindowDataset, split_systems
+from eqcg.distributed import DistributedContext, distributed_context
 from eqcg.errors import ConfigError, DataError
+from eqcg.graphs.system import CGSystem, TypeVocabulary, prepare_systems
+from eqcg.graphs.windows import WindowDataset, split_systems
 from eqcg.interrupt import Interrupted, interruptible, signal_of, uninterrupted
-from eqcg.models.simulator import Simulator
-from eqcg.run_info import write_run_info
-from eqcg.train.checkpoint import (
+from eqcg.models.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -45,7 +44,8 @@ from eqcg.train.checkpoint import (
     model_state,
     save_checkpoint,
 )
-from eqcg.train.distributed import DistributedContext, distributed_context
+from eqcg.models.simulator import Simulator
+from eqcg.run_info import write_run_info
 from eqcg.train.losses import LossTerms, compute_losses
 
 METRICS_CSV = "metrics.csv"
@@ -252,7 +252,7 @@ def train(
             would (for time-limited jobs: continue later with ``resume=True``); 0 writes the
             initial state.
         resume: continue from ``run_dir/checkpoints/last.pt``. The config must be the run's
-            except for the keys in :data:`~eqcg.train.checkpoint.RESUMABLE_KEYS` (budget and
+            except for the keys in :data:`~eqcg.models.checkpoint.RESUMABLE_KEYS` (budget and
             logging), and the dataset the one it was trained on unless ``force_data``.
         force_data: let ``resume`` continue on another dataset than the run's.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
@@ -300,8 +300,7 @@ def _train(
     dataset = load_dataset(data)
     train_names, val_names, test_names = split_systems(dataset.names, config.data.split,
                                                        config.data.split_seed)
-    settings = CGSettings(config.data.cg_level, config.data.whole_molecule_max_atoms,
-                          config.data.cg_seed)
+    settings = CGSettings.from_config(config.data)
     if resume:
         simulator, _ = build_simulator(state, str(last_path))
         vocabulary = simulator.vocabulary

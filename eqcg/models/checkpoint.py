@@ -19,9 +19,10 @@ from typing import Any
 import torch
 import yaml
 
+from eqcg.atomic import atomic_path
 from eqcg.config import Config, config_from_dict
-from eqcg.data.graph import TypeVocabulary
 from eqcg.errors import CheckpointError, ConfigError, EqcgError
+from eqcg.graphs.system import TypeVocabulary
 from eqcg.models.simulator import Simulator
 
 FORMAT_NAME = "eqcg-checkpoint"
@@ -37,17 +38,8 @@ RESUMABLE_KEYS = ("train.max_steps", "train.val_every", "train.log_every",
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

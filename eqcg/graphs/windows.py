@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from eqcg.data.graph import CGGraph, CGSystem
 from eqcg.errors import DataError
+from eqcg.graphs.system import CGGraph, CGSystem
 
 
 def history_frames(start: int, history: int, dilation: int) -> np.ndarray:
