@@ -29,6 +29,7 @@ import yaml
 
 from eqcg.config import load_config, save_config
 from eqcg.errors import ConfigError
+from eqcg.models.registry import check_variant
 from eqcg.run_info import write_run_info
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,9 @@ def load_spec(path: str | os.PathLike) -> AblationSpec:
 
 def variant_config(spec: AblationSpec, name: str):
     """The resolved config of variant ``name``."""
-    return load_config(spec.config, spec.shared + spec.variants[name])
+    config = load_config(spec.config, spec.shared + spec.variants[name])
+    check_variant(config.model, f"{spec.config} (variant {name!r})")
+    return config
 
 
 def _dataset(spec: AblationSpec, out: Path) -> Path:

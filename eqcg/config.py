@@ -53,7 +53,7 @@ class ModelConfig:
     avg_neighbors: float = 10.0  # equivariant only: neighbour sums are divided by this (NequIP)
     covariance: str = "diagonal"  # acceleration spread: diagonal (baseline) / isotropic / full
     min_std: float = 0.05  # floor of the predicted acceleration std (normalised units)
-    property_head: bool = False  # predict a radius-of-gyration residual (polymer chains)
+    property_head: bool = False  # predict the whole-system Rg residual (one chain per system)
 
 
 @dataclass

@@ -14,9 +14,9 @@ from torch_geometric.data import Batch
 from eqcg import keys
 from eqcg.config import ModelConfig, ScoreConfig
 from eqcg.errors import ConfigError
-from eqcg.models.baseline import BaselineDynamics, BaselineScore, build
+from eqcg.models.baseline import BaselineDynamics, BaselineScore
 from eqcg.models.integrator import acceleration_target
-from eqcg.models.registry import get_variant
+from eqcg.models.registry import check_variant, get_variant
 from eqcg.models.simulator import Simulator
 from eqcg.testing import random_batch
 
@@ -153,5 +153,5 @@ def test_registered_and_rejects_other_covariances() -> None:
     assert variant.covariances == ("diagonal",)
     dynamics, score = variant.build(MODEL, HISTORY)
     assert isinstance(dynamics, BaselineDynamics) and isinstance(score, BaselineScore)
-    with pytest.raises(ConfigError, match="covariance"):
-        build(ModelConfig(variant="baseline", covariance="isotropic"), HISTORY)
+    with pytest.raises(ConfigError, match="covariance 'isotropic' is not supported by variant"):
+        check_variant(ModelConfig(variant="baseline", covariance="isotropic"), "test")

@@ -20,10 +20,9 @@ from eqcg.config import ModelConfig, ScoreConfig
 from eqcg.equivariance import cube_symmetries, permute_batch, random_orthogonal, transform_batch
 from eqcg.errors import ConfigError
 from eqcg.graphs.neighbors import BOND_EDGE, RADIUS_EDGE
-from eqcg.models.equivariant import build
 from eqcg.models.equivariant_layers import ChannelwiseTensorProduct, EdgeEncoding
 from eqcg.models.integrator import acceleration_target
-from eqcg.models.registry import get_variant
+from eqcg.models.registry import check_variant, get_variant
 from eqcg.models.simulator import Simulator
 from eqcg.testing import random_batch
 
@@ -253,5 +252,5 @@ def test_envelope_cuts_radius_edges_but_not_bonds() -> None:
 def test_registered_with_its_covariances() -> None:
     variant = get_variant("equivariant")
     assert variant.covariances == ("isotropic", "full")
-    with pytest.raises(ConfigError, match="covariance"):
-        build(ModelConfig(variant="equivariant", covariance="diagonal"), HISTORY)
+    with pytest.raises(ConfigError, match="covariance 'diagonal' is not supported by variant"):
+        check_variant(ModelConfig(variant="equivariant", covariance="diagonal"), "test")

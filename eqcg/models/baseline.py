@@ -16,7 +16,6 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from eqcg.config import ModelConfig
-from eqcg.errors import ConfigError
 from eqcg.graphs.neighbors import N_EDGE_TYPES
 from eqcg.models.gaussian import GaussianAcceleration, diagonal_covariance
 from eqcg.models.interface import DynamicsNetwork, DynamicsOutput, GraphInputs, ScoreNetwork
@@ -153,11 +152,6 @@ class BaselineScore(ScoreNetwork):
 
 def build(model: ModelConfig, history: int) -> tuple[BaselineDynamics, BaselineScore]:
     """The baseline dynamics and score networks for ``model`` and ``k = history``."""
-    if model.covariance not in COVARIANCES:
-        raise ConfigError(
-            f"model.covariance {model.covariance!r} is not supported by the baseline variant "
-            f"(supported: {', '.join(COVARIANCES)})"
-        )
     return BaselineDynamics(model, history), BaselineScore(model)
 
 

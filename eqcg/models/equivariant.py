@@ -26,7 +26,6 @@ from e3nn import o3
 from torch import nn
 
 from eqcg.config import ModelConfig
-from eqcg.errors import ConfigError
 from eqcg.models.equivariant_layers import (
     ChannelwiseTensorProduct,
     EdgeEncoding,
@@ -95,11 +94,6 @@ class EquivariantDynamics(DynamicsNetwork):
 
     def __init__(self, model: ModelConfig, history: int):
         super().__init__()
-        if model.covariance not in COVARIANCES:
-            raise ConfigError(
-                f"model.covariance {model.covariance!r} is not supported by the equivariant "
-                f"variant (supported: {', '.join(COVARIANCES)})"
-            )
         n_velocities = history - 1
         irreps_gated = gated_irreps(model.vector_channels, model.lmax)
         self.irreps_latent = hidden_irreps(model.latent_dim, irreps_gated)

@@ -24,7 +24,7 @@ from eqcg.models.gaussian import GaussianAcceleration
 from eqcg.models.integrator import finite_difference_velocities
 from eqcg.models.interface import DynamicsOutput, GraphInputs
 from eqcg.models.mlp import mlp
-from eqcg.models.registry import get_variant
+from eqcg.models.registry import check_variant, get_variant
 from eqcg.profiling import DYNAMICS, EMBEDDING, SCORE
 
 
@@ -74,6 +74,7 @@ class Simulator(nn.Module):
             len(vocabulary.atom_types), len(vocabulary.bond_types), model.embed_dim,
             model.embed_layers, model.mlp_layers,
         )
+        check_variant(model, "model")
         self.dynamics, self.score_network = get_variant(model.variant).build(model, history)
         self.property_head = (
             mlp(self.dynamics.invariant_dim, model.latent_dim, 1, model.mlp_layers,

@@ -44,6 +44,7 @@ from eqcg.models.checkpoint import (
     model_state,
     save_checkpoint,
 )
+from eqcg.models.registry import check_variant
 from eqcg.models.simulator import Simulator
 from eqcg.run_info import write_run_info
 from eqcg.train.losses import LossTerms, compute_losses
@@ -263,6 +264,7 @@ def train(
     Ctrl-C and SIGTERM (preemption) write ``last.pt`` and raise
     :class:`~eqcg.interrupt.Interrupted` saying the step reached.
     """
+    check_variant(config.model, "config")
     if max_steps is not None:
         at_least("max_steps (--max-steps)", max_steps, 1)
         config = dataclasses.replace(
