@@ -21,6 +21,7 @@ from eqcg.cg.mapping import CGMapping, CGSettings, cached_mapping, coarse_grain_
 from eqcg.data.store import TrajectoryDataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import DataError
+from eqcg.metrics.structure import radius_of_gyration
 
 
 class CGGraph(Data):
@@ -100,13 +101,6 @@ def _bond_type_names(system: SystemTrajectory) -> np.ndarray:
     names = np.asarray(top.type_names)[top.types[top.bonds]]
     names.sort(axis=1)
     return np.char.add(np.char.add(names[:, 0], "-"), names[:, 1])
-
-
-def radius_of_gyration(pos: np.ndarray, masses: np.ndarray) -> np.ndarray:
-    """Mass-weighted radius of gyration of ``pos (..., n, 3)``; returns shape ``(...)``."""
-    w = masses / masses.sum()
-    com = np.einsum("n,...nd->...d", w, pos)
-    return np.sqrt(np.einsum("n,...n->...", w, ((pos - com[..., None, :]) ** 2).sum(-1)))
 
 
 @dataclass
@@ -206,7 +200,7 @@ class CGSystem:
             target = self.bead_positions[target_frame]
             fields[keys.TARGET_POS] = torch.as_tensor(target, dtype=dtype)
             fields[keys.TARGET_RG] = torch.tensor(
-                [radius_of_gyration(target, self.mapping.bead_masses)], dtype=dtype
+                [float(radius_of_gyration(target, self.mapping.bead_masses))], dtype=dtype
             )
         return CGGraph(num_nodes=self.n_beads, **fields)
 

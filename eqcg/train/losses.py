@@ -86,7 +86,13 @@ class LossTerms:
 
 def radius_of_gyration(pos: torch.Tensor, masses: torch.Tensor, batch: torch.Tensor,
                        n_graphs: int) -> torch.Tensor:
-    """``(n_graphs,)`` mass-weighted radius of gyration of ``pos (n, 3)`` per system."""
+    """``(n_graphs,)`` mass-weighted radius of gyration of ``pos (n, 3)`` per system.
+
+    The whole-system Rg of :func:`eqcg.metrics.structure.radius_of_gyration` with
+    ``groups=None`` (what the property head predicts and its target holds), in torch for the
+    loss's gradient; evaluation reports the per-molecule Rg, the same number for the polymer
+    data's one chain per system.
+    """
     total = scatter(masses, batch, dim=0, dim_size=n_graphs, reduce="sum")
     com = scatter(masses[:, None] * pos, batch, dim=0, dim_size=n_graphs, reduce="sum")
     com = com / total[:, None]
