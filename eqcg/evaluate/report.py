@@ -279,7 +279,8 @@ def _system_plots(
                                             f"lag [{u.time}]", "C(t)", series=series, hline=0.0))
     for species in views["model"].msd:
         panels["msd"].append(plots.Panel(
-            f"{name}: MSD of {species} (shaded: fit window)", f"lag [{u.time}]",
+            f"{name}: MSD of {species} (shading in a line's colour: its fit window)",
+            f"lag [{u.time}]",
             f"MSD [{u.length}²]", log=True,
             series={label: (p.lag_time, p.msd[species]) for label, p in shown.items()
                     if species in p.msd},
@@ -601,6 +602,9 @@ COMPARISON_COLUMNS: dict[str, tuple[str, Callable[[dict], float | None]]] = {
 }
 
 
+READING = {"nll": "lower is better", "calibration": "closer to 3 is better"}  # else: higher
+
+
 def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> dict:
     """Line up evaluations (directories written by :func:`evaluate`) in one table and plots.
 
@@ -628,8 +632,9 @@ def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) ->
              **{col: reader(m) for col, (_, reader) in COMPARISON_COLUMNS.items()}}
             for label, (d, m) in zip(labels, reports, strict=True)]
     speed_units = sorted({m["aggregate"]["speed"]["unit"] for _, m in reports})
-    panels = [plots.Panel(title + (f" [{', '.join(speed_units)}]" if col == "model_speed" else ""),
-                          "", "", kind="bar", series={col: (labels, [row[col] for row in rows])})
+    panels = [plots.Panel(f"{title} ({READING.get(col, 'higher is better')})", "",
+                          title + (f" [{', '.join(speed_units)}]" if col == "model_speed" else ""),
+                          kind="bar", series={col: (labels, [row[col] for row in rows])})
               for col, (title, _) in COMPARISON_COLUMNS.items()
               if any(row[col] is not None for row in rows)]
     bar_plots = {}
