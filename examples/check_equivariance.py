@@ -2,6 +2,8 @@
 
     python examples/check_equivariance.py configs/polymer_equivariant.yaml
     python examples/check_equivariance.py example-runs/equivariant
+
+A config needs nothing else; a run directory comes from ``examples/train_from_python.py``.
 """
 
 import argparse

@@ -1,6 +1,9 @@
 """Load a rollout into mdtraj and ASE (and write an extxyz for OVITO).
 
     python examples/load_rollout.py example-runs/rollout
+
+Needs a rollout directory: ``examples/rollout_and_plot_rg.py`` writes ``example-runs/rollout``
+(after ``examples/train_from_python.py``), or any ``eqcg rollout --out DIR``.
 """
 
 import argparse

@@ -2,7 +2,9 @@
 
     python examples/rollout_and_plot_rg.py example-runs/equivariant example-runs/polymer-data
 
-Writes the rollout next to the run and `rg.png`.
+Needs the run and data that ``examples/train_from_python.py --out example-runs`` writes.
+Writes the rollout next to the run (``example-runs/rollout``, which
+``examples/load_rollout.py`` reads) and `rg.png`.
 """
 
 import argparse

@@ -3,7 +3,8 @@
     python examples/train_from_python.py --out example-runs
 
 Generates 6 bead-spring chains with LAMMPS, trains for a few hundred steps and prints the
-validation NLL before and after.
+validation NLL before and after. Run it first: the other examples read what it writes
+(``example-runs/polymer-data`` and ``example-runs/equivariant``).
 """
 
 import argparse
