@@ -162,16 +162,33 @@ def ingest(
     _check_output_directory(Path(out))
     top, paths = Path(topology), [Path(p) for p in trajectories]
     fmt = fmt or detect_format(top, paths)
-    if fmt not in FORMATS:
-        raise DataError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    options = _Options(name or top.stem, units, timestep, frame_interval)
-    system = FORMATS[fmt].read(top, paths, options)
+    system = read_system(top, paths, fmt=fmt, name=name, units=units, timestep=timestep,
+                         frame_interval=frame_interval)
     files = ", ".join(str(p) for p in [top, *paths])
     path = write_dataset(out, [system], source=f"eqcg ingest ({fmt}): {files}")
     write_run_info(path.parent, None, None, [], extra={
         "format": fmt, "files": [str(p) for p in [top, *paths]], "units": system.units,
     })
     return path
+
+
+def read_system(
+    topology: PathLike,
+    trajectories: Sequence[PathLike],
+    *,
+    fmt: str | None = None,
+    name: str | None = None,
+    units: str | None = None,
+    timestep: float | None = None,
+    frame_interval: float | None = None,
+) -> SystemTrajectory:
+    """Read one system's files as :func:`ingest` does (same arguments), without writing it."""
+    top, paths = Path(topology), [Path(p) for p in trajectories]
+    fmt = fmt or detect_format(top, paths)
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    return FORMATS[fmt].read(top, paths, _Options(name or top.stem, units, timestep,
+                                                  frame_interval))
 
 
 def _check_output_directory(out: Path) -> None:
