@@ -20,7 +20,8 @@ import json
 import os
 import shutil
 import time as _time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import mdtraj
 import numpy as np
 
 from eqcg.atomic import atomic_path
+from eqcg.cg.mapping import CGSettings
 from eqcg.data.store import FORMAT_NAME, FORMAT_VERSION, ROLLOUT_FILE, write_system_group
 from eqcg.data.trajectory import SystemTrajectory, Topology
 from eqcg.errors import DataError
@@ -36,6 +38,49 @@ from eqcg.graphs.system import CGSystem
 
 STATE_GROUP = "rollout_state"
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
+
+
+@dataclass(frozen=True)
+class RolloutAttrs:
+    """The attributes every system of ``rollout.h5`` carries: what evaluation reads back.
+
+    Attributes:
+        reference_system: the dataset system the rollout started from.
+        cg_level, whole_molecule_max_atoms, cg_seed: the CG settings of its beads.
+        start_frame: the reference frame at the rollout's frame 0.
+        dilation: reference frames per learned step.
+        wall_seconds: wall-clock seconds spent stepping (all systems of the rollout together).
+        model: the variant that made it.
+    """
+
+    reference_system: str
+    cg_level: int
+    whole_molecule_max_atoms: int
+    cg_seed: int
+    start_frame: int
+    dilation: int
+    wall_seconds: float
+    model: str
+
+    @property
+    def cg_settings(self) -> CGSettings:
+        """The CG settings that map the reference system's atoms to these beads."""
+        return CGSettings(self.cg_level, self.whole_molecule_max_atoms, self.cg_seed)
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The attributes as stored (a system's ``attrs``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], where: str) -> RolloutAttrs:
+        """Read them from a system's ``attrs`` (a :class:`DataError` naming any missing)."""
+        missing = [f.name for f in fields(cls) if f.name not in attrs]
+        if missing:
+            raise DataError(f"{where}: attributes {missing} are missing")
+        return cls(str(attrs["reference_system"]), int(attrs["cg_level"]),
+                   int(attrs["whole_molecule_max_atoms"]), int(attrs["cg_seed"]),
+                   int(attrs["start_frame"]), int(attrs["dilation"]),
+                   float(attrs["wall_seconds"]), str(attrs["model"]))
 
 
 def bead_trajectory(
@@ -51,7 +96,7 @@ def bead_trajectory(
         positions: ``(n_frames, n_beads, 3)`` unwrapped bead positions.
         time: ``(n_frames,)`` simulated time (ps or tau).
         box: ``(3, 3)`` cell vectors as rows (constant during a rollout).
-        attrs: metadata to store with the system.
+        attrs: metadata to store with the system: :meth:`RolloutAttrs.to_attrs` and any more.
     """
     mapping = system.mapping
     return SystemTrajectory(
@@ -259,7 +304,8 @@ def rollout_status(out: str | os.PathLike) -> str | None:
 
 
 __all__ = [
-    "COMPLETE", "FAILED", "ROLLOUT_FILE", "RUNNING", "RolloutHeader", "RolloutState",
+    "COMPLETE", "FAILED", "ROLLOUT_FILE", "RUNNING", "RolloutAttrs", "RolloutHeader",
+    "RolloutState",
     "append_frames", "bead_trajectory", "create_rollout_file", "mdtraj_topology",
     "read_rollout_state", "rollout_status", "write_viewer_files",
 ]
