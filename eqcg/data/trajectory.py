@@ -16,6 +16,10 @@ import scipy.sparse.csgraph
 from eqcg.errors import DataError
 from eqcg.units import unit_system
 
+# key of a system's attrs: wall-clock seconds of the LAMMPS run that generated it (the sum of its
+# loop times), stored by eqcg.systems.generate and read for the speed-ups of an evaluation
+LAMMPS_WALL_SECONDS = "lammps_wall_s"
+
 
 @dataclass
 class Topology:

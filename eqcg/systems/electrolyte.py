@@ -51,7 +51,7 @@ from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import SimulationError
 from eqcg.systems import peo_litfsi_forcefield as ff
 from eqcg.systems.generate import LammpsJob, SystemSpec, run_specs
-from eqcg.systems.lammps import LOG_FILE, lammps_wall_seconds
+from eqcg.systems.lammps import LOG_FILE
 
 AVOGADRO = 6.02214076e23
 MIN_DISTANCE = 2.5  # Å, closest approach of atoms of different molecules when packing
@@ -491,7 +491,6 @@ def read_output(recipe: ElectrolyteRecipe, workdir: Path) -> SystemTrajectory:
     attrs = {
         **recipe.attrs(),
         "density_npt_g_cm3": npt_density(workdir),
-        "lammps_wall_s": lammps_wall_seconds(workdir),
     }
     return replace(
         traj,

@@ -17,17 +17,17 @@ import os
 import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from eqcg.atomic import write_text_atomic
 from eqcg.data.store import write_dataset
-from eqcg.data.trajectory import SystemTrajectory
+from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory
 from eqcg.errors import ConfigError
 from eqcg.run_info import write_run_info
-from eqcg.systems.lammps import lammps_finished, run_lammps
+from eqcg.systems.lammps import lammps_finished, lammps_wall_seconds, run_lammps
 
 LAMMPS_DIR = "lammps"
 RECORD_FILE = "eqcg-system.json"  # in each system's LAMMPS directory: what generated it
@@ -86,6 +86,13 @@ def _write_record(workdir: Path, record: dict) -> None:
     write_text_atomic(workdir / RECORD_FILE, json.dumps(record))
 
 
+def _with_wall_time(system: SystemTrajectory, workdir: Path) -> SystemTrajectory:
+    """``system`` with the wall time of its finished LAMMPS run in ``workdir`` (seconds) in its
+    attrs."""
+    wall = lammps_wall_seconds(workdir)
+    return replace(system, attrs={**system.attrs, LAMMPS_WALL_SECONDS: wall})
+
+
 def run_specs(
     specs: list[SystemSpec],
     out: str | os.PathLike,
@@ -141,7 +148,8 @@ def run_specs(
             future.result()
             overall.update()
     overall.close()
-    systems = (spec.read_output(workdirs[spec.name]) for spec in specs)  # one at a time
+    systems = (_with_wall_time(spec.read_output(workdirs[spec.name]), workdirs[spec.name])
+               for spec in specs)  # one at a time
     path = write_dataset(out, systems, source=source)
     write_run_info(out, None, None, [], extra={"source": source,
                                                "systems": [spec.name for spec in specs]})
