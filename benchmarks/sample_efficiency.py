@@ -58,7 +58,7 @@ from eqcg.train.trainer import train, validate
 
 REPO = Path(__file__).resolve().parent.parent
 WORK_DIR = RESULTS_DIR / "sample_efficiency"
-SMALL_WIDTHS = ["model.latent_dim=32", "model.vector_channels=8"]
+SMALL_WIDTHS = ["model.latent_dim=32", "model.equivariant.vector_channels=8"]
 
 
 def parse_args() -> argparse.Namespace:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +97,11 @@ def load_spec(path: str | os.PathLike) -> AblationSpec:
 
 
 def variant_config(spec: AblationSpec, name: str):
-    """The resolved config of variant ``name``."""
+    """The resolved config of variant ``name`` (its variant options filled in)."""
     config = load_config(spec.config, spec.shared + spec.variants[name])
-    check_variant(config.model, f"{spec.config} (variant {name!r})")
-    return config
+    return replace(
+        config, model=check_variant(config.model, f"{spec.config} (variant {name!r})")
+    )
 
 
 def _dataset(spec: AblationSpec, out: Path) -> Path:

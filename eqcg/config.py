@@ -4,11 +4,17 @@ Loading validates as it goes: an unknown key, a value of the wrong type or an ou
 value raises :class:`~eqcg.errors.ConfigError` naming the key (``model.latent_dim``) and the
 file. ``--set a.b=value`` overrides are applied with the same checks. The resolved config is
 saved next to every run's outputs.
+
+A variant's own options form a section under ``model`` named after it
+(``model.equivariant: {lmax: 2}``). This module keeps such sections as plain mappings, so that
+loading a config needs no torch; the variant registry (:mod:`eqcg.models.registry`) types and
+checks them, with the same errors, when the variant is resolved.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import typing
@@ -20,6 +26,7 @@ import yaml
 
 from eqcg.errors import ConfigError
 
+logger = logging.getLogger(__name__)
 
 @dataclass
 class DataConfig:
@@ -47,13 +54,18 @@ class ModelConfig:
     message_passing_steps: int = 3  # processor steps of the dynamics GNN (paper: 7)
     score_message_passing_steps: int = 2  # processor steps of the score GNN
     mlp_layers: int = 2  # hidden layers of every MLP (paper: 2)
-    vector_channels: int = 16  # equivariant only: number of 1o (vector) channels per bead
-    lmax: int = 1  # equivariant only: max degree of edge harmonics (1 meets the speed target)
-    radial_basis: int = 8  # equivariant only: Bessel radial basis functions per edge
-    avg_neighbors: float = 10.0  # equivariant only: neighbour sums are divided by this (NequIP)
-    covariance: str = "diagonal"  # acceleration spread: diagonal (baseline) / isotropic / full
+    # acceleration spread, one the variant supports: diagonal (baseline) / isotropic / full
+    covariance: str = "diagonal"
     min_std: float = 0.05  # floor of the predicted acceleration std (normalised units)
     property_head: bool = False  # predict the whole-system Rg residual (one chain per system)
+    # variant name -> its options, written as ``model.<variant>: {...}`` (none: the defaults);
+    # plain mappings here, typed and checked by the variant registry
+    options: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"yaml": False})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, each variant's options as the section ``<variant>``."""
+        plain = {f.name: _to_plain(getattr(self, f.name)) for f in _yaml_fields(ModelConfig)}
+        return {**plain, **_to_plain(self.options)}
 
 
 @dataclass
@@ -110,13 +122,21 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # where the config was read from (a file, a checkpoint), for error messages; not saved
+    source: str = field(default="config", compare=False, metadata={"yaml": False})
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        """Plain data, as a YAML config file writes it."""
+        return {
+            "data": _to_plain(dataclasses.asdict(self.data)),
+            "model": self.model.to_dict(),
+            "score": _to_plain(dataclasses.asdict(self.score)),
+            "train": _to_plain(dataclasses.asdict(self.train)),
+        }
 
 
+# model.covariance is checked against the variant's own modes by the registry
 _CHOICES = {
-    "model.covariance": ("diagonal", "isotropic", "full"),
     "score.step_schedule": ("ncsn", "constant", "ancestral", "geometric", "ddim"),
     "score.refine_start": ("top", "spread"),
     "score.training_levels": ("ladder", "spread"),
@@ -124,12 +144,14 @@ _CHOICES = {
 _POSITIVE = {
     "data.history", "data.dilation", "data.stride", "data.cg_level", "model.radius",
     "model.embed_dim", "model.latent_dim", "model.message_passing_steps", "model.mlp_layers",
-    "model.vector_channels", "model.radial_basis", "model.avg_neighbors", "model.min_std",
-    "score.sigma_begin",
-    "score.sigma_end", "score.n_levels", "score.step_size", "train.batch_size",
-    "train.max_steps", "train.lr", "train.lr_decay", "train.grad_clip", "train.val_every",
-    "train.val_windows",
-    "train.log_every", "train.checkpoint_every",
+    "model.min_std", "score.sigma_begin", "score.sigma_end", "score.n_levels", "score.step_size",
+    "train.batch_size", "train.max_steps", "train.lr", "train.lr_decay", "train.grad_clip",
+    "train.val_every", "train.val_windows", "train.log_every", "train.checkpoint_every",
+}
+# keys that moved into a variant's section (configs and checkpoints written before the move)
+MOVED_KEYS = {
+    f"model.{name}": f"model.equivariant.{name}"
+    for name in ("vector_channels", "lmax", "radial_basis", "avg_neighbors")
 }
 
 
@@ -178,11 +200,21 @@ def _coerce(value: Any, annotation: Any, key: str, where: str) -> Any:
     raise ConfigError(f"{where}: {key} has unsupported type {annotation}")
 
 
-def _build(cls: type, data: Any, prefix: str, where: str) -> Any:
+def _yaml_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` that are keys of its YAML section."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)]
+
+
+def build_section(cls: type, data: Any, prefix: str, where: str) -> Any:
+    """The dataclass ``cls`` from the mapping ``data`` of section ``prefix`` (read from
+    ``where``): unknown keys and values of the wrong type are :class:`ConfigError` s naming the
+    key and ``where``; absent keys take their defaults."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {prefix or 'config'} must be a mapping, got {data!r}")
+    if cls is ModelConfig:
+        data, options = _split_options(data)
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in _yaml_fields(cls)}
     unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
@@ -194,18 +226,60 @@ def _build(cls: type, data: Any, prefix: str, where: str) -> Any:
         key = f"{prefix}.{name}" if prefix else name
         annotation = hints[name]
         if dataclasses.is_dataclass(annotation):
-            values[name] = _build(annotation, value, key, where)
+            values[name] = build_section(annotation, value, key, where)
         else:
             values[name] = _coerce(value, annotation, key, where)
+    if cls is ModelConfig:
+        values["options"] = options
     return cls(**values)
 
 
+def _split_options(model: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``model`` data without its variant sections (mappings under names that are no
+    :class:`ModelConfig` key), and those sections."""
+    keys = {f.name for f in _yaml_fields(ModelConfig)}
+    options = {
+        name: dict(value) for name, value in model.items()
+        if isinstance(name, str) and name not in keys and isinstance(value, dict)
+    }
+    return {k: v for k, v in model.items() if k not in options}, options
+
+
+def _migrate(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``data`` with the :data:`MOVED_KEYS` of an older config moved to their new places (an
+    error if both places are given)."""
+    model = data.get("model")
+    if not isinstance(model, dict):
+        return data
+    model = dict(model)
+    for old, new in MOVED_KEYS.items():
+        name = old.split(".")[1]
+        if name not in model:
+            continue
+        section_name, new_name = new.split(".")[1:]
+        section = model.get(section_name, {})
+        if not isinstance(section, dict) or new_name in section:
+            raise ConfigError(f"{where}: {old} and {new} are both given ({old} is the old name "
+                              f"of {new}: keep only {new})")
+        model[section_name] = {**section, new_name: model.pop(name)}
+        logger.warning("%s: %s is now %s (moved)", where, old, new)
+    return {**data, "model": model}
+
+
+def require_positive(section: Any, names: tuple[str, ...], prefix: str, where: str) -> None:
+    """:class:`ConfigError` naming ``prefix.name`` and ``where`` unless every ``names``
+    attribute of ``section`` is > 0."""
+    for name in names:
+        value = getattr(section, name)
+        if not value > 0:
+            raise ConfigError(f"{where}: {prefix}.{name} must be > 0, got {value}")
+
+
 def _check(config: Config, where: str) -> None:
-    plain = config.to_dict()
-    for key in _POSITIVE:
+    for key in sorted(_POSITIVE):
         section, name = key.split(".")
-        if not plain[section][name] > 0:
-            raise ConfigError(f"{where}: {key} must be > 0, got {plain[section][name]}")
+        require_positive(getattr(config, section), (name,), section, where)
+    plain = config.to_dict()
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         if plain[section][name] not in choices:
@@ -214,11 +288,6 @@ def _check(config: Config, where: str) -> None:
             )
     if config.data.history < 2:
         raise ConfigError(f"{where}: data.history must be >= 2 (velocities need two frames)")
-    if config.model.lmax < 1:
-        raise ConfigError(
-            f"{where}: model.lmax must be >= 1 (degree of the edge harmonics; 1 and 2 are used, "
-            f"0 gives edges no direction), got {config.model.lmax}"
-        )
     if config.score.refine_levels < 0 or config.score.excluded_volume < 0:
         raise ConfigError(f"{where}: score.refine_levels and score.excluded_volume must be >= 0")
     if config.score.sigma_end > config.score.sigma_begin:
@@ -231,10 +300,17 @@ def _check(config: Config, where: str) -> None:
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
-    """Build and validate a :class:`Config` from plain data (e.g. parsed YAML)."""
-    config = _build(Config, data or {}, "", where)
+    """Build and validate a :class:`Config` from plain data (e.g. parsed YAML).
+
+    Keys of older configs (:data:`MOVED_KEYS`) are moved to their new places, with a warning;
+    variant sections stay plain mappings (checked by the registry).
+    """
+    data = data or {}
+    if isinstance(data, dict):
+        data = _migrate(data, where)
+    config = build_section(Config, data, "", where)
     _check(config, where)
-    return config
+    return dataclasses.replace(config, source=where)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -306,6 +382,7 @@ def save_config(config: Config, path: str | os.PathLike) -> None:
 
 
 __all__ = [
-    "Config", "DataConfig", "ModelConfig", "ScoreConfig", "TrainConfig", "apply_overrides",
-    "config_from_dict", "load_config", "save_config",
+    "MOVED_KEYS", "Config", "DataConfig", "ModelConfig", "ScoreConfig", "TrainConfig",
+    "apply_overrides", "build_section", "config_from_dict", "load_config", "require_positive",
+    "save_config",
 ]

@@ -28,7 +28,8 @@ def main() -> None:
 
     config = eqcg.load_config("configs/polymer_equivariant.yaml",
                               [f"train.max_steps={args.steps}", "train.val_every=100",
-                               "model.latent_dim=32", "model.vector_channels=8"])
+                               "model.latent_dim=32",
+                               "model.equivariant.vector_channels=8"])
     result = eqcg.train(config, data, args.out / "equivariant")
     with open(result.run_dir / "metrics.csv", newline="") as f:
         validation = [row for row in csv.DictReader(f) if row["split"] == "val"]

@@ -150,8 +150,11 @@ class BaselineScore(ScoreNetwork):
         return self.decoder(self.network(nodes, graph))
 
 
-def build(model: ModelConfig, history: int) -> tuple[BaselineDynamics, BaselineScore]:
-    """The baseline dynamics and score networks for ``model`` and ``k = history``."""
+def build(
+    model: ModelConfig, options: None, history: int
+) -> tuple[BaselineDynamics, BaselineScore]:
+    """The baseline dynamics and score networks for ``model`` and ``k = history`` (the
+    baseline has no options of its own)."""
     return BaselineDynamics(model, history), BaselineScore(model)
 
 
@@ -160,4 +163,5 @@ register_variant(Variant(
     build=build,
     covariances=COVARIANCES,
     description="frame-dependent GNS-style MLP graph networks (diagonal covariance)",
+    equivariant=False,
 ))

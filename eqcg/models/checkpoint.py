@@ -101,9 +101,9 @@ def config_changes(stored: Config, requested: Config, allowed: tuple[str, ...] =
     """``key: stored -> requested`` for every config value that differs, except ``allowed``."""
     old, new = stored.to_dict(), requested.to_dict()
     return [
-        f"{section}.{key}: {value!r} -> {new[section][key]!r}"
-        for section, values in old.items() for key, value in values.items()
-        if value != new[section][key] and f"{section}.{key}" not in allowed
+        f"{section}.{key}: {old[section].get(key)!r} -> {new[section].get(key)!r}"
+        for section in old for key in {**old[section], **new[section]}
+        if old[section].get(key) != new[section].get(key) and f"{section}.{key}" not in allowed
     ]
 
 

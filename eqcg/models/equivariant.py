@@ -3,7 +3,8 @@
 Rotating, reflecting or translating the input history (and the box with it) rotates the
 predicted acceleration mean and score, and the covariance transforms as ``R Σ Rᵀ``; permuting
 beads permutes the outputs. Node features are irreps ``{latent_dim}x0e + irreps_gated``
-(``vector_channels x 1o``, plus ``2e`` channels when ``lmax >= 2``; see
+(``vector_channels x 1o``, plus ``2e`` channels when ``lmax >= 2``, options of the section
+``model.equivariant``: :class:`EquivariantOptions`; see
 :func:`~eqcg.models.equivariant_layers.gated_irreps`), updated by NequIP-style channel-wise
 tensor-product convolutions with gates (:class:`~eqcg.models.equivariant_layers.Interaction`).
 
@@ -21,11 +22,14 @@ about as fast as the baseline at the same ``latent_dim`` and ``lmax=2`` about 1.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from e3nn import o3
 from torch import nn
 
-from eqcg.config import ModelConfig
+from eqcg.config import ModelConfig, require_positive
+from eqcg.errors import ConfigError
 from eqcg.models.equivariant_layers import (
     ChannelwiseTensorProduct,
     EdgeEncoding,
@@ -42,7 +46,27 @@ from eqcg.models.gaussian import GaussianAcceleration, full_covariance, isotropi
 from eqcg.models.interface import DynamicsNetwork, DynamicsOutput, GraphInputs, ScoreNetwork
 from eqcg.models.registry import Variant, register_variant
 
-COVARIANCES = ("isotropic", "full")
+COVARIANCES = ("full", "isotropic")
+
+
+@dataclass
+class EquivariantOptions:
+    """The variant's own options (config section ``model.equivariant``)."""
+
+    vector_channels: int = 16  # number of 1o (vector) channels per bead
+    lmax: int = 1  # max degree of edge harmonics (1 meets the speed target; 2 adds 2e features)
+    radial_basis: int = 8  # Bessel radial basis functions per edge
+    avg_neighbors: float = 10.0  # neighbour sums are divided by this (NequIP)
+
+    def validate(self, prefix: str, where: str) -> None:
+        """:class:`~eqcg.errors.ConfigError` naming ``prefix.key`` for an out-of-range value."""
+        require_positive(self, ("vector_channels", "radial_basis", "avg_neighbors"), prefix,
+                         where)
+        if self.lmax < 1:
+            raise ConfigError(
+                f"{where}: {prefix}.lmax must be >= 1 (degree of the edge harmonics; 1 and 2 "
+                f"are used, 0 gives edges no direction), got {self.lmax}"
+            )
 
 class EquivariantProcessor(nn.Module):
     """``steps`` :class:`Interaction` layers sharing the edge encoding, the tensor product's
@@ -53,15 +77,16 @@ class EquivariantProcessor(nn.Module):
     of every layer (a single MLP of the Bessel basis and edge type with ``steps`` output heads).
 
     Args:
-        model: architecture config (``latent_dim``, ``vector_channels``, ``lmax``,
-            ``radial_basis``, ``mlp_layers``, ``avg_neighbors``).
+        model: architecture config (``latent_dim``, ``mlp_layers``).
+        options: the variant's options (``vector_channels``, ``lmax``, ``radial_basis``,
+            ``avg_neighbors``).
         steps: message-passing layers.
     """
 
-    def __init__(self, model: ModelConfig, steps: int):
+    def __init__(self, model: ModelConfig, options: EquivariantOptions, steps: int):
         super().__init__()
-        self.edges = EdgeEncoding(model.lmax, model.radial_basis)
-        irreps_gated = gated_irreps(model.vector_channels, model.lmax)
+        self.edges = EdgeEncoding(options.lmax, options.radial_basis)
+        irreps_gated = gated_irreps(options.vector_channels, options.lmax)
         self.tensor_product = ChannelwiseTensorProduct(
             sender_irreps(irreps_gated), self.edges.irreps_sh,
             hidden_irreps(model.latent_dim, irreps_gated),
@@ -70,7 +95,7 @@ class EquivariantProcessor(nn.Module):
                                  steps * self.tensor_product.weight_numel, model.mlp_layers)
         self.layers = nn.ModuleList(
             Interaction(model.latent_dim, irreps_gated, self.tensor_product,
-                        model.avg_neighbors)
+                        options.avg_neighbors)
             for _ in range(steps)
         )
 
@@ -89,13 +114,14 @@ class EquivariantDynamics(DynamicsNetwork):
 
     Args:
         model: architecture config; ``covariance`` is ``isotropic`` or ``full``.
+        options: the variant's options.
         history: ``k``; the network reads ``k - 1`` velocities.
     """
 
-    def __init__(self, model: ModelConfig, history: int):
+    def __init__(self, model: ModelConfig, options: EquivariantOptions, history: int):
         super().__init__()
         n_velocities = history - 1
-        irreps_gated = gated_irreps(model.vector_channels, model.lmax)
+        irreps_gated = gated_irreps(options.vector_channels, options.lmax)
         self.irreps_latent = hidden_irreps(model.latent_dim, irreps_gated)
         self.invariant_dim = model.latent_dim
         self.min_std = model.min_std
@@ -103,7 +129,7 @@ class EquivariantDynamics(DynamicsNetwork):
             model.embed_dim + n_velocities, o3.Irreps(f"{n_velocities}x1o"), model.latent_dim,
             irreps_gated, model.mlp_layers,
         )
-        self.processor = EquivariantProcessor(model, model.message_passing_steps)
+        self.processor = EquivariantProcessor(model, options, model.message_passing_steps)
         self.decoder = GatedBlock(model.latent_dim, irreps_gated)
         self.mean = o3.Linear(self.decoder.irreps_out, "1x1o")
         full = model.covariance == "full"
@@ -134,11 +160,12 @@ class EquivariantScore(ScoreNetwork):
 
     Args:
         model: architecture config.
+        options: the variant's options.
     """
 
-    def __init__(self, model: ModelConfig):
+    def __init__(self, model: ModelConfig, options: EquivariantOptions):
         super().__init__()
-        irreps_gated = gated_irreps(model.vector_channels, model.lmax)
+        irreps_gated = gated_irreps(options.vector_channels, options.lmax)
         self.n_context_scalars = model.latent_dim
         # context non-scalars + the displacement
         irreps_vectors = (irreps_gated + o3.Irreps("1x1o")).simplify()
@@ -146,7 +173,7 @@ class EquivariantScore(ScoreNetwork):
             model.latent_dim + model.embed_dim + 2, irreps_vectors, model.latent_dim,
             irreps_gated, model.mlp_layers,
         )
-        self.processor = EquivariantProcessor(model, model.score_message_passing_steps)
+        self.processor = EquivariantProcessor(model, options, model.score_message_passing_steps)
         self.decoder = GatedBlock(model.latent_dim, irreps_gated)
         self.score = o3.Linear(self.decoder.irreps_out, "1x1o")
 
@@ -169,9 +196,11 @@ class EquivariantScore(ScoreNetwork):
         return self.score(self.decoder(self.processor(h, graph)))
 
 
-def build(model: ModelConfig, history: int) -> tuple[EquivariantDynamics, EquivariantScore]:
+def build(
+    model: ModelConfig, options: EquivariantOptions, history: int
+) -> tuple[EquivariantDynamics, EquivariantScore]:
     """The equivariant dynamics and score networks for ``model`` and ``k = history``."""
-    return EquivariantDynamics(model, history), EquivariantScore(model)
+    return EquivariantDynamics(model, options, history), EquivariantScore(model, options)
 
 
 register_variant(Variant(
@@ -179,4 +208,5 @@ register_variant(Variant(
     build=build,
     covariances=COVARIANCES,
     description="E(3)-equivariant e3nn networks (channel-wise tensor products, gates)",
+    options=EquivariantOptions,
 ))

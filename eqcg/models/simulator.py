@@ -74,8 +74,8 @@ class Simulator(nn.Module):
             len(vocabulary.atom_types), len(vocabulary.bond_types), model.embed_dim,
             model.embed_layers, model.mlp_layers,
         )
-        check_variant(model, "model")
-        self.dynamics, self.score_network = get_variant(model.variant).build(model, history)
+        model = check_variant(model, "model")
+        self.dynamics, self.score_network = get_variant(model.variant).networks(model, history)
         self.property_head = (
             mlp(self.dynamics.invariant_dim, model.latent_dim, 1, model.mlp_layers,
                 layer_norm=False)

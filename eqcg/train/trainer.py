@@ -15,8 +15,9 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -206,24 +207,74 @@ def _warn_single_beads(systems: list[CGSystem], cg_level: int) -> None:
         warnings.warn(
             f"data.cg_level={cg_level} turns every molecule into a single bead: the training "
             f"systems' molecules have {size[split].min()}-{size[split].max()} atoms; lower "
-            "data.cg_level for several beads per molecule", stacklevel=4,
+            "data.cg_level for several beads per molecule", stacklevel=5,
         )
 
 
-def _check_resume(
-    state: dict, config: Config, data: Path, run_dir: Path, where: Path, force_data: bool
-) -> None:
-    """Refuse a resume whose config or dataset is not the run's (before anything is written)."""
-    stored = config_from_dict(state["config"], where=str(where))
-    check_same_run(stored, config, str(where), "the config of --resume",
-                   f"start a new run with another --out than {run_dir}")
-    trained_on = state.get("metadata", {}).get("dataset")
-    requested = dataset_file(data).resolve()
-    if trained_on and Path(trained_on).resolve() != requested and not force_data:
-        raise ConfigError(
-            f"--resume: {run_dir} was trained on {trained_on}, not {requested}; pass "
-            "--force-data (force_data=True) to continue training on other data"
-        )
+@dataclass(frozen=True, kw_only=True)
+class _Job:
+    """What :func:`train` was asked to do: its config, dataset, output directory and options."""
+
+    config: Config
+    data: Path
+    run_dir: Path
+    stop_after: int | None
+    resume: bool
+    force_data: bool
+    dtype: torch.dtype
+    show_progress: bool
+    command: Sequence[str]
+
+    @property
+    def last_path(self) -> Path:
+        """The run's ``last.pt``: written by every stop, read by ``resume``."""
+        return self.run_dir / CHECKPOINT_DIR / LAST
+
+    @property
+    def end(self) -> int:
+        """The step this call stops at: ``train.max_steps``, or ``stop_after`` when earlier."""
+        max_steps = self.config.train.max_steps
+        return max_steps if self.stop_after is None else min(max_steps, self.stop_after)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Data:
+    """The windows a run trains and validates on, with what the model and checkpoints need."""
+
+    vocabulary: TypeVocabulary
+    windows: WindowDataset
+    window_beads: np.ndarray  # (n_windows,) beads of every training window
+    val_windows: WindowDataset
+    velocity_scale: float
+    acceleration_scale: float
+    metadata: dict[str, Any]  # dataset, units, frame interval and split, stored in checkpoints
+
+
+@dataclass(kw_only=True)
+class _Run:
+    """A run in progress: the model, its optimiser and schedule, and how far it has come."""
+
+    job: _Job
+    ctx: DistributedContext
+    simulator: Simulator
+    module: nn.Module  # the loss computation, DDP-wrapped under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    metadata: dict[str, Any]
+    log: _MetricsLog | None  # rank 0 only: rank 0 alone logs and writes checkpoints
+    step: int
+    best_val: float
+    last_val: dict[str, float] = field(default_factory=dict)
+
+    def checkpoint(self, name: str, *, full: bool) -> None:
+        """Write ``checkpoints/<name>``; ``full`` adds what ``resume`` needs."""
+        state = model_state(self.simulator, self.job.config,
+                            {**self.metadata, "step": self.step, "val_nll": self.best_val})
+        if full:
+            state.update(optimizer=self.optimizer.state_dict(),
+                         scheduler=self.scheduler.state_dict(),
+                         step=self.step, best_val_nll=self.best_val)
+        save_checkpoint(self.job.run_dir / CHECKPOINT_DIR / name, state)
 
 
 def train(
@@ -272,61 +323,108 @@ def train(
         )
     if stop_after is not None:
         at_least("stop_after (--stop-after)", stop_after, 0)
+    job = _Job(config=config, data=Path(data), run_dir=Path(run_dir), stop_after=stop_after,
+               resume=resume, force_data=force_data, dtype=dtype, show_progress=show_progress,
+               command=command)
     ctx = distributed_context(resolve_device(device))
     try:
         with interruptible():
-            return _train(config, Path(data), Path(run_dir), stop_after, resume, force_data,
-                          ctx, dtype, show_progress, command)
+            return _train(job, ctx)
     finally:
         ctx.close()
 
 
-def _train(
-    config: Config, data: Path, run_dir: Path, stop_after: int | None, resume: bool,
-    force_data: bool, ctx: DistributedContext, dtype: torch.dtype, show_progress: bool,
-    command: Sequence[str],
-) -> TrainResult:
-    device, seed = ctx.device, config.train.seed
-    torch.manual_seed(seed)
-    last_path = run_dir / CHECKPOINT_DIR / LAST
-    if resume and not last_path.exists():
-        raise ConfigError(f"--resume: no checkpoint at {last_path}")
-    if not resume and last_path.exists():
-        raise ConfigError(
-            f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out"
-        )
-    if resume:
-        state = load_checkpoint(last_path, map_location=device)
-        _check_resume(state, config, data, run_dir, last_path, force_data)
+def _train(job: _Job, ctx: DistributedContext) -> TrainResult:
+    """The stages of a run, in order: resume state, data, model and outputs, steps, finish."""
+    torch.manual_seed(job.config.train.seed)
+    state = _resume_state(job, ctx.device)
+    resumed = None if state is None else build_simulator(state, str(job.last_path))[0]
+    data = _prepare_data(job, None if resumed is None else resumed.vocabulary)
+    run = _start_run(job, ctx, data, state, resumed)
+    bar = tqdm(total=job.config.train.max_steps, initial=run.step, desc="train", unit="step",
+               disable=not (job.show_progress and ctx.is_main), dynamic_ncols=True)
+    try:
+        _run_steps(run, data, bar)
+    except KeyboardInterrupt as exc:
+        _finish(run, bar, interrupted=True)
+        raise Interrupted(
+            f"{str(exc) or 'interrupted'} at step {run.step} of {job.config.train.max_steps}; "
+            f"{job.last_path} holds that step: continue with --resume", signal_of(exc)
+        ) from None
+    _finish(run, bar, interrupted=False)
+    return TrainResult(job.run_dir, run.step, run.best_val, run.last_val, run.simulator)
 
-    dataset = load_dataset(data)
+
+def _resume_state(job: _Job, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint a resumed run continues from (None for a new run), checked to be the
+    run's config and dataset before anything is written."""
+    where = job.last_path
+    if job.resume and not where.exists():
+        raise ConfigError(f"--resume: no checkpoint at {where}")
+    if not job.resume:
+        if where.exists():
+            raise ConfigError(f"{job.run_dir} already holds a run; pass --resume to continue it "
+                              "or choose a new --out")
+        return None
+    state = load_checkpoint(where, map_location=device)
+    stored = config_from_dict(state["config"], where=str(where))
+    check_same_run(stored, job.config, str(where), "the config of --resume",
+                   f"start a new run with another --out than {job.run_dir}")
+    trained_on = state.get("metadata", {}).get("dataset")
+    requested = dataset_file(job.data).resolve()
+    if trained_on and Path(trained_on).resolve() != requested and not job.force_data:
+        raise ConfigError(
+            f"--resume: {job.run_dir} was trained on {trained_on}, not {requested}; pass "
+            "--force-data (force_data=True) to continue training on other data"
+        )
+    return state
+
+
+def _prepare_data(job: _Job, vocabulary: TypeVocabulary | None) -> _Data:
+    """Split the dataset, coarse-grain its systems and cut them into training and validation
+    windows; ``vocabulary`` None learns the types from the dataset (a new run)."""
+    config = job.config
+    dataset = load_dataset(job.data)
     train_names, val_names, test_names = split_systems(dataset.names, config.data.split,
                                                        config.data.split_seed)
     settings = CGSettings.from_config(config.data)
-    if resume:
-        simulator, _ = build_simulator(state, str(last_path))
-        vocabulary = simulator.vocabulary
-    else:
+    if vocabulary is None:
         vocabulary = TypeVocabulary.from_systems(dataset.systems)
     train_systems = prepare_systems(dataset, settings, vocabulary, train_names)
     _warn_single_beads(train_systems, config.data.cg_level)
     val_systems = prepare_systems(dataset, settings, vocabulary, val_names or train_names)
     # the pushforward term needs one more history frame than the model sees (train.losses)
     windows = WindowDataset(train_systems, config.data.history + int(config.train.pushforward),
-                            config.data.dilation, config.data.stride, dtype)
-    val_windows = WindowDataset(val_systems, config.data.history, config.data.dilation, 1, dtype)
+                            config.data.dilation, config.data.stride, job.dtype)
     velocity_scale, acceleration_scale = _scales(train_systems, config.data.dilation)
-    metadata = {
-        "dataset": str(dataset.path),
-        "units": dataset.units,
-        "frame_interval": float(train_systems[0].time[1] - train_systems[0].time[0]),
-        "split": {"train": train_names, "val": val_names, "test": test_names},
-    }
+    return _Data(
+        vocabulary=vocabulary,
+        windows=windows,
+        window_beads=windows.beads,
+        val_windows=WindowDataset(val_systems, config.data.history, config.data.dilation, 1,
+                                  job.dtype),
+        velocity_scale=velocity_scale,
+        acceleration_scale=acceleration_scale,
+        metadata={
+            "dataset": str(dataset.path),
+            "units": dataset.units,
+            "frame_interval": float(train_systems[0].time[1] - train_systems[0].time[0]),
+            "split": {"train": train_names, "val": val_names, "test": test_names},
+        },
+    )
 
-    if not resume:
-        simulator = Simulator(config.model, config.score, vocabulary, config.data.history,
-                              velocity_scale, acceleration_scale)
-    simulator = simulator.to(device=device, dtype=dtype)
+
+def _start_run(
+    job: _Job, ctx: DistributedContext, data: _Data, state: dict[str, Any] | None,
+    resumed: Simulator | None,
+) -> _Run:
+    """Build the model, optimiser and schedule (restored from ``state`` when resuming); rank 0
+    writes the run's config and ``run.json`` and opens the metrics log."""
+    config = job.config
+    simulator = resumed or Simulator(config.model, config.score, data.vocabulary,
+                                     config.data.history, data.velocity_scale,
+                                     data.acceleration_scale)
+    simulator = simulator.to(device=ctx.device, dtype=job.dtype)
     module = ctx.wrap(_LossModule(simulator))
     optimizer = torch.optim.Adam(simulator.parameters(), lr=config.train.lr)
     horizon = config.train.max_steps
@@ -334,87 +432,87 @@ def _train(
         optimizer, lambda done: config.train.lr_decay ** (min(done, horizon) / horizon)
     )
     step, best_val = 0, math.inf
-    if resume:
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, best_val = int(state["step"]), float(state["best_val_nll"])
-
     log = None
     if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / CONFIG_FILE)
-        write_run_info(run_dir, config.to_dict(), seed, command, extra={"world_size": ctx.world})
-        log = _MetricsLog(run_dir, step)
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, job.run_dir / CONFIG_FILE)
+        write_run_info(job.run_dir, config.to_dict(), config.train.seed, job.command,
+                       extra={"world_size": ctx.world})
+        log = _MetricsLog(job.run_dir, step)
+    return _Run(job=job, ctx=ctx, simulator=simulator, module=module, optimizer=optimizer,
+                scheduler=scheduler, metadata=data.metadata, log=log, step=step,
+                best_val=best_val)
 
-    def checkpoint(path: Path, full: bool) -> None:
-        state = model_state(simulator, config, {**metadata, "step": step, "val_nll": best_val})
-        if full:
-            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                         step=step, best_val_nll=best_val)
-        save_checkpoint(path, state)
 
-    window_beads = windows.beads
-    bar = tqdm(total=config.train.max_steps, initial=step, desc="train", unit="step",
-               disable=not (show_progress and ctx.is_main), dynamic_ncols=True)
+def _run_steps(run: _Run, data: _Data, bar: tqdm) -> None:
+    """Train until :attr:`_Job.end`; a new run first validates its initial state."""
     started = time.perf_counter()
-    last_val: dict[str, float] = {}
+    if run.log is not None and run.step == 0:
+        run.last_val = validate(run.simulator, data.val_windows, run.job.config, run.ctx.device)
+        run.log.write(0, "val", run.last_val, run.job.config.train.lr, 0.0)
     running: dict[str, float] = {}
-    end = config.train.max_steps if stop_after is None else min(config.train.max_steps, stop_after)
-    try:
-        if log is not None and step == 0:
-            last_val = validate(simulator, val_windows, config, device)
-            log.write(0, "val", last_val, config.train.lr, 0.0)
-        while step < end:
-            indices = within_bead_budget(
-                step_windows(step, len(windows), config.train.batch_size * ctx.world, seed,
-                             ctx.rank, ctx.world),
-                window_beads, config.train.max_beads)
-            batch = _batch(windows, indices, device)
-            generator = _step_generator(seed, _TRAIN_STREAM, step, ctx.rank, device)
-            terms = module(batch, generator, config)
-            loss = terms["total"]
-            if not torch.isfinite(loss):
-                raise DataError(
-                    f"step {step}: training loss is {float(loss)}; lower train.lr or check the data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            with uninterrupted():  # parameters, optimizer and step change together
-                torch.nn.utils.clip_grad_norm_(simulator.parameters(), config.train.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-            values = LossTerms(**terms).as_floats()
-            running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
-            bar.set_postfix(nll=f"{running['nll']:.3f}", score=f"{running['score']:.3f}")
-            bar.update()
-            elapsed = time.perf_counter() - started
-            lr = scheduler.get_last_lr()[0]
-            if log is not None and step % config.train.log_every == 0:
-                log.write(step, "train", values, lr, elapsed)
-            final = step == config.train.max_steps
-            if log is not None and (step % config.train.val_every == 0 or final):
-                last_val = validate(simulator, val_windows, config, device)
-                log.write(step, "val", last_val, lr, elapsed)
-                if last_val["nll"] < best_val:
-                    best_val = last_val["nll"]
-                    checkpoint(run_dir / CHECKPOINT_DIR / BEST, full=False)
-            if log is not None and step % config.train.checkpoint_every == 0:
-                checkpoint(last_path, full=True)
-    except KeyboardInterrupt as exc:
-        bar.close()
-        if log is not None:
-            checkpoint(last_path, full=True)
-            log.close()
-        raise Interrupted(
-            f"{str(exc) or 'interrupted'} at step {step} of {config.train.max_steps}; {last_path} "
-            "holds that step: continue with --resume", signal_of(exc)
-        ) from None
-    if log is not None and (step == 0 or step % config.train.checkpoint_every != 0):
-        checkpoint(last_path, full=True)
+    while run.step < run.job.end:
+        values = _train_step(run, data)
+        running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
+        bar.set_postfix(nll=f"{running['nll']:.3f}", score=f"{running['score']:.3f}")
+        bar.update()
+        if run.log is not None:
+            _after_step(run, data, values, time.perf_counter() - started)
+
+
+def _train_step(run: _Run, data: _Data) -> dict[str, float]:
+    """One optimisation step on this rank's share of the step's windows; its loss terms."""
+    config, ctx, seed = run.job.config, run.ctx, run.job.config.train.seed
+    indices = within_bead_budget(
+        step_windows(run.step, len(data.windows), config.train.batch_size * ctx.world, seed,
+                     ctx.rank, ctx.world),
+        data.window_beads, config.train.max_beads)
+    batch = _batch(data.windows, indices, ctx.device)
+    generator = _step_generator(seed, _TRAIN_STREAM, run.step, ctx.rank, ctx.device)
+    terms = run.module(batch, generator, config)
+    loss = terms["total"]
+    if not torch.isfinite(loss):
+        raise DataError(
+            f"step {run.step}: training loss is {float(loss)}; lower train.lr or check the data"
+        )
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    with uninterrupted():  # parameters, optimizer and step change together
+        torch.nn.utils.clip_grad_norm_(run.simulator.parameters(), config.train.grad_clip)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.step += 1
+    return LossTerms(**terms).as_floats()
+
+
+def _after_step(run: _Run, data: _Data, values: dict[str, float], elapsed: float) -> None:
+    """Rank 0 after a step: log, validate (keeping ``best.pt``) and write ``last.pt``, each at
+    its ``train.*_every`` cadence; the last step of the run always validates."""
+    assert run.log is not None
+    train, step = run.job.config.train, run.step
+    lr = run.scheduler.get_last_lr()[0]
+    if step % train.log_every == 0:
+        run.log.write(step, "train", values, lr, elapsed)
+    if step % train.val_every == 0 or step == train.max_steps:
+        run.last_val = validate(run.simulator, data.val_windows, run.job.config, run.ctx.device)
+        run.log.write(step, "val", run.last_val, lr, elapsed)
+        if run.last_val["nll"] < run.best_val:
+            run.best_val = run.last_val["nll"]
+            run.checkpoint(BEST, full=False)
+    if step % train.checkpoint_every == 0:
+        run.checkpoint(LAST, full=True)
+
+
+def _finish(run: _Run, bar: tqdm, *, interrupted: bool) -> None:
+    """Close the progress bar; rank 0 writes ``last.pt`` (after an interruption always, else
+    unless the step loop just did) and closes the log."""
     bar.close()
-    if log is not None:
-        log.close()
-    return TrainResult(run_dir, step, best_val, last_val, simulator)
-
-
+    if run.log is None:
+        return
+    if interrupted or run.step == 0 or run.step % run.job.config.train.checkpoint_every != 0:
+        run.checkpoint(LAST, full=True)
+    run.log.close()
