@@ -21,7 +21,7 @@ import os
 import shutil
 import time as _time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class RolloutAttrs:
         dilation: reference frames per learned step.
         wall_seconds: wall-clock seconds spent stepping (all systems of the rollout together).
         model: the variant that made it.
+        val_nll: the model's validation NLL when it was trained, if recorded.
     """
 
     reference_system: str
@@ -61,6 +62,7 @@ class RolloutAttrs:
     dilation: int
     wall_seconds: float
     model: str
+    val_nll: float | None = None
 
     @property
     def cg_settings(self) -> CGSettings:
@@ -74,13 +76,15 @@ class RolloutAttrs:
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any], where: str) -> RolloutAttrs:
         """Read them from a system's ``attrs`` (a :class:`DataError` naming any missing)."""
-        missing = [f.name for f in fields(cls) if f.name not in attrs]
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in attrs]
         if missing:
             raise DataError(f"{where}: attributes {missing} are missing")
+        val_nll = attrs.get("val_nll")
         return cls(str(attrs["reference_system"]), int(attrs["cg_level"]),
                    int(attrs["whole_molecule_max_atoms"]), int(attrs["cg_seed"]),
                    int(attrs["start_frame"]), int(attrs["dilation"]),
-                   float(attrs["wall_seconds"]), str(attrs["model"]))
+                   float(attrs["wall_seconds"]), str(attrs["model"]),
+                   None if val_nll is None else float(val_nll))
 
 
 def bead_trajectory(
