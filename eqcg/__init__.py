@@ -8,12 +8,15 @@ The objects a user touches, importable from ``eqcg`` (loaded on first use)::
     result = eqcg.train(config, "data/polymer", "runs/poly-eq")
     simulator, config, _ = eqcg.load_simulator("runs/poly-eq")
     eqcg.run_rollout("runs/poly-eq", "data/polymer", "rollouts/poly-eq", n_steps=100)
+    eqcg.simulate("runs/poly-eq", eqcg.SystemFiles(topology="new.data",
+                  trajectories=["new.dump"], timestep=0.01), "rollouts/new", n_steps=100)
     eqcg.evaluate("rollouts/poly-eq", "data/polymer", "reports/poly-eq")
 
-``train`` and ``evaluate`` are also the names of subpackages (``eqcg.train.trainer``,
-``eqcg.evaluate.report``). Importing a subpackage binds its name in ``eqcg``, so these two
-names are the subpackages made callable: ``eqcg.train(...)`` calls
-:func:`eqcg.train.trainer.train` however often and in whatever order the subpackages are used.
+``train``, ``evaluate`` and ``simulate`` are also the names of subpackages
+(``eqcg.train.trainer``, ``eqcg.evaluate.report``, ``eqcg.simulate.new_system``). Importing a
+subpackage binds its name in ``eqcg``, so these names are the subpackages made callable:
+``eqcg.train(...)`` calls :func:`eqcg.train.trainer.train` however often and in whatever order
+the subpackages are used.
 """
 
 import inspect
@@ -46,8 +49,12 @@ _EXPORTS = {
     "rollout": "eqcg.simulate.rollout",
     "Refinement": "eqcg.simulate.refinement",
     "run_rollout": "eqcg.simulate.runner",
+    "RolloutOptions": "eqcg.simulate.runner",
+    "simulate": "eqcg.simulate.new_system",
+    "SystemFiles": "eqcg.simulate.new_system",
+    "BuiltinSystem": "eqcg.simulate.new_system",
     "evaluate": "eqcg.evaluate.report",
-    "compare": "eqcg.evaluate.report",
+    "compare": "eqcg.evaluate.comparison",
     "measure_equivariance": "eqcg.equivariance",
     "run_ablation": "eqcg.ablation",
     "generate_polymer": "eqcg.systems.polymer",
@@ -55,7 +62,8 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-_CALLABLE_PACKAGES = ("train", "evaluate")  # exported functions named like their subpackage
+# exported functions named like their subpackage
+_CALLABLE_PACKAGES = ("train", "evaluate", "simulate")
 
 
 class _CallablePackage(types.ModuleType):

@@ -21,6 +21,9 @@ _EXAMPLES = """examples:
   eqcg generate polymer --preset tiny --out data/polymer
   eqcg train configs/polymer_equivariant.yaml --data data/polymer --out runs/poly-eq
   eqcg rollout runs/poly-eq --data data/polymer --steps 200 --out rollouts/poly-eq
+  eqcg simulate runs/poly-eq --topology chain.data --trajectory chain.dump --steps 200 \
+       --out rollouts/chain
+  eqcg simulate runs/poly-eq --generate-history polymer --steps 200 --out rollouts/new-chain
   eqcg evaluate rollouts/poly-eq --reference data/polymer --out reports/poly-eq
   eqcg compare reports/poly-base reports/poly-eq --out reports/comparison
   eqcg check-equivariance runs/poly-eq
@@ -93,36 +96,98 @@ def _cmd_train(args: argparse.Namespace) -> None:
           f"checkpoints in {result.run_dir}/checkpoints")
 
 
-def _refinement(score, args: argparse.Namespace):
-    """The run's refinement (its ``score`` config) with the rollout's command-line overrides."""
-    import dataclasses
-
-    from eqcg.simulate.refinement import Refinement
+def _rollout_options(args: argparse.Namespace):
+    """The :class:`~eqcg.simulate.runner.RolloutOptions` of a ``rollout`` / ``simulate`` command
+    line: the refinement flags change the run's own refinement (its ``score`` config)."""
+    from eqcg.simulate.runner import RolloutOptions
 
     chosen = {
-        "enabled": score.refine and not args.no_refine,
+        "enabled": False if args.no_refine else None,
         "steps_per_level": args.langevin_steps, "step_size": args.step_size,
         "levels": args.levels, "schedule": args.schedule, "start": args.refine_start,
         "denoise": args.denoise, "excluded_volume": args.excluded_volume,
     }
-    return dataclasses.replace(Refinement.from_config(score),
-                               **{k: v for k, v in chosen.items() if v is not None})
-
-
-def _cmd_rollout(args: argparse.Namespace) -> None:
-    from eqcg.models.checkpoint import load_simulator
-    from eqcg.simulate.runner import check_rollout_arguments, run_rollout
-
-    check_rollout_arguments(Path(args.out), args.steps, args.save_every, args.start_frame)
-    _, config, _ = load_simulator(args.run, args.checkpoint)
-    refinement = _refinement(config.score, args)
-    out = run_rollout(
-        args.run, args.data, args.out, args.steps, systems=args.systems,
-        checkpoint=args.checkpoint, deterministic=args.deterministic, refinement=refinement,
+    return RolloutOptions(
+        checkpoint=args.checkpoint, deterministic=args.deterministic,
+        refinement_changes={k: v for k, v in chosen.items() if v is not None},
         save_every=args.save_every, start_frame=args.start_frame, seed=args.seed,
         device=args.device, dtype=_dtype(args.dtype), command=sys.argv, resume=args.resume,
     )
+
+
+def _cmd_rollout(args: argparse.Namespace) -> None:
+    from eqcg.simulate.runner import run_rollout
+
+    out = run_rollout(args.run, args.data, args.out, args.steps, systems=args.systems,
+                      options=_rollout_options(args))
     print(f"rollout written to {out} (rollout.h5, <system>.pdb + <system>.dcd)")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    from eqcg.simulate.new_system import BuiltinSystem, SystemFiles, simulate
+
+    if (args.generate_history is None) == (args.topology is None):
+        raise ConfigError("simulate: give --topology and --trajectory (a system and its short "
+                          "MD), or --generate-history for a built-in system")
+    if args.generate_history is not None:
+        given = [flag for flag, value in (("--trajectory", args.trajectory),
+                                          ("--format", args.format), ("--units", args.units),
+                                          ("--timestep", args.timestep),
+                                          ("--frame-interval", args.frame_interval),
+                                          ("--stride", args.stride), ("--name", args.name))
+                 if value is not None]
+        if given:
+            raise ConfigError(f"simulate: {', '.join(given)} describe a user's files; "
+                              "--generate-history makes its own")
+        system = BuiltinSystem(kind=args.generate_history, preset=args.preset,
+                               seed=args.history_seed)
+    else:
+        if not args.trajectory:
+            raise ConfigError("simulate: --topology needs --trajectory (a short MD run "
+                              "supplying the model's history frames)")
+        system = SystemFiles(topology=args.topology, trajectories=args.trajectory,
+                             fmt=args.format, name=args.name, units=args.units,
+                             timestep=args.timestep, frame_interval=args.frame_interval,
+                             stride=args.stride)
+    out = simulate(args.run, system, args.out, args.steps, options=_rollout_options(args))
+    print(f"rollout written to {out} (rollout.h5, <system>.pdb + <system>.dcd)")
+
+
+def _add_rollout_arguments(p: argparse.ArgumentParser) -> None:
+    """The options ``rollout`` and ``simulate`` share: checkpoint, sampling, refinement,
+    saving, device."""
+    p.add_argument("--steps", type=int, required=True, help="learned steps")
+    p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint", default="best.pt", choices=["best.pt", "last.pt"])
+    p.add_argument("--deterministic", action="store_true", help="mean acceleration, no sampling")
+    p.add_argument("--no-refine", action="store_true", help="switch score refinement off")
+    p.add_argument("--langevin-steps", type=int, default=None,
+                   help="Langevin steps per level (default: the run's score.langevin_steps)")
+    p.add_argument("--step-size", type=float, default=None,
+                   help="Langevin step at the smallest level (default: score.step_size)")
+    p.add_argument("--levels", type=int, default=None,
+                   help="noise levels visited, geometric down to sigma_end "
+                        "(default: score.refine_levels, else score.n_levels)")
+    p.add_argument("--schedule", default=None,
+                   choices=["ncsn", "constant", "ancestral", "geometric", "ddim"],
+                   help="refinement sampler (default: the run's score.step_schedule)")
+    p.add_argument("--refine-start", default=None, choices=["top", "spread"],
+                   help="first level: sigma_begin, or each system's predicted spread "
+                        "(default: score.refine_start)")
+    p.add_argument("--denoise", default=None, action=argparse.BooleanOptionalAction,
+                   help="end with a noise-free denoising step (default: score.denoise)")
+    p.add_argument("--excluded-volume", type=float, default=None,
+                   help="push beads closer than this apart (default: "
+                        "score.excluded_volume)")
+    p.add_argument("--save-every", type=int, default=1)
+    p.add_argument("--start-frame", type=int, default=0,
+                   help="first history frame of the starting trajectory")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted rollout in OUT (same arguments; --steps may "
+                        "grow)")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -213,37 +278,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory or checkpoint file")
     p.add_argument("--data", required=True)
     p.add_argument("--systems", nargs="+", default=None, help="default: the run's test split")
-    p.add_argument("--steps", type=int, required=True, help="learned steps")
-    p.add_argument("--out", required=True)
-    p.add_argument("--checkpoint", default="best.pt", choices=["best.pt", "last.pt"])
-    p.add_argument("--deterministic", action="store_true", help="mean acceleration, no sampling")
-    p.add_argument("--no-refine", action="store_true", help="switch score refinement off")
-    p.add_argument("--langevin-steps", type=int, default=None,
-                   help="Langevin steps per level (default: the run's score.langevin_steps)")
-    p.add_argument("--step-size", type=float, default=None,
-                   help="Langevin step at the smallest level (default: score.step_size)")
-    p.add_argument("--levels", type=int, default=None,
-                   help="noise levels visited, geometric down to sigma_end "
-                        "(default: score.refine_levels, else score.n_levels)")
-    p.add_argument("--schedule", default=None,
-                   choices=["ncsn", "constant", "ancestral", "geometric", "ddim"],
-                   help="refinement sampler (default: the run's score.step_schedule)")
-    p.add_argument("--refine-start", default=None, choices=["top", "spread"],
-                   help="first level: sigma_begin, or each system's predicted spread "
-                        "(default: score.refine_start)")
-    p.add_argument("--denoise", default=None, action=argparse.BooleanOptionalAction,
-                   help="end with a noise-free denoising step (default: score.denoise)")
-    p.add_argument("--excluded-volume", type=float, default=None,
-                   help="push beads closer than this apart (default: "
-                        "score.excluded_volume)")
-    p.add_argument("--save-every", type=int, default=1)
-    p.add_argument("--start-frame", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted rollout in OUT (same arguments; --steps may "
-                        "grow)")
+    _add_rollout_arguments(p)
+
+    p = add("simulate", _cmd_simulate,
+            "roll a trained simulator out on a new system: a topology and a short MD "
+            "trajectory, or a built-in system's history run with LAMMPS (no dataset needed)")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("--topology", default=None, help="LAMMPS data, PDB/PSF/prmtop, or extxyz")
+    p.add_argument("--trajectory", default=None, action="append",
+                   help="short MD trajectory holding the history frames; repeat to join "
+                        "several in time")
+    p.add_argument("--format", default=None, choices=["lammps", "mdtraj", "ase"])
+    p.add_argument("--name", default=None, help="system name (default: topology file stem)")
+    p.add_argument("--units", default=None, choices=["real", "lj"],
+                   help="units of the files (default: the training data's)")
+    p.add_argument("--timestep", type=float, default=None,
+                   help="MD step in ps (real) or tau (lj), for LAMMPS dumps")
+    p.add_argument("--frame-interval", type=float, default=None,
+                   help="time between frames when the files carry none")
+    p.add_argument("--stride", type=int, default=None,
+                   help="trajectory frames per learned step (default: the model's learned "
+                        "step over the trajectory's frame interval)")
+    p.add_argument("--generate-history", default=None, choices=["polymer", "electrolyte"],
+                   help="instead of files: run a short LAMMPS job of one built-in system "
+                        "(in OUT/history) for the history")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "paper"],
+                   help="preset of the generated system (its size and physics)")
+    p.add_argument("--history-seed", type=int, default=0,
+                   help="seed of the generated system (composition, start, thermostat)")
+    _add_rollout_arguments(p)
 
     p = add("evaluate", _cmd_evaluate, "compare a rollout with the reference MD (report + plots)")
     p.add_argument("rollout")

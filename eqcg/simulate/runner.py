@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from torch_geometric.data import Batch
 from eqcg import keys
 from eqcg.arguments import at_least, resolve_device
 from eqcg.cg.mapping import CGSettings
-from eqcg.config import Config
+from eqcg.config import Config, ScoreConfig
 from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.distributed import DistributedContext, distributed_context
@@ -33,9 +33,11 @@ from eqcg.graphs.system import CGSystem, prepare_systems
 from eqcg.graphs.windows import history_frames
 from eqcg.interrupt import Interrupted, interruptible, signal_of, uninterrupted
 from eqcg.models.checkpoint import BEST, load_simulator, resolve_checkpoint
+from eqcg.models.simulator import Simulator
 from eqcg.run_info import write_run_info
 from eqcg.simulate.langevin import gaussian_noise
-from eqcg.simulate.rollout import Refinement, RolloutFailure, RolloutResult, rollout
+from eqcg.simulate.refinement import Refinement
+from eqcg.simulate.rollout import RolloutFailure, RolloutResult, rollout
 from eqcg.simulate.writer import (
     COMPLETE,
     FAILED,
@@ -69,13 +71,91 @@ def start_batch(
     return Batch.from_data_list([s.graph(frames, dtype=dtype) for s in systems])
 
 
-def check_rollout_arguments(out: Path, n_steps: int, save_every: int, start_frame: int) -> None:
-    """Refuse bad rollout arguments before any work is done."""
-    at_least("n_steps (--steps)", n_steps, 1)
-    at_least("save_every (--save-every)", save_every, 1)
-    at_least("start_frame (--start-frame)", start_frame, 0)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is an existing file, not a directory for the rollout")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RolloutOptions:
+    """How a run is rolled out, whatever systems it starts from.
+
+    Attributes:
+        checkpoint: ``best.pt`` or ``last.pt`` of a run directory.
+        deterministic: step with the mean acceleration instead of sampling it.
+        refinement: score refinement of every step; ``None``: the run's ``score`` config.
+        refinement_changes: :class:`~eqcg.simulate.refinement.Refinement` fields replaced in
+            that refinement (the command line's ``--levels``, ``--no-refine`` ...).
+        save_every: learned steps between saved frames.
+        start_frame: first history frame in the source trajectories.
+        seed: seed of the sampling noise (rank ``r`` of ``torchrun`` uses ``seed + r``).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
+        dtype: floating-point type of the model and positions.
+        show_progress: draw a progress bar.
+        command: the command line recorded in ``run.json``.
+        resume: continue the interrupted rollout in the output directory.
+        flush_seconds: least wall-clock seconds between two chunks written to ``rollout.h5``.
+    """
+
+    checkpoint: str = BEST
+    deterministic: bool = False
+    refinement: Refinement | None = None
+    refinement_changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    save_every: int = 1
+    start_frame: int = 0
+    seed: int = 0
+    device: str = "auto"
+    dtype: torch.dtype = torch.float32
+    show_progress: bool = True
+    command: Sequence[str] = ()
+    resume: bool = False
+    flush_seconds: float = 10.0
+
+    def check(self, out: Path, n_steps: int) -> None:
+        """Refuse bad arguments before any work is done."""
+        at_least("n_steps (--steps)", n_steps, 1)
+        at_least("save_every (--save-every)", self.save_every, 1)
+        at_least("start_frame (--start-frame)", self.start_frame, 0)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out}: is an existing file, not a directory for the "
+                              "rollout")
+
+    def resolved_refinement(self, score: ScoreConfig) -> Refinement:
+        """:attr:`refinement` (else the run's) with :attr:`refinement_changes` applied."""
+        return dataclasses.replace(self.refinement or Refinement.from_config(score),
+                                   **self.refinement_changes)
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A trained run, loaded once for a rollout.
+
+    Attributes:
+        simulator: the model, on the rollout's device and dtype, in eval mode.
+        config: the run's config.
+        metadata: what the run stored about its training data (dataset, units,
+            frame_interval, split, step, val_nll).
+        checkpoint: the checkpoint file it was read from.
+    """
+
+    simulator: Simulator
+    config: Config
+    metadata: dict[str, Any]
+    checkpoint: Path
+
+
+@dataclasses.dataclass
+class RolloutSource:
+    """The systems a rollout starts from.
+
+    Attributes:
+        names: system names, in batch order.
+        coarse_grain: the CG systems of the given names (one rank's share), mapped with the
+            run's CG settings and encoded with its type vocabulary.
+        stride: recorded frames per learned step in the source trajectories.
+        request: JSON-able description of where the frames come from (stored in
+            ``rollout.h5`` and compared on resume).
+    """
+
+    names: list[str]
+    coarse_grain: Callable[[list[str]], list[CGSystem]]
+    stride: int
+    request: dict[str, Any]
 
 
 def _check_systems(names: Sequence[str], dataset: TrajectoryDataset) -> None:
@@ -103,23 +183,14 @@ def run_rollout(
     n_steps: int,
     *,
     systems: Sequence[str] | None = None,
-    checkpoint: str = BEST,
-    deterministic: bool = False,
-    refinement: Refinement | None = None,
-    save_every: int = 1,
-    start_frame: int = 0,
-    seed: int = 0,
-    device: str = "auto",
-    dtype: torch.dtype = torch.float32,
-    show_progress: bool = True,
-    command: Sequence[str] = (),
-    resume: bool = False,
-    flush_seconds: float = 10.0,
+    options: RolloutOptions | None = None,
+    **changes: Any,
 ) -> Path:
     """Roll the model of ``run`` out on ``systems`` of dataset ``data``; write into ``out``.
 
     ``systems`` defaults to the run's test split (all systems when the split is empty or the
-    dataset is another one). ``refinement`` defaults to the run's score config. Returns the
+    dataset is another one). ``options`` (default :class:`RolloutOptions`), with the fields
+    named in ``changes`` replaced (``save_every=2``, ``refinement=...``), say how. Returns the
     output directory. Saved frames stream into ``out/rollout.h5`` in chunks at least
     ``flush_seconds`` apart (and at the end, on failure and on interruption); ``resume=True``
     continues the rollout there, with the same arguments, up to ``n_steps`` (which may exceed
@@ -129,19 +200,46 @@ def run_rollout(
     the systems are split across ranks (rank ``r`` takes every ``world``-th) and rank 0 writes
     them all at the end (not resumable).
     """
+    options = dataclasses.replace(options or RolloutOptions(), **changes)
+
+    def source(loaded: LoadedRun) -> RolloutSource:
+        dataset = load_dataset(data)
+        if systems is not None:
+            _check_systems(systems, dataset)
+        names = systems
+        if names is None:
+            same_data = (Path(loaded.metadata.get("dataset", "")).resolve()
+                         == Path(dataset.path).resolve())
+            test = loaded.metadata.get("split", {}).get("test", [])
+            names = test if (same_data and test) else dataset.names
+        settings = CGSettings.from_config(loaded.config.data)
+        return RolloutSource(
+            list(names),
+            lambda chosen: prepare_systems(dataset, settings, loaded.simulator.vocabulary, chosen),
+            loaded.config.data.dilation, {"data": str(Path(dataset.path).resolve())})
+
+    return execute_rollout(run, out, n_steps, options, source)
+
+
+def execute_rollout(
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    n_steps: int,
+    options: RolloutOptions,
+    source: Callable[[LoadedRun], RolloutSource],
+) -> Path:
+    """Load ``run`` once, ask ``source`` for the systems to start from, roll them out and write
+    them into ``out`` (the machinery behind :func:`run_rollout` and
+    :func:`~eqcg.simulate.new_system.simulate`; see the former)."""
     out = Path(out)
-    check_rollout_arguments(out, n_steps, save_every, start_frame)
-    ctx = distributed_context(resolve_device(device))
+    options.check(out, n_steps)
+    ctx = distributed_context(resolve_device(options.device))
     try:
-        if resume and ctx.world > 1:
+        if options.resume and ctx.world > 1:
             raise ConfigError("--resume: a rollout under torchrun cannot be resumed; run the "
                               "rollout in one process to make it resumable")
         with interruptible():
-            return _run_rollout(
-                run, data, out, n_steps, systems, checkpoint, deterministic, refinement,
-                save_every, start_frame, seed, ctx, dtype, show_progress, command, resume,
-                flush_seconds,
-            )
+            return _execute(run, out, n_steps, options, source, ctx)
     finally:
         ctx.close()
 
@@ -155,68 +253,61 @@ class _Rollout:
     n_steps: int
     config: Config
     metadata: dict[str, Any]
-    dataset: TrajectoryDataset
     systems: list[str]
+    stride: int
     request: dict[str, Any]
     refinement: Refinement
-    command: Sequence[str]
+    options: RolloutOptions
 
     @property
     def path(self) -> Path:
         return self.out / ROLLOUT_FILE
 
+    def stepping(self, system_names: list[str], is_main: bool) -> dict[str, Any]:
+        """The keyword arguments of :func:`~eqcg.simulate.rollout.rollout` for these systems."""
+        return {"deterministic": self.options.deterministic, "refinement": self.refinement,
+                "save_every": self.options.save_every, "system_names": system_names,
+                "show_progress": self.options.show_progress and is_main}
+
     def write_info(self, wall_seconds: float, ranks: int, failures: list[str] | None) -> None:
-        write_run_info(self.out, self.config.to_dict(), self.request["seed"], self.command,
+        write_run_info(self.out, self.config.to_dict(), self.options.seed, self.options.command,
                        extra={**self.request, "run": self.run, "steps": self.n_steps,
                               "wall_seconds": wall_seconds, "ranks": ranks, "failed": failures})
 
 
-def _run_rollout(
-    run, data, out: Path, n_steps: int, systems, checkpoint: str, deterministic: bool,
-    refinement: Refinement | None, save_every: int, start_frame: int, seed: int,
-    ctx: DistributedContext, dtype: torch.dtype, show_progress: bool, command: Sequence[str],
-    resume: bool, flush_seconds: float,
+def _execute(
+    run: str | os.PathLike, out: Path, n_steps: int, options: RolloutOptions,
+    make_source: Callable[[LoadedRun], RolloutSource], ctx: DistributedContext,
 ) -> Path:
-    dataset = load_dataset(data)
-    if systems is not None:
-        _check_systems(systems, dataset)
-    simulator, config, metadata = load_simulator(run, checkpoint, map_location=ctx.device)
-    simulator = simulator.to(device=ctx.device, dtype=dtype)
-    if systems is None:
-        same_data = Path(metadata.get("dataset", "")).resolve() == Path(dataset.path).resolve()
-        test = metadata.get("split", {}).get("test", [])
-        systems = test if (same_data and test) else dataset.names
-    refinement = refinement or Refinement.from_config(config.score)
+    simulator, config, metadata = load_simulator(run, options.checkpoint,
+                                                 map_location=ctx.device)
+    simulator = simulator.to(device=ctx.device, dtype=options.dtype)
+    checkpoint = resolve_checkpoint(run, options.checkpoint).resolve()
+    source = make_source(LoadedRun(simulator, config, metadata, checkpoint))
+    refinement = options.resolved_refinement(config.score)
     request = json.loads(json.dumps({
-        "checkpoint": str(resolve_checkpoint(run, checkpoint).resolve()),
-        "checkpoint_step": metadata.get("step"), "data": str(Path(dataset.path).resolve()),
-        "systems": list(systems), "deterministic": deterministic,
-        "refinement": dataclasses.asdict(refinement), "save_every": save_every,
-        "start_frame": start_frame, "seed": seed, "dtype": str(dtype).removeprefix("torch."),
-        "device": ctx.device.type,
+        "checkpoint": str(checkpoint), "checkpoint_step": metadata.get("step"),
+        **source.request, "systems": source.names, "deterministic": options.deterministic,
+        "refinement": dataclasses.asdict(refinement), "save_every": options.save_every,
+        "start_frame": options.start_frame, "seed": options.seed,
+        "dtype": str(options.dtype).removeprefix("torch."), "device": ctx.device.type,
     }))
-    job = _Rollout(str(run), out, n_steps, config, metadata, dataset, list(systems), request,
-                   refinement, command)
-    state = _resume_state(job) if resume else None
+    job = _Rollout(str(run), out, n_steps, config, metadata, source.names, source.stride,
+                   request, refinement, options)
+    state = _resume_state(job) if options.resume else None
     if state is not None and state.status == COMPLETE and state.step == n_steps:
         _finish(job)
         return out
     mine = job.systems[ctx.rank :: ctx.world]
-    cg_systems: list[CGSystem] = []
-    if mine:
-        settings = CGSettings.from_config(config.data)
-        cg_systems = prepare_systems(dataset, settings, simulator.vocabulary, mine)
-    batch = (start_batch(cg_systems, simulator.history, config.data.dilation, start_frame,
-                         dtype).to(ctx.device) if mine else None)
+    cg_systems = source.coarse_grain(mine) if mine else []
+    batch = (start_batch(cg_systems, simulator.history, source.stride, options.start_frame,
+                         options.dtype).to(ctx.device) if mine else None)
     generator = torch.Generator(device=ctx.device)
-    generator.manual_seed(seed + ctx.rank)
-    options = {"deterministic": deterministic, "refinement": refinement,
-               "save_every": save_every, "system_names": mine,
-               "show_progress": show_progress and ctx.is_main}
+    generator.manual_seed(options.seed + ctx.rank)
     if ctx.world == 1:
-        _stream(job, simulator, cg_systems, batch, generator, state, options, flush_seconds)
+        _stream(job, simulator, cg_systems, batch, generator, state)
     else:
-        _distributed(job, simulator, cg_systems, batch, generator, options, ctx)
+        _distributed(job, simulator, cg_systems, batch, generator, ctx)
     return out
 
 
@@ -247,8 +338,8 @@ def _start_trajectories(
     steps: np.ndarray,
 ) -> tuple[list[SystemTrajectory], RolloutHeader]:
     """Each system's frames ``positions`` (batch order) at ``steps``, and the file header."""
-    dilation = job.config.data.dilation
-    first = int(history_frames(job.request["start_frame"], batch[keys.POS_HISTORY].shape[1],
+    dilation = job.stride
+    first = int(history_frames(job.options.start_frame, batch[keys.POS_HISTORY].shape[1],
                                dilation)[-1])
     ptr = batch.ptr.cpu().numpy()
     time_per_step = np.array([dilation * (s.time[1] - s.time[0]) for s in systems])
@@ -263,7 +354,7 @@ def _start_trajectories(
                             "dilation": dilation,
                             "wall_seconds": 0.0,
                             "model": job.config.model.variant,
-                            "deterministic": job.request["deterministic"],
+                            "deterministic": job.options.deterministic,
                             "refine": job.refinement.enabled,
                             "val_nll": job.metadata.get("val_nll"),
                         })
@@ -318,8 +409,8 @@ class StreamRecorder:
 
 
 def _stream(
-    job: _Rollout, simulator, systems: list[CGSystem], batch: Batch,
-    generator: torch.Generator, state: RolloutState | None, options: dict, flush_seconds: float,
+    job: _Rollout, simulator: Simulator, systems: list[CGSystem], batch: Batch,
+    generator: torch.Generator, state: RolloutState | None,
 ) -> None:
     """Roll out in this process, streaming into ``rollout.h5`` (new, or resumed at ``state``)."""
     history = batch[keys.POS_HISTORY]
@@ -340,10 +431,12 @@ def _stream(
         batch[keys.POS_HISTORY] = torch.as_tensor(state.history, dtype=history.dtype,
                                                   device=history.device)
         generator.set_state(torch.as_tensor(state.rng_state, dtype=torch.uint8))
-    recorder = StreamRecorder(job.path, batch[keys.POS_HISTORY], generator, state, flush_seconds)
+    recorder = StreamRecorder(job.path, batch[keys.POS_HISTORY], generator, state,
+                              job.options.flush_seconds)
     try:
         rollout(simulator, batch, job.n_steps, noise=gaussian_noise(generator),
-                start_step=state.step, on_save=recorder, keep_frames=False, **options)
+                start_step=state.step, on_save=recorder, keep_frames=False,
+                **job.stepping([s.name for s in systems], is_main=True))
     except RolloutFailure as failure:
         job.write_info(recorder.commit(FAILED, str(failure)), 1, [str(failure)])
         _finish(job)
@@ -365,8 +458,8 @@ def _finish(job: _Rollout) -> None:
 
 
 def _distributed(
-    job: _Rollout, simulator, systems: list[CGSystem], batch: Batch | None,
-    generator: torch.Generator, options: dict, ctx: DistributedContext,
+    job: _Rollout, simulator: Simulator, systems: list[CGSystem], batch: Batch | None,
+    generator: torch.Generator, ctx: DistributedContext,
 ) -> None:
     """Roll this rank's systems out; rank 0 gathers them all and writes them at the end."""
     failure: RolloutFailure | None = None
@@ -375,7 +468,7 @@ def _distributed(
     if batch is not None:
         try:
             result = rollout(simulator, batch, job.n_steps, noise=gaussian_noise(generator),
-                             **options)
+                             **job.stepping([s.name for s in systems], ctx.is_main))
         except RolloutFailure as exc:
             failure, result = exc, exc.result
         wall_seconds = result.wall_seconds
@@ -420,4 +513,5 @@ def _gather(
             max(seconds for _, _, seconds in gathered))
 
 
-__all__ = ["check_rollout_arguments", "run_rollout", "start_batch"]
+__all__ = ["LoadedRun", "RolloutOptions", "RolloutSource", "execute_rollout", "run_rollout",
+           "start_batch"]

@@ -1,0 +1,282 @@
+"""``eqcg simulate``: roll a trained run out on a system that has no dataset.
+
+The system comes from a user's files (:class:`SystemFiles`: a topology — LAMMPS data file,
+PDB/PSF, ... read by :func:`eqcg.data.ingest.read_system` — and a short MD trajectory) or from
+a short LAMMPS run eqcg makes itself for a built-in system (:class:`BuiltinSystem`). The model
+reads ``k`` history frames one learned step apart: ``data.dilation`` frames of its training
+data, ``dilation x frame_interval`` of simulated time. The trajectory supplies them every
+``stride`` of its own frames, where ``stride`` is that step over the trajectory's frame
+interval (it must be a whole number) unless the user states it. Before any step the system is
+checked against what the run was trained on: the same unit system and only atom and bond types
+in the model's vocabulary (errors name the type and the file). It is then mapped with the run's
+CG settings and rolled out like a dataset's system (:func:`eqcg.simulate.runner.execute_rollout`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eqcg.arguments import at_least
+from eqcg.cg.mapping import CGSettings
+from eqcg.data.ingest import detect_format, read_system
+from eqcg.data.store import load_dataset
+from eqcg.data.trajectory import SystemTrajectory
+from eqcg.errors import ConfigError, DataError
+from eqcg.graphs.system import CGSystem
+from eqcg.simulate.runner import LoadedRun, RolloutOptions, RolloutSource, execute_rollout
+from eqcg.systems import electrolyte, polymer
+from eqcg.systems.generate import LAMMPS_DIR, SystemSpec, run_specs
+from eqcg.units import unit_system
+
+PathLike = str | os.PathLike
+HISTORY_DIR = "history"  # OUT/history: the LAMMPS run of a generated history
+BUILTIN_UNITS = {"polymer": "lj", "electrolyte": "real"}  # unit system of each built-in kind
+_SPACING_TOLERANCE = 1e-6  # relative: frame spacings that count as equal
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SystemFiles:
+    """A user's system: topology and a short MD trajectory, and what the files do not say.
+
+    Attributes:
+        topology: LAMMPS data file, PDB/PSF/prmtop, or extxyz (as ``eqcg ingest`` reads).
+        trajectories: trajectory files in time order.
+        fmt: ``lammps``, ``mdtraj`` or ``ase`` (default: from the file names).
+        name: system name (default: the topology file's stem).
+        units: ``real`` or ``lj`` (default: the run's training data's).
+        timestep: LAMMPS dumps: MD step length (ps or tau); frame time = timestep number x this.
+        frame_interval: time between frames (ps or tau) when the files carry none.
+        stride: trajectory frames per learned step (default: the model's learned step over the
+            trajectory's frame interval).
+    """
+
+    topology: PathLike
+    trajectories: Sequence[PathLike]
+    fmt: str | None = None
+    name: str | None = None
+    units: str | None = None
+    timestep: float | None = None
+    frame_interval: float | None = None
+    stride: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BuiltinSystem:
+    """One system of a built-in generator, whose history eqcg runs with LAMMPS.
+
+    Attributes:
+        kind: ``polymer`` (one bead-spring chain, LJ units) or ``electrolyte`` (one PEO/LiTFSI
+            box, real units).
+        preset: the generator's preset (sizes and physics); the run length is just what the
+            history needs, the frame interval the run's training data's.
+        seed: seed of the system's composition, start and thermostat.
+    """
+
+    kind: str
+    preset: str = "tiny"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        presets = {"polymer": polymer.PRESETS, "electrolyte": electrolyte.PRESETS}
+        if self.kind not in presets:
+            raise ConfigError(f"--generate-history: unknown system {self.kind!r}; built-in: "
+                              f"{', '.join(presets)}")
+        if self.preset not in presets[self.kind]:
+            raise ConfigError(f"--preset: unknown {self.kind} preset {self.preset!r}; known: "
+                              f"{', '.join(presets[self.kind])}")
+
+
+def simulate(
+    run: PathLike,
+    system: SystemFiles | BuiltinSystem,
+    out: PathLike,
+    n_steps: int,
+    *,
+    options: RolloutOptions | None = None,
+    **changes: Any,
+) -> Path:
+    """Roll the model of ``run`` out for ``n_steps`` learned steps on ``system``; write into
+    ``out`` as :func:`~eqcg.simulate.runner.run_rollout` does (``rollout.h5``,
+    ``<system>.pdb`` + ``.dcd``; a generated history's LAMMPS run in ``out/history``).
+
+    ``options`` and ``changes`` as for :func:`~eqcg.simulate.runner.run_rollout`; the history
+    starts at trajectory frame ``start_frame``. Raises :class:`DataError` naming the file for a
+    unit system other than the training data's, an atom or bond type the model never saw, or a
+    trajectory that cannot supply the history at the model's learned step.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("simulate rolls out one system: run it in one process, not under "
+                          "torchrun")
+    options = dataclasses.replace(options or RolloutOptions(), **changes)
+    out = Path(out)
+
+    def source(loaded: LoadedRun) -> RolloutSource:
+        if isinstance(system, BuiltinSystem):
+            trajectory, where, request = _generated(system, loaded, out, options)
+            stride = loaded.config.data.dilation
+        else:
+            trajectory, where, request = _read(system, loaded)
+            stride = _stride(trajectory, system.stride, loaded, where)
+        return _system_source(trajectory, where, stride, loaded, options.start_frame, request)
+
+    return execute_rollout(run, out, n_steps, options, source)
+
+
+def _read(files: SystemFiles, loaded: LoadedRun) -> tuple[SystemTrajectory, str, dict]:
+    """The user's system, read in the run's units unless told otherwise."""
+    topology, paths = Path(files.topology), [Path(p) for p in files.trajectories]
+    if not paths:
+        raise DataError(f"{topology}: no trajectory given (--trajectory) to take the model's "
+                        f"{loaded.simulator.history} history frames from")
+    fmt = files.fmt or detect_format(topology, paths)
+    frame_interval = files.frame_interval
+    if fmt == "lammps" and files.timestep is None and frame_interval is None:
+        if files.stride is None or _learned_step(loaded) is None:
+            raise DataError(
+                f"{topology}: LAMMPS files do not record the time between frames; give "
+                "--timestep (the MD step in ps or tau, e.g. 0.002 for 2 fs in real units) or "
+                "--frame-interval, or --stride (trajectory frames per learned step)")
+        frame_interval = _learned_step(loaded) / files.stride
+    trajectory = read_system(topology, paths, fmt=fmt, name=files.name,
+                             units=files.units or loaded.metadata.get("units"),
+                             timestep=files.timestep, frame_interval=frame_interval)
+    request = {"topology": str(topology.resolve()),
+               "trajectories": [str(p.resolve()) for p in paths]}
+    return trajectory, str(topology), request
+
+
+def _learned_step(loaded: LoadedRun) -> float | None:
+    """Simulated time of one learned step (ps or tau), if the run recorded its frame interval."""
+    interval = loaded.metadata.get("frame_interval")
+    return None if interval is None else loaded.config.data.dilation * float(interval)
+
+
+def _stride(
+    trajectory: SystemTrajectory, stated: int | None, loaded: LoadedRun, where: str
+) -> int:
+    """Trajectory frames per learned step: ``stated``, else the learned step over the frame
+    interval, which must be uniform and divide it."""
+    if stated is not None:
+        at_least("stride (--stride)", stated, 1)
+        return stated
+    step = _learned_step(loaded)
+    if step is None:
+        raise ConfigError(f"{loaded.checkpoint}: the run does not record its training data's "
+                          "frame interval; give --stride (trajectory frames per learned step)")
+    if trajectory.n_frames < 2:
+        return 1
+    time_unit = unit_system(trajectory.units).time
+    spacing = np.diff(np.asarray(trajectory.time))
+    interval = float(spacing[0])
+    uneven = np.flatnonzero(np.abs(spacing - interval) > _SPACING_TOLERANCE * interval)
+    if uneven.size:
+        frame = int(uneven[0]) + 1
+        raise DataError(f"{where}: frame {frame} is {spacing[frame - 1]:g} {time_unit} after the "
+                        f"one before, the frames before it {interval:g} {time_unit} apart; give "
+                        "evenly spaced frames, or --stride")
+    ratio = step / interval
+    stride = round(ratio)
+    if stride < 1 or abs(ratio - stride) > _SPACING_TOLERANCE * ratio:
+        raise DataError(
+            f"{where}: frames are {interval:g} {time_unit} apart, and the model's learned step is "
+            f"{step:g} {time_unit} ({loaded.config.data.dilation} training frames of "
+            f"{step / loaded.config.data.dilation:g} {time_unit}): not a whole number of frames; "
+            f"write frames every {step:g} {time_unit} (or a whole fraction of it), or give "
+            "--stride N to take every N-th frame anyway")
+    return stride
+
+
+def _system_source(
+    trajectory: SystemTrajectory, where: str, stride: int, loaded: LoadedRun, start_frame: int,
+    request: dict[str, Any],
+) -> RolloutSource:
+    """Check ``trajectory`` against the run and make it the rollout's only system."""
+    trained_units = loaded.metadata.get("units")
+    if trained_units is not None and trajectory.units != trained_units:
+        raise DataError(
+            f"{where}: the system is in {trajectory.units!r} units, the run "
+            f"({loaded.checkpoint}) was trained on {trained_units!r} data; a model only "
+            f"simulates systems in its training units (give --units {trained_units} if the "
+            "files are in those)")
+    vocabulary = loaded.simulator.vocabulary
+    try:
+        vocabulary.encode_atoms(trajectory)
+        vocabulary.encode_bonds(trajectory)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    history = loaded.simulator.history
+    needed = start_frame + (history - 1) * stride + 1
+    if trajectory.n_frames < needed:
+        raise DataError(
+            f"{where}: the trajectory has {trajectory.n_frames} frames; the model needs "
+            f"{history} history frames {stride} apart (one learned step) from frame "
+            f"{start_frame}: {needed} frames")
+    settings = CGSettings.from_config(loaded.config.data)
+    return RolloutSource(
+        [trajectory.name],
+        lambda names: [CGSystem.from_trajectory(trajectory, settings, vocabulary)],
+        stride, {**request, "stride": stride})
+
+
+def _generated(
+    system: BuiltinSystem, loaded: LoadedRun, out: Path, options: RolloutOptions
+) -> tuple[SystemTrajectory, str, dict]:
+    """Run ``system``'s short LAMMPS job in ``out/history`` (or reuse a finished one)."""
+    units, trained_units = BUILTIN_UNITS[system.kind], loaded.metadata.get("units")
+    if trained_units is not None and units != trained_units:
+        raise DataError(f"--generate-history {system.kind}: the built-in {system.kind} system is "
+                        f"in {units!r} units, the run ({loaded.checkpoint}) was trained on "
+                        f"{trained_units!r} data")
+    interval = loaded.metadata.get("frame_interval")
+    if interval is None:
+        raise ConfigError(f"{loaded.checkpoint}: the run does not record its training data's "
+                          "frame interval, which a generated history needs")
+    dilation = loaded.config.data.dilation
+    n_frames = options.start_frame + (loaded.simulator.history - 1) * dilation + 1
+    spec = _history_spec(system, n_frames, float(interval))
+    history_dir = out / HISTORY_DIR
+    run_specs([spec], history_dir, jobs=1, source=f"eqcg simulate --generate-history "
+              f"{system.kind}", record={**dataclasses.asdict(system), "n_frames": n_frames,
+                                        "frame_interval": float(interval)},
+              show_progress=options.show_progress)
+    with load_dataset(history_dir) as dataset:
+        trajectory = dataset[spec.name]
+        trajectory = dataclasses.replace(trajectory, positions=trajectory.positions[()])
+    return (trajectory, str(history_dir / LAMMPS_DIR / spec.name),
+            {"generated": dataclasses.asdict(system)})
+
+
+def _md_steps(interval: float, dt: float, kind: str) -> int:
+    """MD steps of ``dt`` per frame ``interval``; ConfigError when it is not a whole number."""
+    steps = round(interval / dt)
+    if steps < 1 or abs(steps * dt - interval) > _SPACING_TOLERANCE * interval:
+        raise ConfigError(f"--generate-history {kind}: the run's training frames are "
+                          f"{interval:g} apart, not a whole number of the {kind} MD step {dt:g}")
+    return steps
+
+
+def _history_spec(system: BuiltinSystem, n_frames: int, interval: float) -> SystemSpec:
+    """The LAMMPS job of ``system`` recording ``n_frames`` frames ``interval`` apart."""
+    if system.kind == "polymer":
+        preset = polymer.get_preset(system.preset)
+        preset = dataclasses.replace(preset, n_frames=n_frames,
+                                     steps_per_frame=_md_steps(interval, preset.dt, system.kind))
+        rng = np.random.default_rng(system.seed)
+        n_beads = int(rng.integers(preset.n_beads[0], preset.n_beads[1] + 1))
+        sequence = polymer.random_sequence(n_beads, float(rng.uniform(*preset.phobic_fraction)),
+                                           rng)
+        return polymer.chain_spec(f"chain_seed{system.seed}", sequence, preset, rng)
+    preset = electrolyte.get_preset(system.preset)
+    _md_steps(interval, preset.dt_ps, system.kind)
+    preset = dataclasses.replace(preset, frame_interval_ps=interval,
+                                 production_ps=(n_frames - 1) * interval)
+    return electrolyte.recipe_spec(electrolyte.electrolyte_recipes(preset, system.seed, 1)[0])
+
+
+__all__ = ["BUILTIN_UNITS", "BuiltinSystem", "SystemFiles", "simulate"]
