@@ -43,6 +43,7 @@ from eqcg.simulate.writer import (
     FAILED,
     ROLLOUT_FILE,
     RUNNING,
+    RolloutAttrs,
     RolloutHeader,
     RolloutState,
     append_frames,
@@ -338,7 +339,7 @@ def _start_trajectories(
     steps: np.ndarray,
 ) -> tuple[list[SystemTrajectory], RolloutHeader]:
     """Each system's frames ``positions`` (batch order) at ``steps``, and the file header."""
-    dilation = job.stride
+    dilation, data = job.stride, job.config.data
     first = int(history_frames(job.options.start_frame, batch[keys.POS_HISTORY].shape[1],
                                dilation)[-1])
     ptr = batch.ptr.cpu().numpy()
@@ -346,17 +347,12 @@ def _start_trajectories(
     trajectories = [
         bead_trajectory(system, positions[:, ptr[i] : ptr[i + 1]],
                         system.time[first] + steps * time_per_step[i], system.box[first], {
-                            "reference_system": system.name,
-                            "cg_level": job.config.data.cg_level,
-                            "whole_molecule_max_atoms": job.config.data.whole_molecule_max_atoms,
-                            "cg_seed": job.config.data.cg_seed,
-                            "start_frame": first,
-                            "dilation": dilation,
-                            "wall_seconds": 0.0,
-                            "model": job.config.model.variant,
+                            **RolloutAttrs(system.name, data.cg_level,
+                                           data.whole_molecule_max_atoms, data.cg_seed, first,
+                                           dilation, 0.0, job.config.model.variant,
+                                           job.metadata.get("val_nll")).to_attrs(),
                             "deterministic": job.options.deterministic,
                             "refine": job.refinement.enabled,
-                            "val_nll": job.metadata.get("val_nll"),
                         })
         for i, system in enumerate(systems)
     ]
