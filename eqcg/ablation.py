@@ -127,7 +127,7 @@ def run_ablation(
     Layout: ``out/data`` (if generated), ``out/runs/<variant>``, ``out/rollouts/<variant>``,
     ``out/reports/<variant>``, ``out/comparison``.
     """
-    from eqcg.evaluate.report import compare, evaluate
+    from eqcg.evaluate import compare, evaluate
     from eqcg.models.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
     from eqcg.simulate.rollout import RolloutFailure
     from eqcg.simulate.runner import run_rollout

@@ -199,7 +199,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    from eqcg.evaluate.report import compare
+    from eqcg.evaluate.comparison import compare
 
     compare(args.reports, args.out)
     print(f"comparison written to {args.out}/comparison.md")

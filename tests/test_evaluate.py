@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 from eqcg.cg.mapping import CGSettings, compute_mapping
-from eqcg.data.store import load_dataset, write_dataset
-from eqcg.data.trajectory import SystemTrajectory, Topology
+from eqcg.data.store import ROLLOUT_FILE, load_dataset, write_dataset
+from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory, Topology
 from eqcg.errors import DataError
 from eqcg.evaluate import compare, evaluate
-from eqcg.evaluate.report import COMPARISON_FILES, METRICS_FILE, REPORT_FILE, ROLLOUT_FILE
+from eqcg.evaluate.comparison import COMPARISON_FILES
+from eqcg.evaluate.report import REPORT_FILE
+from eqcg.evaluate.results import METRICS_FILE
 
 SETTINGS = CGSettings(cg_level=3, whole_molecule_max_atoms=1, seed=0)
 N_FRAMES, FRAME_INTERVAL = 40, 2.0  # ps
@@ -23,7 +25,7 @@ START, DILATION = 4, 2
 ROLLOUT_FRAMES = (15, 18, 25)  # the last runs past the reference's end (frame 4 + 2 * 24 > 39)
 COLLISION_SYSTEM, COLLISION_FRAME = 2, 20
 WALL_SECONDS = 12.0
-LAMMPS_WALL = "0:01:40"
+LAMMPS_WALL_SECONDS_SYS0 = 100.0  # stored by the generator for sys0 only
 
 
 def _reference_system(index: int, rng: np.random.Generator) -> SystemTrajectory:
@@ -106,14 +108,8 @@ def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     rng = np.random.default_rng(0)
     references = [_reference_system(i, rng) for i in range(3)]
+    references[0].attrs[LAMMPS_WALL_SECONDS] = LAMMPS_WALL_SECONDS_SYS0
     write_dataset(root / "reference", references)
-    log_dir = root / "reference" / "lammps" / "sys0"
-    log_dir.mkdir(parents=True)
-    (log_dir / "log.lammps").write_text(  # two runs: the sum of their loop times counts
-        "Loop time of 60.25 on 1 procs for 1000 steps with 18 atoms\n"
-        "Loop time of 39.75 on 1 procs for 9000 steps with 18 atoms\n"
-        f"Total wall time: {LAMMPS_WALL}\n"
-    )
     exact = [_rollout_system(ref, n, 0.0, "equivariant", rng,
                              COLLISION_FRAME if i == COLLISION_SYSTEM else None)
              for i, (ref, n) in enumerate(zip(references, ROLLOUT_FRAMES, strict=True))]
@@ -193,11 +189,13 @@ def test_stability_and_speed(evaluated):
     reference_span = FRAME_INTERVAL * (N_FRAMES - 1)
     assert speed["unit"] == "ns/h"
     assert speed["model"] == pytest.approx(model_span / WALL_SECONDS * 3600 / 1000)
-    assert speed["reference_wall_seconds"] == 100.0
-    assert speed["reference_md"] == pytest.approx(reference_span / 100.0 * 3600 / 1000)
+    assert speed["reference_wall_seconds"] == LAMMPS_WALL_SECONDS_SYS0
+    assert speed["reference_md"] == pytest.approx(
+        reference_span / LAMMPS_WALL_SECONDS_SYS0 * 3600 / 1000)
     assert speed["speedup"] == pytest.approx(speed["model"] / speed["reference_md"])
+    assert "reference_note" not in speed
     assert metrics["systems"]["sys1"]["speed"]["reference_md"] is None
-    assert "no finished LAMMPS log" in metrics["systems"]["sys1"]["speed"]["reference_note"]
+    assert "stores no LAMMPS wall time" in metrics["systems"]["sys1"]["speed"]["reference_note"]
 
 
 def test_agreement_needs_three_systems_and_figures_can_be_skipped(evaluated):

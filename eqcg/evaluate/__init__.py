@@ -1,10 +1,16 @@
 """Evaluation of learned rollouts against reference MD: metrics, plots, reports, comparisons.
 
-* :func:`~eqcg.evaluate.report.evaluate` — one rollout directory vs its reference dataset.
-* :func:`~eqcg.evaluate.report.compare` — several evaluations side by side.
+* :func:`~eqcg.evaluate.report.evaluate` — one rollout directory vs its reference dataset
+  (per system: :mod:`~eqcg.evaluate.system_evaluation`; over systems:
+  :mod:`~eqcg.evaluate.aggregate`; figures: :mod:`~eqcg.evaluate.figures`; ``report.md``:
+  :mod:`~eqcg.evaluate.report_markdown`).
+* :func:`~eqcg.evaluate.comparison.compare` — several evaluations side by side.
+* :mod:`~eqcg.evaluate.results` — the typed results both write (``metrics.json``,
+  ``comparison.json``) and read back.
 """
 
+from eqcg.evaluate.comparison import compare
 from eqcg.evaluate.properties import PropertyOptions
-from eqcg.evaluate.report import compare, evaluate
+from eqcg.evaluate.report import evaluate
 
 __all__ = ["PropertyOptions", "compare", "evaluate"]

@@ -9,7 +9,9 @@ one that is too narrow makes the NLL blow up on the beads it misses.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.stats
@@ -17,8 +19,11 @@ import torch
 from torch_geometric.data import Batch
 
 from eqcg import keys
-from eqcg.graphs.system import CGSystem
+from eqcg.cg.mapping import CGSettings
+from eqcg.data.store import TrajectoryDataset
+from eqcg.graphs.system import CGSystem, prepare_systems
 from eqcg.graphs.windows import WindowDataset
+from eqcg.models.checkpoint import load_simulator
 from eqcg.models.gaussian import GaussianAcceleration
 from eqcg.models.integrator import acceleration_target
 from eqcg.models.simulator import Simulator
@@ -98,3 +103,19 @@ def one_step_calibration(
         target = acceleration_target(history, batch[keys.TARGET_POS])
         distances.append(mahalanobis_squared(prediction.acceleration, target).cpu().numpy())
     return calibration_from_distances(np.concatenate(distances))
+
+
+def run_calibration(
+    run: str | os.PathLike | None, reference: TrajectoryDataset, names: list[str]
+) -> dict[str, object]:
+    """Calibration of the model of ``run`` on the reference systems ``names``, as it goes into
+    ``metrics.json`` (with the run, its covariance and variant), or ``{"note": ...}`` when the
+    run is not found."""
+    if run is None or not Path(run).exists():
+        return {"note": f"not measured: run {run!r} not found (pass run=...)"}
+    simulator, config, _ = load_simulator(run)
+    settings = CGSettings.from_config(config.data)
+    systems = prepare_systems(reference, settings, simulator.vocabulary, sorted(set(names)))
+    result = one_step_calibration(simulator, systems, config.data.dilation)
+    return {"run": str(run), "covariance": config.model.covariance,
+            "model": config.model.variant, **result.to_dict()}

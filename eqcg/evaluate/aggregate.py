@@ -1,0 +1,93 @@
+"""Numbers over all systems of an evaluation: :func:`aggregate`.
+
+Cross-system agreement pairs ``model_matched`` with ``reference_matched`` (same simulated span,
+same frame spacing) and, separately, ``model`` with ``reference`` (whole trajectories).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from eqcg.evaluate.results import (
+    VIEWS,
+    Aggregate,
+    AgreementEntry,
+    SpeedMedians,
+    StabilityFractions,
+    SystemEvaluation,
+)
+from eqcg.metrics.agreement import agreement
+from eqcg.metrics.dynamics import diffusivity_unit
+from eqcg.units import unit_system
+
+AGREEMENT_PAIRS = {"matched": ("reference_matched", "model_matched"),
+                   "whole": ("reference", "model")}
+
+
+def property_unit(key: str, units: str) -> str:
+    """The unit of the per-system property ``key`` in unit system ``units``."""
+    system = unit_system(units)
+    if key.startswith("diffusivity"):
+        return diffusivity_unit(units)[1]
+    return system.length if key == "rg_mean" else system.time
+
+
+def property_column(systems: list[SystemEvaluation], view: str, key: str) -> np.ndarray:
+    """``(n_systems,)`` values of property ``key`` in ``view`` (NaN where undefined)."""
+    values = [s.values[view].get(key) for s in systems]
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def agreement_entry(reference: np.ndarray, model: np.ndarray) -> AgreementEntry:
+    """Agreement of ``(n_systems,)`` model values with reference values (``None`` statistics
+    and a ``reason`` when there are too few finite pairs)."""
+    try:
+        return AgreementEntry(**asdict(agreement(reference, model)))
+    except ValueError as exc:
+        n = int((np.isfinite(reference) & np.isfinite(model)).sum())
+        return AgreementEntry(n, None, None, None, None, None, None, reason=str(exc))
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.median(present)) if present else None
+
+
+def aggregate(systems: dict[str, SystemEvaluation], units: str) -> Aggregate:
+    """Stability fractions, cross-system agreement, means and median speeds of ``systems``
+    (name -> evaluation; at least one), in unit system ``units``; no figures."""
+    evaluations = list(systems.values())
+    keys = sorted({key for s in evaluations for view in VIEWS for key in s.values[view]})
+    model_stability = [s.stability["model"] for s in evaluations]
+    n = len(evaluations)
+
+    def mean(view: str, key: str) -> float | None:
+        values = property_column(evaluations, view, key)
+        return float(np.nanmean(values)) if np.isfinite(values).any() else None
+
+    return Aggregate(
+        n_systems=n,
+        stability=StabilityFractions(
+            finite_fraction=sum(s["finite"] for s in model_stability) / n,
+            collision_free_fraction=sum(s["collision_free"] for s in model_stability) / n,
+            stable_fraction=sum(s["stable"] for s in model_stability) / n,
+            reference_collision_free_fraction=sum(
+                s.stability["reference_matched"]["collision_free"] for s in evaluations) / n,
+            first_collision_frame={name: s.stability["model"]["first_collision_frame"]
+                                   for name, s in systems.items()},
+        ),
+        agreement={pair: {key: agreement_entry(property_column(evaluations, ref, key),
+                                               property_column(evaluations, mod, key))
+                          for key in keys}
+                   for pair, (ref, mod) in AGREEMENT_PAIRS.items()},
+        mean_over_systems={key: {view: mean(view, key) for view in VIEWS} for key in keys},
+        units={key: property_unit(key, units) for key in keys},
+        speed=SpeedMedians(
+            unit=evaluations[0].speed.unit,
+            model_median=_median([s.speed.model for s in evaluations]),
+            reference_median=_median([s.speed.reference_md for s in evaluations]),
+            speedup_median=_median([s.speed.speedup for s in evaluations]),
+        ),
+    )

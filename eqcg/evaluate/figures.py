@@ -1,0 +1,127 @@
+"""Which panels the figures of an evaluation and a comparison hold (drawn by
+:mod:`eqcg.evaluate.plots`). Each function writes its PNGs under ``out/plots/`` and returns
+their paths relative to ``out``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eqcg.evaluate import plots
+from eqcg.evaluate.aggregate import property_column, property_unit
+from eqcg.evaluate.properties import TrajectoryProperties, species_pairs
+from eqcg.evaluate.results import Aggregate, ComparisonRow, SystemEvaluation
+from eqcg.units import unit_system
+
+PLOTS_DIR = "plots"
+_PLOT_LABELS = {"model": "model", "reference_matched": "MD (same span)", "reference": "MD (whole)"}
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _draw(out: Path, relative: str, panels: list[plots.Panel]) -> str:
+    return plots.draw(out / PLOTS_DIR / relative, panels).relative_to(out).as_posix()
+
+
+def system_figures(
+    out: Path, name: str, views: dict[str, TrajectoryProperties], units: str
+) -> dict[str, str]:
+    """Draw one system's figures (``rg``, ``msd``, ``structure``, those that have panels).
+
+    Model curves are the whole finite rollout; MD curves the reference at the rollout's frames
+    ("same span") and, for distributions and MSDs, the whole reference.
+    """
+    u = unit_system(units)
+    shown = {label: views[view] for view, label in _PLOT_LABELS.items()}
+    panels: dict[str, list[plots.Panel]] = {"rg": [], "msd": [], "structure": []}
+    if views["model"].rg is not None:
+        panels["rg"].append(plots.Panel(
+            f"{name}: Rg (mean over chains)", f"time since rollout start [{u.time}]",
+            f"Rg [{u.length}]", series={label: (p.time, p.rg.mean(axis=1))
+                                        for label, p in shown.items() if label != "MD (whole)"}))
+        panels["rg"].append(plots.Panel(
+            f"{name}: Rg distribution", f"Rg [{u.length}]", "probability density", kind="hist",
+            series={label: p.rg for label, p in shown.items()}))
+    for attr, title in (("rg_relaxation", "Rg"), ("end_to_end_relaxation", "end-to-end vector")):
+        series = {}
+        for label, p in shown.items():
+            relaxation = getattr(p, attr)
+            if relaxation is not None:
+                half = relaxation.acf.shape[0] // 2 + 1  # longer lags have too few origins
+                series[label] = (p.time[:half], relaxation.acf[:half])
+        if series:
+            panels["rg"].append(plots.Panel(f"{name}: {title} autocorrelation",
+                                            f"lag [{u.time}]", "C(t)", series=series, hline=0.0))
+    for species in views["model"].msd:
+        panels["msd"].append(plots.Panel(
+            f"{name}: MSD of {species} (shading in a line's colour: its fit window)",
+            f"lag [{u.time}]",
+            f"MSD [{u.length}²]", log=True,
+            series={label: (p.lag_time, p.msd[species]) for label, p in shown.items()
+                    if species in p.msd},
+            spans={label: p.diffusivity[species].fit_window for label, p in shown.items()
+                   if p.diffusivity.get(species)}))
+    if views["model"].rdf is not None:
+        names = views["model"].species_names
+        panels["structure"] += [plots.Panel(
+            f"{name}: g(r) {names[a]} – {names[b]}", f"r [{u.length}]", "g(r)", hline=1.0,
+            series={label: (p.rdf.r, p.rdf.g[a, b]) for label, p in shown.items()})
+            for a, b in species_pairs(len(names))]
+    if views["model"].bond_lengths is not None:
+        panels["structure"].append(plots.Panel(
+            f"{name}: CG bond lengths", f"bond length [{u.length}]", "probability density",
+            kind="hist", series={label: p.bond_lengths for label, p in shown.items()}))
+    return {kind: _draw(out, f"{_safe(name)}/{kind}.png", figure)
+            for kind, figure in panels.items() if figure}
+
+
+def agreement_figures(
+    out: Path, systems: dict[str, SystemEvaluation], aggregate: Aggregate, units: str
+) -> dict[str, str]:
+    """Draw model against reference MD over systems at the same span, one panel per property
+    with a finite pair (``agreement``; nothing when there is none)."""
+    evaluations = list(systems.values())
+    scatter = []
+    for key, entry in aggregate.agreement["matched"].items():
+        ref = property_column(evaluations, "reference_matched", key)
+        mod = property_column(evaluations, "model_matched", key)
+        if (np.isfinite(ref) & np.isfinite(mod)).any():
+            r2 = entry.pearson_r_squared
+            stat = f"r² = {r2:.3f}" if r2 is not None and np.isfinite(r2) else "r² n/a"
+            unit = property_unit(key, units)
+            scatter.append(plots.Panel(f"{key} ({stat})", f"reference MD [{unit}]",
+                                       f"model [{unit}]", kind="scatter",
+                                       series={key: (ref, mod)}, names=list(systems)))
+    return {"agreement": _draw(out, "agreement.png", scatter)} if scatter else {}
+
+
+def calibration_figure(out: Path, calibration: dict[str, Any]) -> str:
+    """Draw the one-step coverage curve against the calibrated diagonal."""
+    nominal, observed = calibration["curve_nominal"], calibration["curve_observed"]
+    panel = plots.Panel(
+        f"one-step calibration (mean d² = {calibration['mean_mahalanobis_squared']:.2f}, "
+        "3 when calibrated)", "nominal coverage of the predicted Gaussian",
+        "observed fraction of true accelerations inside", kind="line",
+        series={"model": (nominal, observed), "calibrated": (nominal, nominal)})
+    return _draw(out, "calibration.png", [panel])
+
+
+def comparison_figures(
+    out: Path, rows: list[ComparisonRow], speed_units: list[str]
+) -> dict[str, str]:
+    """Draw one bar chart per comparison column that has a value (``comparison``)."""
+    labels = [row.label for row in rows]
+    readings = ComparisonRow.readings()
+    panels = []
+    for col, title in ComparisonRow.columns().items():
+        values = [getattr(row, col) for row in rows]
+        if any(v is not None for v in values):
+            unit = f" [{', '.join(speed_units)}]" if col == "model_speed" else ""
+            panels.append(plots.Panel(f"{title} ({readings[col]})", "", title + unit,
+                                      kind="bar", series={col: (labels, values)}))
+    return {"comparison": _draw(out, "comparison.png", panels)} if panels else {}

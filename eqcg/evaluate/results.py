@@ -1,0 +1,340 @@
+"""Typed results of an evaluation (``metrics.json``) and of a comparison (``comparison.json``).
+
+Every class is a :class:`Record`: :meth:`Record.to_dict` gives the JSON layout of the files
+(NaN and inf as null) and :meth:`Record.from_dict` reads it back, so ``load -> object -> dict``
+reproduces a file. Per-system property values are keyed by name (``rg_mean``,
+``rg_relaxation_integrated``, ``diffusivity[<species>]``, ...; see :func:`diffusivity_key`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Self, Union, get_args, get_origin, get_type_hints
+
+from eqcg.errors import DataError
+from eqcg.evaluate.markdown import json_ready
+
+METRICS_FILE = "metrics.json"
+VIEWS = {"model": "whole rollout up to its first non-finite frame",
+         "model_matched": "rollout over the span the reference covers",
+         "reference_matched": "reference beads at the rollout's frames",
+         "reference": "whole reference trajectory"}
+DEFINITIONS = {
+    "pearson_r_squared": "squared Pearson correlation over systems (the r² of Fu et al.)",
+    "identity_r2": "coefficient of determination of model = reference: "
+                   "1 - sum (model - ref)² / sum (ref - mean ref)²",
+    "rg": "mass-weighted radius of gyration of each molecule with more than one bead",
+    "relaxation integrated": "dt (1/2 + sum_k C(k)) over Sokal's window (c = 5)",
+    "relaxation exponential": "least-squares fit of A exp(-t / tau) to C(t) from lag 0 to the "
+                              "first lag where C < acf_floor",
+    "diffusivity": "slope / 6 of a straight line through the MSD over fit_window (periodic "
+                   "systems: centre-of-mass drift removed first)",
+    "collision": "two beads closer than collision_threshold (minimum image)",
+}
+PREFERRED_SPECIES = "Li"  # the diffusivity a comparison shows, where a report has it
+_OMIT_NONE = {"omit_none": True}  # field metadata: left out of the JSON form when None
+_DIFFUSIVITY = "diffusivity"
+
+
+def diffusivity_key(species: str) -> str:
+    """The property name of ``species``' diffusivity, ``diffusivity[<species>]``."""
+    return f"{_DIFFUSIVITY}[{species}]"
+
+
+def diffusing_species(keys: Iterable[str]) -> list[str]:
+    """The species whose diffusivity is among the property names ``keys``, sorted."""
+    prefix = _DIFFUSIVITY + "["
+    return sorted(k[len(prefix):-1] for k in keys if k.startswith(prefix) and k.endswith("]"))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _typed(hint: Any, value: object) -> object:
+    """``value`` (JSON) as the annotated type ``hint``: records and containers of records."""
+    if value is None:
+        return None
+    if get_origin(hint) in (Union, types.UnionType):
+        arms = [arm for arm in get_args(hint) if arm is not type(None)]
+        if len(arms) != 1:
+            return value
+        hint = arms[0]
+    origin, args = get_origin(hint), get_args(hint)
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return hint.from_dict(value)
+    if origin is dict and args:
+        return {k: _typed(args[1], v) for k, v in value.items()}
+    if origin is list and args:
+        return [_typed(args[0], v) for v in value]
+    return value
+
+
+class Record:
+    """A dataclass that converts to and from its JSON layout (see the module docstring)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready layout (fields in order; NaN/inf as ``None``)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None or not f.metadata.get("omit_none"):
+                out[f.name] = _plain(value)
+        return json_ready(out)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Read the layout of :meth:`to_dict` (keys it does not know are ignored)."""
+        hints = get_type_hints(cls)
+        return cls(**{f.name: _typed(hints[f.name], data[f.name])
+                      for f in fields(cls) if f.name in data})
+
+
+@dataclass
+class FrameCounts(Record):
+    """Frames of one system's rollout and reference.
+
+    Attributes:
+        rollout, finite, matched: rollout frames: all, before the first non-finite one, and
+            those the reference covers.
+        reference: reference frames.
+        start_frame: the reference frame at the rollout's frame 0.
+        dilation: reference frames per learned step.
+        reference_frames_per_rollout_frame: ``None`` for a one-frame rollout.
+    """
+
+    rollout: int
+    finite: int
+    matched: int
+    reference: int
+    start_frame: int
+    dilation: int
+    reference_frames_per_rollout_frame: float | None
+
+
+@dataclass
+class Span(Record):
+    """Simulated time from first to last frame (``unit``: ps or tau)."""
+
+    rollout: float
+    matched: float
+    reference: float
+    unit: str
+
+
+@dataclass
+class Speed(Record):
+    """Simulated time per wall-clock hour (``unit``: ns/h for real units, else tau/h).
+
+    Attributes:
+        model_wall_seconds: wall time of the rollout's stepping.
+        model: the rollout's rate (``None`` without a wall time).
+        reference_md: the generating LAMMPS run's rate (``None`` when the dataset stores no
+            wall time for the system; ``reference_note`` says so).
+        reference_wall_seconds: that run's wall time.
+        speedup: ``model / reference_md``.
+    """
+
+    unit: str
+    model_wall_seconds: float
+    model: float | None
+    reference_md: float | None = None
+    reference_wall_seconds: float | None = None
+    speedup: float | None = None
+    reference_note: str | None = field(default=None, metadata=_OMIT_NONE)
+
+
+@dataclass
+class SystemEvaluation(Record):
+    """One rollout system judged against its reference MD.
+
+    Attributes:
+        reference_system: the reference dataset's system.
+        model: the variant that made the rollout.
+        n_beads: beads of the system.
+        species: bead species -> beads of it.
+        cg_settings: the CG settings (``CGSettings`` as a dict).
+        frames, span: frame counts and simulated spans.
+        reference_covers_rollout: the reference lasts as long as the whole rollout.
+        stability: view (``model``, ``reference_matched``) -> collision report summary.
+        properties: view -> property summary (``TrajectoryProperties.summary``).
+        values: view -> property name -> value compared across systems (NaN/None: undefined).
+        distribution_distance: ``rg_wasserstein``, ``bond_length_wasserstein`` (length unit).
+        speed: simulated time per wall-clock hour.
+        plots: figure kind -> PNG path relative to the report directory.
+    """
+
+    reference_system: str
+    model: str
+    n_beads: int
+    species: dict[str, int]
+    cg_settings: dict[str, int]
+    frames: FrameCounts
+    span: Span
+    reference_covers_rollout: bool
+    stability: dict[str, dict[str, Any]]
+    properties: dict[str, dict[str, Any]]
+    values: dict[str, dict[str, float | None]]
+    distribution_distance: dict[str, float | None]
+    speed: Speed
+    plots: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AgreementEntry(Record):
+    """Agreement of one property over systems (``None`` statistics: ``reason`` says why)."""
+
+    n: int
+    pearson_r: float | None
+    pearson_p: float | None
+    pearson_r_squared: float | None
+    spearman_rho: float | None
+    spearman_p: float | None
+    identity_r2: float | None
+    reason: str | None = field(default=None, metadata=_OMIT_NONE)
+
+
+@dataclass
+class StabilityFractions(Record):
+    """Fractions of systems whose rollout stayed finite / collision-free / both, the reference
+    MD's collision-free fraction over the matched span, and each system's first collision."""
+
+    finite_fraction: float
+    collision_free_fraction: float
+    stable_fraction: float
+    reference_collision_free_fraction: float
+    first_collision_frame: dict[str, int | None]
+
+
+@dataclass
+class SpeedMedians(Record):
+    """Medians over systems of :class:`Speed` (``None`` where no system has the value)."""
+
+    unit: str
+    model_median: float | None
+    reference_median: float | None
+    speedup_median: float | None
+
+
+@dataclass
+class Aggregate(Record):
+    """Numbers over all systems of an evaluation.
+
+    Attributes:
+        agreement: pair (``matched``: same span, ``whole``: whole trajectories) -> property
+            name -> agreement between model and reference values.
+        mean_over_systems: property name -> view -> mean over systems.
+        units: property name -> its unit.
+        plots: figure kind -> PNG path relative to the report directory.
+    """
+
+    n_systems: int
+    stability: StabilityFractions
+    agreement: dict[str, dict[str, AgreementEntry]]
+    mean_over_systems: dict[str, dict[str, float | None]]
+    units: dict[str, str]
+    speed: SpeedMedians
+    plots: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluationSummary(Record):
+    """The content of ``metrics.json``.
+
+    Attributes:
+        label: the rollout directory's name.
+        model: the variants that made the rollout, joined by `` + ``.
+        nll: validation NLL recorded with the rollout (a number or ``{"mean": ...}``).
+        rollout, reference: paths of the rollout file and the reference dataset.
+        units: the unit system (``UnitSystem`` as a dict) and the diffusivity unit.
+        options: the collision threshold and the property options.
+        views, definitions: what the view names and the statistics mean.
+        systems: system name -> its evaluation.
+        calibration: one-step calibration numbers, or ``{"note": why not measured}``.
+    """
+
+    label: str
+    model: str
+    nll: float | dict[str, float] | None
+    rollout: str
+    reference: str
+    units: dict[str, str]
+    options: dict[str, Any]
+    views: dict[str, str]
+    definitions: dict[str, str]
+    systems: dict[str, SystemEvaluation]
+    aggregate: Aggregate
+    calibration: dict[str, Any]
+
+    @property
+    def nll_value(self) -> float | None:
+        """The NLL as one number (the mean where several were recorded)."""
+        return self.nll.get("mean") if isinstance(self.nll, dict) else self.nll
+
+    def write(self, out_dir: str | os.PathLike) -> None:
+        """Write ``out_dir/metrics.json``."""
+        (Path(out_dir) / METRICS_FILE).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def read(cls, report_dir: str | os.PathLike) -> EvaluationSummary:
+        """Read ``report_dir/metrics.json`` (a :class:`DataError` when there is none)."""
+        path = Path(report_dir) / METRICS_FILE
+        if not path.exists():
+            raise DataError(f"{report_dir}: no {METRICS_FILE}; run evaluate there first")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def column(title: str, reading: str = "higher is better") -> Any:
+    """A :class:`ComparisonRow` column: its table title and which way is better."""
+    return field(default=None, metadata={"title": title, "reading": reading})
+
+
+@dataclass
+class ComparisonRow(Record):
+    """One evaluation in a comparison; agreement columns are over systems at the same span."""
+
+    label: str
+    report: str
+    nll: float | None = column("NLL", "lower is better")
+    rg_r2: float | None = column("Rg r² (Pearson²)")
+    rg_identity_r2: float | None = column("Rg R² of y = x")
+    relaxation_r2: float | None = column("Rg relaxation time (integrated) r² (Pearson²)")
+    diffusivity_spearman: float | None = column(
+        f"diffusivity ({PREFERRED_SPECIES}, else first species) Spearman ρ")
+    collision_free_fraction: float | None = column("collision-free fraction")
+    stable_fraction: float | None = column("stable fraction")
+    calibration: float | None = column("one-step mean d² (3 = calibrated)",
+                                       "closer to 3 is better")
+    model_speed: float | None = column("model sim. time per hour (median)")
+    speedup: float | None = column("speed-up over MD (median)")
+
+    @classmethod
+    def columns(cls) -> dict[str, str]:
+        """Column name -> title, in table order."""
+        return {f.name: f.metadata["title"] for f in fields(cls) if "title" in f.metadata}
+
+    @classmethod
+    def readings(cls) -> dict[str, str]:
+        """Column name -> which way is better."""
+        return {f.name: f.metadata["reading"] for f in fields(cls) if "title" in f.metadata}
+
+
+@dataclass
+class Comparison(Record):
+    """The content of ``comparison.json``: column titles, speed units, rows, figures."""
+
+    columns: dict[str, str]
+    speed_unit: list[str]
+    rows: list[ComparisonRow]
+    plots: dict[str, str]

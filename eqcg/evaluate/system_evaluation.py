@@ -1,0 +1,161 @@
+"""One rollout system against its reference MD: :func:`evaluate_system`.
+
+The reference system named in the rollout's attributes is coarse-grained with the rollout's CG
+settings, and properties are computed on four views:
+
+* ``model`` — the whole rollout, up to its first non-finite frame;
+* ``reference_matched`` — the reference beads at the rollout's frames (located by time from
+  ``start_frame``), over the span both cover;
+* ``model_matched`` — the rollout over that same span (the whole finite rollout when the
+  reference is long enough);
+* ``reference`` — the whole reference trajectory at its own frame interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import scipy.stats
+
+from eqcg.data.store import TrajectoryDataset
+from eqcg.data.trajectory import SystemTrajectory
+from eqcg.errors import DataError
+from eqcg.evaluate.beads import BeadTrajectory, check_same_beads, reference_beads, rollout_beads
+from eqcg.evaluate.properties import (
+    PropertyOptions,
+    TrajectoryProperties,
+    default_rdf_r_max,
+    trajectory_properties,
+)
+from eqcg.evaluate.results import VIEWS, FrameCounts, Span, SystemEvaluation, diffusivity_key
+from eqcg.evaluate.speed import system_speed
+from eqcg.metrics.dynamics import diffusivity_unit
+from eqcg.metrics.stability import collision_report
+from eqcg.simulate.writer import RolloutAttrs
+from eqcg.units import unit_system
+
+
+def _matched_frames(
+    model: BeadTrajectory, reference: BeadTrajectory, start_frame: int
+) -> np.ndarray:
+    """``(n_matched,)`` reference frames at the model's frames, while the reference lasts.
+
+    The model's frame 0 sits at reference frame ``start_frame``; later frames are located by
+    time, so rollouts saved every few learned steps match too.
+    """
+    where = f"rollout system {model.name!r}"
+    if reference.n_frames < 2 or not 0 <= start_frame < reference.n_frames:
+        raise DataError(f"{where}: start_frame {start_frame} is outside the reference's "
+                        f"{reference.n_frames} frames (at least 2 needed)")
+    if abs(model.time[0] - reference.time[start_frame]) > 1e-3 * reference.dt:
+        raise DataError(f"{where}: starts at time {model.time[0]} but reference frame "
+                        f"{start_frame} is at {reference.time[start_frame]}")
+    offset = (model.time - model.time[0]) / reference.dt
+    frames = start_frame + np.round(offset).astype(np.int64)
+    if np.abs(offset - np.round(offset)).max() > 1e-3:
+        raise DataError(f"{where}: frame times are not multiples of the "
+                        f"reference frame interval {reference.dt}")
+    return frames[frames < reference.n_frames]
+
+
+def _property_values(props: TrajectoryProperties) -> dict[str, float]:
+    """The per-system numbers that cross-system agreement is computed for (NaN: undefined;
+    diffusivities in the unit of :func:`~eqcg.metrics.dynamics.diffusivity_unit`)."""
+    factor, _ = diffusivity_unit(props.units)
+    values = {"rg_mean": props.rg_mean}
+    for name in ("rg_relaxation", "end_to_end_relaxation"):
+        relaxation = getattr(props, name)
+        values[f"{name}_integrated"] = relaxation.integrated.tau if relaxation else np.nan
+        values[f"{name}_exponential"] = relaxation.exponential.tau if relaxation else np.nan
+    for species, fit in props.diffusivity.items():
+        values[diffusivity_key(species)] = fit.diffusivity * factor if fit else np.nan
+    return values
+
+
+def _distribution_distances(views: dict[str, TrajectoryProperties]) -> dict[str, float | None]:
+    """Wasserstein-1 distances (length unit) between model and reference MD distributions of Rg
+    and CG bond length over the matched span."""
+    model, reference = views["model_matched"], views["reference_matched"]
+    out: dict[str, float | None] = {}
+    for name, attr in (("rg_wasserstein", "rg"), ("bond_length_wasserstein", "bond_lengths")):
+        a, b = getattr(model, attr), getattr(reference, attr)
+        out[name] = (float(scipy.stats.wasserstein_distance(a.ravel(), b.ravel()))
+                     if a is not None and b is not None else None)
+    return out
+
+
+def evaluate_system(
+    rollout: SystemTrajectory,
+    attrs: RolloutAttrs,
+    reference_data: TrajectoryDataset,
+    threshold: float,
+    options: PropertyOptions,
+) -> tuple[SystemEvaluation, dict[str, TrajectoryProperties]]:
+    """Judge one rollout system against the reference system it started from.
+
+    Args:
+        rollout: a system of ``rollout.h5``.
+        attrs: its attributes.
+        reference_data: the reference dataset holding its ``reference_system``.
+        threshold: beads closer than this collide (length unit).
+        options: analysis choices.
+
+    Returns the evaluation (without plots) and the properties of the four views (for figures).
+    """
+    where = f"rollout system {rollout.name!r}"
+    try:
+        reference_system = reference_data[attrs.reference_system]
+    except KeyError:
+        raise DataError(f"{where}: the reference dataset has no system "
+                        f"{attrs.reference_system!r}") from None
+    model = rollout_beads(rollout)
+    reference = reference_beads(reference_system, attrs.cg_settings)
+    check_same_beads(model, reference)
+
+    stability = collision_report(model.positions, model.box, model.pbc, threshold)
+    n_finite = stability.first_nonfinite_frame
+    n_finite = model.n_frames if n_finite is None else n_finite
+    if n_finite == 0:
+        raise DataError(f"{where}: its first frame is not finite")
+    matched = _matched_frames(model.frames(slice(0, n_finite)), reference, attrs.start_frame)
+    n_matched = matched.shape[0]
+    traj = {
+        "model": model.frames(slice(0, n_finite)),
+        "model_matched": model.frames(slice(0, n_matched)),
+        "reference_matched": reference.frames(matched),
+        "reference": reference,
+    }
+    r_max = default_rdf_r_max([model.box, reference.box], options) if model.pbc else None
+    views = {"model": trajectory_properties(traj["model"], options, r_max)}
+    views["model_matched"] = (views["model"] if n_matched == n_finite else
+                              trajectory_properties(traj["model_matched"], options, r_max))
+    for view in ("reference_matched", "reference"):
+        views[view] = trajectory_properties(traj[view], options, r_max)
+    reference_stability = collision_report(traj["reference_matched"].positions,
+                                           traj["reference_matched"].box, model.pbc, threshold)
+
+    evaluation = SystemEvaluation(
+        reference_system=attrs.reference_system,
+        model=attrs.model,
+        n_beads=model.n_beads,
+        species={name: int((model.species == i).sum())
+                 for i, name in enumerate(model.species_names)},
+        cg_settings=asdict(attrs.cg_settings),
+        frames=FrameCounts(
+            rollout=model.n_frames, finite=n_finite, matched=n_matched,
+            reference=reference.n_frames, start_frame=attrs.start_frame,
+            dilation=attrs.dilation,
+            reference_frames_per_rollout_frame=model.dt / reference.dt
+            if model.n_frames > 1 else None),
+        span=Span(model.span, traj["model_matched"].span, reference.span,
+                  unit_system(model.units).time),
+        reference_covers_rollout=n_matched == model.n_frames,
+        stability={"model": stability.summary(),
+                   "reference_matched": reference_stability.summary()},
+        properties={view: views[view].summary() for view in VIEWS},
+        values={view: _property_values(views[view]) for view in VIEWS},
+        distribution_distance=_distribution_distances(views),
+        speed=system_speed(rollout, attrs, reference_system, reference.span),
+    )
+    return evaluation, views
