@@ -15,9 +15,16 @@ from eqcg.data.store import ROLLOUT_FILE, load_dataset, write_dataset
 from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory, Topology
 from eqcg.errors import DataError
 from eqcg.evaluate import compare, evaluate
-from eqcg.evaluate.comparison import COMPARISON_FILES
+from eqcg.evaluate.comparison import COMPARISON_FILES, comparison_row
 from eqcg.evaluate.report import REPORT_FILE
-from eqcg.evaluate.results import METRICS_FILE
+from eqcg.evaluate.results import (
+    METRICS_FILE,
+    AgreementEntry,
+    Comparison,
+    EvaluationSummary,
+    SystemEvaluation,
+)
+from eqcg.simulate.writer import RolloutAttrs
 
 SETTINGS = CGSettings(cg_level=3, whole_molecule_max_atoms=1, seed=0)
 N_FRAMES, FRAME_INTERVAL = 40, 2.0  # ps
@@ -94,10 +101,8 @@ def _rollout_system(
         pbc=True,
         units="real",
         source="eqcg rollout",
-        attrs={"reference_system": reference.name, "cg_level": SETTINGS.cg_level,
-               "whole_molecule_max_atoms": SETTINGS.whole_molecule_max_atoms,
-               "cg_seed": SETTINGS.seed, "start_frame": START, "dilation": DILATION,
-               "wall_seconds": WALL_SECONDS, "model": model},
+        attrs=RolloutAttrs(reference.name, SETTINGS.cg_level, SETTINGS.whole_molecule_max_atoms,
+                           SETTINGS.seed, START, DILATION, WALL_SECONDS, model).to_attrs(),
     )
 
 
@@ -231,6 +236,32 @@ def test_compare_writes_table_and_bar_charts(evaluated):
     for path in comparison["plots"].values():
         assert f"]({path})" in markdown
         _assert_png(out / path)
+
+
+def test_metrics_and_comparison_files_round_trip_through_the_typed_results(evaluated):
+    root = evaluated[0]
+    for report in ("report_exact", "report_noisy"):
+        summary = EvaluationSummary.read(root / report)
+        assert isinstance(summary.systems["sys0"], SystemEvaluation)
+        assert isinstance(summary.aggregate.agreement["matched"]["rg_mean"], AgreementEntry)
+        assert summary.systems["sys0"].speed.reference_wall_seconds == LAMMPS_WALL_SECONDS_SYS0
+        text = (root / report / METRICS_FILE).read_text()
+        assert json.dumps(summary.to_dict(), indent=2) == text
+    text = (root / "comparison" / COMPARISON_FILES[1]).read_text()
+    comparison = Comparison.from_dict(json.loads(text))
+    assert json.dumps(comparison.to_dict(), indent=2) == text
+    assert [row.label for row in comparison.rows] == ["exact", "noisy"]
+
+
+def test_compare_shows_li_diffusivity_else_the_first_species(evaluated):
+    root = evaluated[0]
+    summary = EvaluationSummary.read(root / "report_exact")
+    matched = summary.aggregate.agreement["matched"]
+    row = comparison_row("exact", root, summary)
+    assert row.diffusivity_spearman == matched["diffusivity[Li]"].spearman_rho
+    del matched["diffusivity[Li]"]
+    matched["diffusivity[C+O]"].spearman_rho = -0.5
+    assert comparison_row("exact", root, summary).diffusivity_spearman == -0.5
 
 
 def test_rollout_without_its_attributes_is_rejected(evaluated, tmp_path):
