@@ -21,10 +21,11 @@ from torch_geometric.data import Batch
 
 from eqcg import keys
 from eqcg.cg.mapping import CGSettings
-from eqcg.config import Config, ModelConfig, load_config
+from eqcg.config import Config, load_config
 from eqcg.data.synthetic import random_system
 from eqcg.graphs.system import CGSystem, TypeVocabulary
 from eqcg.models.integrator import acceleration_target
+from eqcg.models.registry import variants
 from eqcg.models.simulator import Simulator
 from eqcg.simulate.rollout import Refinement, rollout
 
@@ -200,7 +201,9 @@ def probe_batch(
 
 
 def _simulators_to_compare(target: str | os.PathLike) -> tuple[dict[str, Simulator], Config]:
-    """The target's own simulator (trained if a run) plus the other variant, same settings."""
+    """The target's own simulator (trained if a run) plus every other registered variant with
+    the same settings (the target's covariance where the variant supports it, else the
+    variant's preferred one)."""
     from eqcg.models.checkpoint import load_simulator
 
     path = Path(target)
@@ -212,25 +215,24 @@ def _simulators_to_compare(target: str | os.PathLike) -> tuple[dict[str, Simulat
         trained, config, _ = load_simulator(path)
         vocabulary = trained.vocabulary
     sims: dict[str, Simulator] = {}
-    for variant, covariance in (("baseline", "diagonal"), ("equivariant", None)):
-        if trained is not None and config.model.variant == variant:
-            sims[variant] = trained
+    for name, variant in variants().items():
+        if trained is not None and config.model.variant == name:
+            sims[name] = trained
             continue
         own = config.model.covariance
-        model: ModelConfig = replace(
-            config.model, variant=variant,
-            covariance=covariance or (own if own != "diagonal" else "full"),
-        )
+        covariance = own if own in variant.covariances else variant.covariances[0]
         torch.manual_seed(0)
-        sims[variant] = Simulator(model, config.score, vocabulary, config.data.history,
-                                  velocity_scale=0.5, acceleration_scale=0.3)
+        sims[name] = Simulator(replace(config.model, variant=name, covariance=covariance),
+                               config.score, vocabulary, config.data.history,
+                               velocity_scale=0.5, acceleration_scale=0.3)
     return {name: sim.double().eval() for name, sim in sims.items()}, config
 
 
 def check_equivariance_cli(
     target: str | os.PathLike, n_trials: int = 4, seed: int = 0, out: str | None = None
 ) -> dict:
-    """Print a table of equivariance errors, baseline vs equivariant; optionally save JSON."""
+    """Print a table of equivariance errors, one column per registered variant; optionally
+    save it as JSON."""
     sims, config = _simulators_to_compare(target)
     cases = {
         "open boundaries, rotations+reflections": dict(pbc=False, triclinic=False, rotate=True),
@@ -250,12 +252,13 @@ def check_equivariance_cli(
                                           rotate_box=spec["rotate"])
             table[case][name] = asdict(errors)
     quantities = list(EquivarianceErrors.__dataclass_fields__)
+    widths = {name: max(12, len(name)) for name in sims}
     for case, by_variant in table.items():
         print(f"\n{case} (max relative error, float64, {n_trials} trials)")
-        print(f"  {'quantity':<12} {'baseline':>12} {'equivariant':>12}")
+        print(f"  {'quantity':<12}" + "".join(f" {n:>{w}}" for n, w in widths.items()))
         for q in quantities:
-            print(f"  {q:<12} {by_variant['baseline'][q]:>12.2e} "
-                  f"{by_variant['equivariant'][q]:>12.2e}")
+            print(f"  {q:<12}" + "".join(f" {by_variant[n][q]:>{w}.2e}"
+                                         for n, w in widths.items()))
     if out:
         Path(out).write_text(json.dumps(table, indent=2))
     return table

@@ -1,4 +1,6 @@
-"""The equivariant variant: E(3) equivariance of every output, permutations, gradients.
+"""The equivariant variant: the shared variant tests (E(3), permutations, gradients, batching,
+save/reload, rollout) for each covariance mode, plus the latent irreps transforming under every
+symmetry, float32, and its layers.
 
 Checks run in float64 at a relative error of 1e-9: rotations and reflections (with and without
 periodic boundaries, the box rotated with the positions), the 48 symmetries of a cubic box
@@ -6,8 +8,6 @@ applied to the positions only, translations, and permutations of the beads of ea
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -17,14 +17,15 @@ from torch_geometric.utils import scatter
 
 from eqcg import keys
 from eqcg.config import ModelConfig, ScoreConfig
-from eqcg.equivariance import cube_symmetries, permute_batch, random_orthogonal, transform_batch
+from eqcg.equivariance import cube_symmetries, random_orthogonal, transform_batch
 from eqcg.errors import ConfigError
 from eqcg.graphs.neighbors import BOND_EDGE, RADIUS_EDGE
+from eqcg.models.equivariant import EquivariantOptions
 from eqcg.models.equivariant_layers import ChannelwiseTensorProduct, EdgeEncoding
-from eqcg.models.integrator import acceleration_target
 from eqcg.models.registry import check_variant, get_variant
 from eqcg.models.simulator import Simulator
 from eqcg.testing import random_batch
+from eqcg.testing.variant_tests import VariantTests, relative_error, variant_outputs
 
 HISTORY = 4
 TOLERANCE = 1e-9
@@ -36,49 +37,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def small_model(covariance: str, lmax: int = 2) -> ModelConfig:
     return ModelConfig(
         variant="equivariant", covariance=covariance, radius=5.0, embed_dim=8, latent_dim=16,
-        vector_channels=8, lmax=lmax, radial_basis=4, message_passing_steps=2,
-        score_message_passing_steps=2,
+        message_passing_steps=2, score_message_passing_steps=2,
+        options={"equivariant": {"vector_channels": 8, "lmax": lmax, "radial_basis": 4}},
     )
-
-
-@pytest.fixture(scope="module", params=[("isotropic", 2), ("full", 2), ("full", 1)],
-                ids=["isotropic-l2", "full-l2", "full-l1"])
-def simulator(request: pytest.FixtureRequest) -> Simulator:
-    covariance, lmax = request.param
-    torch.manual_seed(0)
-    _, vocabulary = random_batch(history=HISTORY)
-    sim = Simulator(small_model(covariance, lmax), ScoreConfig(), vocabulary, history=HISTORY,
-                    velocity_scale=0.7, acceleration_scale=0.4)
-    return sim.double().eval()
-
-
-@dataclass
-class Outputs:
-    mean: torch.Tensor
-    covariance: torch.Tensor
-    nll: torch.Tensor
-    latent: torch.Tensor
-    invariant_latent: torch.Tensor
-    score: torch.Tensor
-
-
-def evaluate(sim: Simulator, batch: Batch, noise: torch.Tensor, sigma: torch.Tensor) -> Outputs:
-    """All outputs on ``batch``; the score at ``target_pos + sigma * noise``."""
-    pos_history = batch[keys.POS_HISTORY]
-    bead_features = sim.embed(batch)
-    pred = sim.predict(batch, pos_history, bead_features)
-    out = sim.dynamics(sim.graph_inputs(batch, pos_history[:, -1], bead_features),
-                       (pos_history[:, 1:] - pos_history[:, :-1]) / sim.velocity_scale)
-    target = acceleration_target(pos_history, batch[keys.TARGET_POS])
-    noisy = batch[keys.TARGET_POS] + sigma[:, None] * noise
-    score = sim.score_times_sigma(batch, noisy, pos_history[:, -1], sigma, bead_features,
-                                  pred.latent)
-    return Outputs(pred.acceleration.mean, pred.acceleration.covariance,
-                   pred.acceleration.nll(target), pred.latent, out.invariant_latent, score)
-
-
-def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((actual - expected).abs().max() / expected.abs().max())
 
 
 def representation(irreps: o3.Irreps, rotation: torch.Tensor) -> torch.Tensor:
@@ -100,9 +61,9 @@ def assert_equivariant(
     noise = torch.randn(n, 3, generator=generator, dtype=torch.float64)
     sigma = 0.1 + torch.rand(n, generator=generator, dtype=torch.float64)
     with torch.no_grad():
-        ref = evaluate(sim, batch, noise, sigma)
+        ref = variant_outputs(sim, batch, noise, sigma)
         moved_batch = transform_batch(batch, rotation, shift, rotate_box)
-        moved = evaluate(sim, moved_batch, noise @ rotation.T, sigma)
+        moved = variant_outputs(sim, moved_batch, noise @ rotation.T, sigma)
     latent_rep = representation(sim.dynamics.irreps_latent, rotation)
     assert relative_error(moved.mean, ref.mean @ rotation.T) < TOLERANCE
     assert relative_error(moved.covariance, rotation @ ref.covariance @ rotation.T) < TOLERANCE
@@ -116,73 +77,49 @@ def random_shift(generator: torch.Generator) -> torch.Tensor:
     return 20.0 * torch.randn(3, generator=generator, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("improper", [False, True], ids=["rotation", "reflection"])
-def test_open_boundaries(simulator: Simulator, improper: bool) -> None:
-    batch, _ = random_batch(history=HISTORY, pbc=False, dtype=torch.float64)
-    generator = torch.Generator().manual_seed(2)
-    for _ in range(2):
+class TestEquivariant(VariantTests):
+    history = HISTORY
+    tolerance = TOLERANCE
+
+    @pytest.fixture(scope="class", params=[("isotropic", 2), ("full", 2), ("full", 1)],
+                    ids=["isotropic-l2", "full-l2", "full-l1"])
+    @classmethod
+    def model(cls, request: pytest.FixtureRequest) -> ModelConfig:
+        return small_model(*request.param)
+
+    @pytest.mark.parametrize("improper", [False, True], ids=["rotation", "reflection"])
+    def test_open_boundaries(self, simulator: Simulator, improper: bool) -> None:
+        batch, _ = random_batch(history=HISTORY, pbc=False, dtype=torch.float64)
+        generator = torch.Generator().manual_seed(2)
+        for _ in range(2):
+            rotation = random_orthogonal(generator, improper)
+            assert_equivariant(simulator, batch, rotation, random_shift(generator),
+                               rotate_box=False)
+
+    @pytest.mark.parametrize("improper", [False, True], ids=["rotation", "reflection"])
+    def test_triclinic_box_rotated_with_positions(
+        self, simulator: Simulator, improper: bool
+    ) -> None:
+        batch, _ = random_batch(history=HISTORY, pbc=True, triclinic=True, dtype=torch.float64)
+        generator = torch.Generator().manual_seed(3)
         rotation = random_orthogonal(generator, improper)
-        assert_equivariant(simulator, batch, rotation, random_shift(generator), rotate_box=False)
+        assert_equivariant(simulator, batch, rotation, random_shift(generator), rotate_box=True)
 
+    def test_cubic_box_symmetries_without_rotating_box(self, simulator: Simulator) -> None:
+        batch, _ = random_batch(history=HISTORY, pbc=True, dtype=torch.float64)
+        batch[keys.BOX] = 15.0 * torch.eye(3, dtype=torch.float64).expand_as(batch[keys.BOX])
+        generator = torch.Generator().manual_seed(4)
+        symmetries = cube_symmetries()
+        assert len({tuple(s.flatten().tolist()) for s in symmetries}) == 48
+        for symmetry in symmetries:
+            assert_equivariant(simulator, batch, symmetry, random_shift(generator),
+                               rotate_box=False)
 
-@pytest.mark.parametrize("improper", [False, True], ids=["rotation", "reflection"])
-def test_triclinic_box_rotated_with_positions(simulator: Simulator, improper: bool) -> None:
-    batch, _ = random_batch(history=HISTORY, pbc=True, triclinic=True, dtype=torch.float64)
-    generator = torch.Generator().manual_seed(3)
-    rotation = random_orthogonal(generator, improper)
-    assert_equivariant(simulator, batch, rotation, random_shift(generator), rotate_box=True)
-
-
-def test_cubic_box_symmetries_without_rotating_box(simulator: Simulator) -> None:
-    batch, _ = random_batch(history=HISTORY, pbc=True, dtype=torch.float64)
-    batch[keys.BOX] = 15.0 * torch.eye(3, dtype=torch.float64).expand_as(batch[keys.BOX])
-    generator = torch.Generator().manual_seed(4)
-    symmetries = cube_symmetries()
-    assert len({tuple(s.flatten().tolist()) for s in symmetries}) == 48
-    for symmetry in symmetries:
-        assert_equivariant(simulator, batch, symmetry, random_shift(generator), rotate_box=False)
-
-
-def test_periodic_translation(simulator: Simulator) -> None:
-    batch, _ = random_batch(history=HISTORY, pbc=True, triclinic=True, dtype=torch.float64)
-    generator = torch.Generator().manual_seed(5)
-    eye = torch.eye(3, dtype=torch.float64)
-    assert_equivariant(simulator, batch, eye, random_shift(generator), rotate_box=False)
-
-
-@pytest.mark.parametrize("pbc", [False, True], ids=["open", "periodic"])
-def test_bead_permutation(simulator: Simulator, pbc: bool) -> None:
-    batch, _ = random_batch(history=HISTORY, pbc=pbc, triclinic=pbc, dtype=torch.float64)
-    generator = torch.Generator().manual_seed(6)
-    ptr = batch.ptr.tolist()
-    perm = torch.cat([
-        start + torch.randperm(stop - start, generator=generator)
-        for start, stop in zip(ptr[:-1], ptr[1:], strict=True)
-    ])
-    n = perm.numel()
-    noise = torch.randn(n, 3, generator=generator, dtype=torch.float64)
-    sigma = 0.1 + torch.rand(n, generator=generator, dtype=torch.float64)
-    with torch.no_grad():
-        ref = evaluate(simulator, batch, noise, sigma)
-        moved = evaluate(simulator, permute_batch(batch, perm), noise[perm], sigma[perm])
-    for name in ("mean", "covariance", "nll", "latent", "score"):
-        expected = getattr(ref, name)[perm]
-        assert relative_error(getattr(moved, name), expected) < TOLERANCE, name
-
-
-@pytest.mark.parametrize("covariance", ["isotropic", "full"])
-def test_gradients_reach_every_parameter(covariance: str) -> None:
-    batch, vocabulary = random_batch(history=HISTORY, pbc=True, dtype=torch.float64)
-    torch.manual_seed(0)
-    sim = Simulator(small_model(covariance), ScoreConfig(), vocabulary, history=HISTORY).double()
-    n = batch[keys.POS_HISTORY].shape[0]
-    out = evaluate(sim, batch, torch.randn(n, 3, dtype=torch.float64),
-                   torch.full((n,), 0.5, dtype=torch.float64))
-    (out.nll.mean() + out.score.pow(2).mean()).backward()
-    for name, parameter in sim.named_parameters():
-        assert parameter.grad is not None, name
-        assert torch.isfinite(parameter.grad).all(), name
-        assert parameter.grad.abs().max() > 0, name
+    def test_periodic_translation(self, simulator: Simulator) -> None:
+        batch, _ = random_batch(history=HISTORY, pbc=True, triclinic=True, dtype=torch.float64)
+        generator = torch.Generator().manual_seed(5)
+        eye = torch.eye(3, dtype=torch.float64)
+        assert_equivariant(simulator, batch, eye, random_shift(generator), rotate_box=False)
 
 
 def test_float32_runs_and_is_equivariant() -> None:
@@ -249,8 +186,25 @@ def test_envelope_cuts_radius_edges_but_not_bonds() -> None:
     assert torch.isfinite(scalars).all()
 
 
-def test_registered_with_its_covariances() -> None:
+def test_registered_with_its_covariances_and_options() -> None:
     variant = get_variant("equivariant")
-    assert variant.covariances == ("isotropic", "full")
+    assert set(variant.covariances) == {"isotropic", "full"} and variant.covariances[0] == "full"
+    assert variant.options is EquivariantOptions and variant.equivariant
     with pytest.raises(ConfigError, match="covariance 'diagonal' is not supported by variant"):
         check_variant(ModelConfig(variant="equivariant", covariance="diagonal"), "test")
+    resolved = check_variant(small_model("full", lmax=2), "test")
+    assert resolved.options["equivariant"] == {"vector_channels": 8, "lmax": 2,
+                                               "radial_basis": 4, "avg_neighbors": 10.0}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"vector_chanels": 8}, r"c\.yaml: unknown key 'model\.equivariant\.vector_chanels'"),
+    ({"lmax": 0}, r"c\.yaml: model\.equivariant\.lmax must be >= 1 .*got 0$"),
+    ({"radial_basis": -1}, r"c\.yaml: model\.equivariant\.radial_basis must be > 0"),
+    ({"avg_neighbors": "many"}, r"c\.yaml: model\.equivariant\.avg_neighbors must be a number"),
+])
+def test_bad_options_are_named_with_the_file(options: dict, message: str) -> None:
+    model = ModelConfig(variant="equivariant", covariance="full",
+                        options={"equivariant": options})
+    with pytest.raises(ConfigError, match=message):
+        check_variant(model, "c.yaml")

@@ -1,4 +1,5 @@
-"""Test support: tiny random batches, whether LAMMPS can run, the variant test-suite mixin.
+"""Test support: tiny random batches, whether LAMMPS can run, and (in
+:mod:`eqcg.testing.variant_tests`, which needs pytest) the test-suite every variant subclasses.
 
 The top layer of the package: it may import anything below it, nothing imports it.
 ``random_system`` (from :mod:`eqcg.data.synthetic`) is re-exported for convenience.
