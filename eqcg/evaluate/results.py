@@ -14,7 +14,7 @@ import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Self, Union, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from eqcg.errors import DataError
 from eqcg.evaluate.markdown import json_ready
@@ -81,6 +81,9 @@ def _typed(hint: Any, value: object) -> object:
     return value
 
 
+R = TypeVar("R", bound="Record")
+
+
 class Record:
     """A dataclass that converts to and from its JSON layout (see the module docstring)."""
 
@@ -94,7 +97,7 @@ class Record:
         return json_ready(out)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+    def from_dict(cls: type[R], data: Mapping[str, Any]) -> R:
         """Read the layout of :meth:`to_dict` (keys it does not know are ignored)."""
         hints = get_type_hints(cls)
         return cls(**{f.name: _typed(hints[f.name], data[f.name])
