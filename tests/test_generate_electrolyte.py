@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,49 @@ def test_lammps_error_raises_simulation_error(tmp_path):
     spec = replace(recipe_spec(recipe), write_inputs=broken_inputs)
     with pytest.raises(SimulationError, match="ERROR"):
         run_specs([spec], tmp_path, jobs=1, show_progress=False)
+
+
+def _production_temperature(log: Path) -> float:
+    """Mean ``Temp`` of the last thermo block of a LAMMPS log (the NVT production), K."""
+    blocks, rows = [], None
+    for line in log.read_text().splitlines():
+        fields = line.split()
+        if fields[:2] == ["Step", "Temp"]:
+            rows = []
+            blocks.append(rows)
+        elif rows is not None and fields and fields[0].lstrip("-").isdigit():
+            rows.append(float(fields[1]))
+        else:
+            rows = None
+    return float(np.mean(blocks[-1]))
+
+
+@needs_lammps
+def test_medium_preset_systems_differ_in_their_declared_salt_ratio_and_temperature(tmp_path):
+    """The medium preset's composition/temperature grid, on tiny boxes and runs: what LAMMPS
+    simulated (Li+ per EO unit counted in the topology, production temperature from the log)
+    is what each system declares, and the systems differ in both."""
+    medium = get_preset("medium")
+    tiny_medium = replace(get_preset("tiny"), name="medium-tiny",
+                          li_eo_ratios=medium.li_eo_ratios, temperatures=medium.temperatures,
+                          production_ps=5.0, npt_ps=5.0, compress_ps=5.0)
+    recipes = electrolyte_recipes(tiny_medium, seed=0, n_systems=len(medium.temperatures) ** 2)
+    first = recipes[0]
+    second = next(r for r in recipes if r.temperature != first.temperature
+                  and r.n_salt != first.n_salt)
+    run_specs([recipe_spec(first), recipe_spec(second)], tmp_path, jobs=1, show_progress=False)
+    declared = []
+    with load_dataset(tmp_path) as dataset:
+        for recipe in (first, second):
+            system = dataset[recipe.name]
+            names = np.asarray(system.topology.type_names)[system.topology.types]
+            n_ether_oxygens = int(np.isin(names, ["OS"]).sum())
+            n_eo = n_ether_oxygens - recipe.n_chains  # n + 1 ether oxygens per chain
+            ratio = (names == "Li").sum() / n_eo
+            assert ratio == pytest.approx(system.attrs["li_eo_ratio"])
+            assert ratio == pytest.approx(recipe.li_eo_ratio)
+            temperature = _production_temperature(tmp_path / "lammps" / recipe.name / "log.lammps")
+            assert temperature == pytest.approx(system.attrs["temperature_K"], rel=0.08)
+            declared.append((system.attrs["li_eo_ratio"], system.attrs["temperature_K"]))
+    assert declared[0][0] != declared[1][0] and declared[0][1] != declared[1][1]
+    assert {t for _, t in declared} <= set(medium.temperatures)

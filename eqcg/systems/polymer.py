@@ -21,7 +21,14 @@ Presets (:data:`PRESETS`):
 
 * ``tiny`` — 4 chains of 16-24 beads, 200 frames (1e5 steps): seconds; tests and CI.
 * ``small`` — 16 chains of 50-100 beads, 400 frames (2e5 steps): minutes; demos, benchmarks.
+* ``medium`` — the ablation scale (``configs/ablation/polymer_medium.yaml``): 120 chains of
+  20-60 beads plus 24 longer chains of 80-100 beads, 2010 frames (1e6 steps, 10^4 tau) each:
+  about 40 min of one core. The longer chains are held out as unseen lengths
+  (``data.test_min_atoms``); the others split into train/validation/test as usual.
 * ``paper`` — 128 chains of 100-200 beads, 2001 frames (1e6 steps): hours; real training.
+
+A chain's attrs record its length (``n_beads``), sequence and solvophobic fraction, and
+``length_group``: ``trained`` for lengths in ``n_beads``, ``longer`` for the extra chains.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ PHILIC = "B"
 INPUT_FILE = "in.chain"
 DATA_FILE = "chain.data"
 DUMP_FILE = "traj.dump"
+TRAINED_LENGTHS = "trained"  # length_group of chains with lengths in the preset's n_beads
+LONGER_LENGTHS = "longer"  # length_group of the preset's extra, longer chains
 
 _BOND_LENGTH = 0.97  # sigma, near the FENE+WCA minimum
 _MIN_DISTANCE = 0.8  # sigma, closest approach of non-bonded beads in the initial walk
@@ -67,6 +76,8 @@ class PolymerPreset:
         damp: Langevin damping time (tau).
         eps_phobic: LJ well depth between solvophobic beads (epsilon).
         cutoff_phobic: LJ cut-off between solvophobic beads (sigma).
+        long_systems: extra chains with lengths drawn from ``long_n_beads`` (0: none).
+        long_n_beads: inclusive range of the extra chains' lengths.
     """
 
     n_systems: int
@@ -81,6 +92,8 @@ class PolymerPreset:
     damp: float = 1.0
     eps_phobic: float = 1.5
     cutoff_phobic: float = 2.5
+    long_systems: int = 0
+    long_n_beads: tuple[int, int] = (0, 0)
 
     @property
     def production_steps(self) -> int:
@@ -96,6 +109,8 @@ class PolymerPreset:
 PRESETS: dict[str, PolymerPreset] = {
     "tiny": PolymerPreset(n_systems=4, n_beads=(16, 24), n_frames=200, equil_steps=10_000),
     "small": PolymerPreset(n_systems=16, n_beads=(50, 100), n_frames=400, equil_steps=50_000),
+    "medium": PolymerPreset(n_systems=120, n_beads=(20, 60), n_frames=2010, equil_steps=100_000,
+                            long_systems=24, long_n_beads=(80, 100)),
     "paper": PolymerPreset(n_systems=128, n_beads=(100, 200), n_frames=2001, equil_steps=200_000),
 }
 
@@ -219,13 +234,15 @@ run {p.production_steps}
 
 
 def chain_spec(
-    name: str, sequence: str, preset: PolymerPreset, rng: np.random.Generator
+    name: str, sequence: str, preset: PolymerPreset, rng: np.random.Generator,
+    length_group: str = TRAINED_LENGTHS,
 ) -> SystemSpec:
     """The spec of one chain with the given ``A``/``B`` sequence, run with ``preset``'s physics.
 
     ``rng`` draws the initial walk and the LAMMPS seed (``velocity``; ``fix langevin`` gets the
     seed + 1), so the run is fixed by its state. The seed is recorded as ``lammps_seed`` in the
-    system's attrs, beside the sequence, its solvophobic fraction and the physics parameters.
+    system's attrs, beside the sequence, its solvophobic fraction, ``length_group``
+    (:data:`TRAINED_LENGTHS` or :data:`LONGER_LENGTHS`) and the physics parameters.
     """
     if not sequence or set(sequence) - {PHOBIC, PHILIC}:
         raise ConfigError(
@@ -237,6 +254,7 @@ def chain_spec(
         "sequence": sequence,
         "phobic_fraction": sequence.count(PHOBIC) / len(sequence),
         "n_beads": len(sequence),
+        "length_group": length_group,
         "eps_phobic": preset.eps_phobic,
         "cutoff_phobic": preset.cutoff_phobic,
         "eps_philic": 1.0,
@@ -270,10 +288,12 @@ def chain_spec(
 def polymer_specs(
     preset: str = "tiny", seed: int = 0, n_systems: int | None = None
 ) -> list[SystemSpec]:
-    """Specs of the chains of ``preset`` (``n_systems`` overrides its count), fixed by ``seed``.
+    """Specs of the chains of ``preset`` (``n_systems`` overrides its count of chains at trained
+    lengths), fixed by ``seed``, followed by the preset's longer chains.
 
-    Lengths are uniform in the preset's range; solvophobic fractions are stratified over its
-    range (one per equal-width bin, in random order) so every dataset spans collapsed to swollen.
+    Lengths are uniform in the preset's ranges; solvophobic fractions are stratified over its
+    range within each group (one per equal-width bin, in random order) so every group spans
+    collapsed to swollen.
     """
     p = get_preset(preset)
     n = p.n_systems if n_systems is None else n_systems
@@ -281,13 +301,31 @@ def polymer_specs(
         raise ConfigError(f"n_systems must be at least 1, got {n}")
     rng = np.random.default_rng(seed)
     lengths = rng.integers(p.n_beads[0], p.n_beads[1] + 1, size=n)
-    lo, hi = p.phobic_fraction
-    fractions = lo + (hi - lo) * (rng.permutation(n) + rng.random(n)) / n
-    chain_rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+    fractions = _stratified(p.phobic_fraction, n, rng)
+    groups = [TRAINED_LENGTHS] * n
+    if p.long_systems:
+        long_rng = np.random.default_rng([seed, 1])
+        long_lengths = long_rng.integers(p.long_n_beads[0], p.long_n_beads[1] + 1,
+                                         size=p.long_systems)
+        lengths = np.concatenate([lengths, long_lengths])
+        fractions = np.concatenate(
+            [fractions, _stratified(p.phobic_fraction, p.long_systems, long_rng)]
+        )
+        groups += [LONGER_LENGTHS] * p.long_systems
+    chain_rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(groups))]
     return [
-        chain_spec(f"chain{i:03d}", random_sequence(int(length), f, chain_rng), p, chain_rng)
-        for i, (length, f, chain_rng) in enumerate(zip(lengths, fractions, chain_rngs, strict=True))
+        chain_spec(f"chain{i:03d}", random_sequence(int(length), f, chain_rng), p, chain_rng,
+                   group)
+        for i, (length, f, chain_rng, group) in enumerate(
+            zip(lengths, fractions, chain_rngs, groups, strict=True)
+        )
     ]
+
+
+def _stratified(bounds: tuple[float, float], n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n,)`` values in ``bounds``, one per equal-width bin, in random order."""
+    lo, hi = bounds
+    return lo + (hi - lo) * (rng.permutation(n) + rng.random(n)) / n
 
 
 def generate_polymer(
