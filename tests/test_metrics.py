@@ -10,6 +10,7 @@ import scipy.stats
 
 from eqcg.metrics import (
     agreement,
+    bootstrap_interval,
     autocorrelation,
     bond_lengths,
     close_pairs,
@@ -24,10 +25,14 @@ from eqcg.metrics import (
     integrated_relaxation_time,
     linear_chains,
     mean_squared_displacement,
+    r_squared_rows,
+    spearman_rows,
     minimum_image,
     radial_distribution,
     radius_of_gyration,
     remove_drift,
+    within_factor,
+    within_factor_rows,
 )
 
 TRICLINIC = np.array([[10.0, 0.0, 0.0], [3.0, 11.0, 0.0], [-2.0, 1.5, 12.0]])
@@ -298,3 +303,56 @@ def test_agreement_drops_nan_pairs_and_needs_three_systems():
     assert agreement(reference, model).n == 3
     with pytest.raises(ValueError, match="at least 3"):
         agreement(reference[:3], model[:3])
+
+
+# --- bootstrap intervals ----------------------------------------------------------------------
+
+
+def test_within_factor_counts_systems_inside_the_band():
+    reference = np.array([1.0, 1.0, 1.0, 2.0, 4.0, np.nan])
+    model = np.array([1.5, 0.66, 1.51, 1.0, -4.0, 1.0])
+    assert within_factor(reference, model, 1.5) == pytest.approx(1 / 5)  # 1.5 in, 0.66 < 1/1.5
+    assert within_factor(reference, model, 2.0) == pytest.approx(4 / 5)
+
+
+def test_bootstrap_interval_of_a_fraction_is_the_binomial_interval():
+    """Resampling n systems of which k are inside the band makes the resampled fraction
+    Binomial(n, k / n) / n: its percentile interval is the binomial quantiles, exactly."""
+    n, k = 30, 21
+    reference = np.ones(n)
+    model = np.where(np.arange(n) < k, 1.2, 3.0)
+    low, high = bootstrap_interval(lambda r, m: within_factor_rows(r, m, 1.5), reference, model,
+                                   n_resamples=20000, seed=1)
+    binomial = scipy.stats.binom(n, k / n)
+    assert (low, high) == (binomial.ppf(0.025) / n, binomial.ppf(0.975) / n)
+
+
+def test_bootstrap_interval_of_r_squared_matches_exact_enumeration():
+    """For 5 systems all 5^5 resamples are equally likely: their exact percentile interval
+    of Pearson r^2 is what the Monte-Carlo bootstrap approaches."""
+    reference = np.array([1.0, 2.0, 3.5, 4.0, 6.0])
+    model = np.array([1.4, 1.8, 3.0, 5.1, 5.6])
+    exact = []
+    for draw in itertools.product(range(5), repeat=5):
+        index = np.array(draw)
+        r = np.corrcoef(reference[index], model[index])[0, 1] if len(set(draw)) > 1 else np.nan
+        exact.append(r * r)
+    exact = np.array(exact)
+    exact = exact[np.isfinite(exact)]
+    expected = np.quantile(exact, [0.025, 0.975], method="inverted_cdf")
+    low, high = bootstrap_interval(r_squared_rows, reference, model, n_resamples=20000)
+    assert low == pytest.approx(expected[0], abs=0.02)
+    assert high == pytest.approx(expected[1], abs=0.005)
+    assert np.isnan(bootstrap_interval(r_squared_rows, reference[:2], model[:2])).all()
+
+
+def test_row_statistics_equal_scipy_on_each_row():
+    rng = np.random.default_rng(3)
+    reference, model = rng.normal(size=(6, 9)), rng.normal(size=(6, 9))
+    model[0, :4] = model[0, 4:8]  # ties
+    for row in range(6):
+        assert r_squared_rows(reference, model)[row] == pytest.approx(
+            scipy.stats.pearsonr(reference[row], model[row]).statistic ** 2)
+        assert spearman_rows(reference, model)[row] == pytest.approx(
+            scipy.stats.spearmanr(reference[row], model[row]).statistic)
+    assert np.isnan(r_squared_rows(np.ones((1, 4)), model[:1, :4])).all()

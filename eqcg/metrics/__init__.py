@@ -3,10 +3,23 @@
 * :mod:`~eqcg.metrics.structure` — radius of gyration, end-to-end vectors, RDFs, bond lengths.
 * :mod:`~eqcg.metrics.dynamics` — autocorrelation, relaxation times, MSD, diffusivity.
 * :mod:`~eqcg.metrics.stability` — bead collisions and non-finite frames.
-* :mod:`~eqcg.metrics.agreement` — Pearson/Spearman/r^2 of per-system properties.
+* :mod:`~eqcg.metrics.agreement` — Pearson/Spearman/r^2 of per-system properties, fractions
+  within a factor, bootstrap intervals over systems.
 """
 
-from eqcg.metrics.agreement import Agreement, agreement, identity_r2, pearson, spearman
+from eqcg.metrics.agreement import (
+    Agreement,
+    agreement,
+    bootstrap_interval,
+    identity_r2,
+    identity_r2_rows,
+    pearson,
+    r_squared_rows,
+    spearman,
+    spearman_rows,
+    within_factor,
+    within_factor_rows,
+)
 from eqcg.metrics.dynamics import (
     DiffusivityFit,
     ExponentialRelaxation,
@@ -48,6 +61,7 @@ __all__ = [
     "IntegratedRelaxation",
     "agreement",
     "autocorrelation",
+    "bootstrap_interval",
     "bond_lengths",
     "close_pairs",
     "collision_report",
@@ -58,14 +72,19 @@ __all__ = [
     "fit_diffusivity",
     "half_min_width",
     "identity_r2",
+    "identity_r2_rows",
     "integrated_relaxation_time",
     "linear_chains",
     "mean_squared_displacement",
     "minimum_image",
     "pearson",
+    "r_squared_rows",
     "radial_distribution",
     "radius_of_gyration",
     "remove_drift",
     "spearman",
+    "spearman_rows",
+    "within_factor",
+    "within_factor_rows",
     "wrap_into_cell",
 ]

@@ -11,13 +11,17 @@ Two different "r^2" are reported and named apart:
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.stats
 
 MIN_SYSTEMS = 3
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_LEVEL = 0.95
 
 
 def _finite_pairs(reference: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,10 +56,7 @@ def identity_r2(reference: np.ndarray, model: np.ndarray) -> float:
     """Coefficient of determination of ``model = reference`` (see module docstring)."""
     reference = np.asarray(reference, dtype=np.float64)
     model = np.asarray(model, dtype=np.float64)
-    spread = np.sum((reference - reference.mean()) ** 2)
-    if spread == 0:
-        return float("nan")
-    return float(1.0 - np.sum((model - reference) ** 2) / spread)
+    return float(identity_r2_rows(reference, model))
 
 
 @dataclass
@@ -96,3 +97,82 @@ def agreement(reference: np.ndarray, model: np.ndarray) -> Agreement:
         spearman_p=rho_p,
         identity_r2=identity_r2(reference, model),
     )
+
+
+
+def within_factor(reference: np.ndarray, model: np.ndarray, factor: float) -> float:
+    """Fraction of systems whose model value lies within ``factor`` of the reference
+    (``reference / factor <= model <= reference * factor``; for positive quantities such as
+    diffusivities and relaxation times; a non-positive model value is outside). Pairs with a
+    NaN are dropped; NaN when none is left."""
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    reference, model = _finite_pairs(reference, model)
+    return float(within_factor_rows(reference, model, factor)) if reference.size else math.nan
+
+
+def within_factor_rows(reference: np.ndarray, model: np.ndarray, factor: float) -> np.ndarray:
+    """:func:`within_factor` along the last axis of ``(..., n)`` finite arrays."""
+    inside = (model >= reference / factor) & (model <= reference * factor) & (model > 0)
+    return inside.mean(axis=-1)
+
+
+def r_squared_rows(reference: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """Squared Pearson correlation along the last axis of ``(..., n)`` arrays (NaN where
+    either side is constant)."""
+    x = reference - reference.mean(axis=-1, keepdims=True)
+    y = model - model.mean(axis=-1, keepdims=True)
+    norm = np.sum(x * x, axis=-1) * np.sum(y * y, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, np.sum(x * y, axis=-1) ** 2 / norm, np.nan)
+
+
+def spearman_rows(reference: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation along the last axis of ``(..., n)`` arrays (ties get mean
+    ranks; NaN where either side is constant)."""
+    x = scipy.stats.rankdata(reference, axis=-1)
+    y = scipy.stats.rankdata(model, axis=-1)
+    x = x - x.mean(axis=-1, keepdims=True)
+    y = y - y.mean(axis=-1, keepdims=True)
+    norm = np.sqrt(np.sum(x * x, axis=-1) * np.sum(y * y, axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, np.sum(x * y, axis=-1) / norm, np.nan)
+
+
+def identity_r2_rows(reference: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """:func:`identity_r2` along the last axis of ``(..., n)`` arrays."""
+    spread = np.sum((reference - reference.mean(axis=-1, keepdims=True)) ** 2, axis=-1)
+    residual = np.sum((model - reference) ** 2, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(spread > 0, 1.0 - residual / spread, np.nan)
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    reference: np.ndarray,
+    model: np.ndarray,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a cross-system statistic.
+
+    Systems (finite ``(reference, model)`` pairs) are drawn with replacement ``n_resamples``
+    times; the interval holds the central ``level`` of the statistic over the resamples
+    (quantiles of the inverted empirical CDF; resamples where the statistic is undefined, e.g.
+    a correlation of one system drawn n times, are left out). ``statistic`` maps
+    ``(n_resamples, n)`` reference and model draws to ``(n_resamples,)`` values (the ``*_rows``
+    functions of this module). ``(nan, nan)`` with fewer than :data:`MIN_SYSTEMS` pairs.
+    """
+    reference, model = _finite_pairs(reference, model)
+    n = reference.shape[0]
+    if n < MIN_SYSTEMS:
+        return math.nan, math.nan
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    values = np.asarray(statistic(reference[draws], model[draws]), dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    tail = 0.5 * (1.0 - level)
+    low, high = np.quantile(values, [tail, 1.0 - tail], method="inverted_cdf")
+    return float(low), float(high)
