@@ -315,7 +315,7 @@ def train(
     Ctrl-C and SIGTERM (preemption) write ``last.pt`` and raise
     :class:`~eqcg.interrupt.Interrupted` saying the step reached.
     """
-    check_variant(config.model, "config")
+    config = dataclasses.replace(config, model=check_variant(config.model, config.source))
     if max_steps is not None:
         at_least("max_steps (--max-steps)", max_steps, 1)
         config = dataclasses.replace(
