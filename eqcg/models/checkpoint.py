@@ -91,10 +91,22 @@ def build_simulator(state: dict[str, Any], where: str) -> tuple[Simulator, Confi
     )
     simulator = Simulator(config.model, config.score, vocabulary, state["history"])
     try:
-        simulator.load_state_dict(state["model"])
+        simulator.load_state_dict(_without_e3nn_constants(state["model"], simulator))
     except RuntimeError as exc:
         raise CheckpointError(f"{where}: weights do not fit the stored config ({exc})") from None
     return simulator, config
+
+
+def _without_e3nn_constants(weights: dict[str, torch.Tensor], simulator: Simulator
+                            ) -> dict[str, torch.Tensor]:
+    """``weights`` less the constant buffers e3nn's ``Linear`` and ``Gate`` modules stored
+    (``output_mask``, empty ``weight``/``bias``) that the fused equivariant layers, which
+    replaced them, do not have: checkpoints written before still load."""
+    expected = simulator.state_dict()
+    return {
+        key: value for key, value in weights.items()
+        if key in expected or not (key.endswith(".output_mask") or value.numel() == 0)
+    }
 
 
 def config_changes(stored: Config, requested: Config, allowed: tuple[str, ...] = ()) -> list[str]:

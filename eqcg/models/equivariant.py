@@ -35,6 +35,7 @@ from eqcg.models.equivariant_layers import (
     EdgeEncoding,
     GatedBlock,
     Interaction,
+    IrrepsLinear,
     NodeEncoder,
     SymmetricMatrixHead,
     gated_irreps,
@@ -131,9 +132,9 @@ class EquivariantDynamics(DynamicsNetwork):
         )
         self.processor = EquivariantProcessor(model, options, model.message_passing_steps)
         self.decoder = GatedBlock(model.latent_dim, irreps_gated)
-        self.mean = o3.Linear(self.decoder.irreps_out, "1x1o")
+        self.mean = IrrepsLinear(self.decoder.irreps_out, "1x1o")
         full = model.covariance == "full"
-        self.std = None if full else o3.Linear(self.decoder.irreps_out, "1x0e")
+        self.std = None if full else IrrepsLinear(self.decoder.irreps_out, "1x0e")
         self.log_covariance = SymmetricMatrixHead(self.decoder.irreps_out) if full else None
 
     def forward(self, graph: GraphInputs, velocities: torch.Tensor) -> DynamicsOutput:
@@ -175,7 +176,7 @@ class EquivariantScore(ScoreNetwork):
         )
         self.processor = EquivariantProcessor(model, options, model.score_message_passing_steps)
         self.decoder = GatedBlock(model.latent_dim, irreps_gated)
-        self.score = o3.Linear(self.decoder.irreps_out, "1x1o")
+        self.score = IrrepsLinear(self.decoder.irreps_out, "1x1o")
 
     def forward(
         self,
