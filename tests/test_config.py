@@ -1,11 +1,13 @@
-"""Config loading: every shipped config validates; bad keys and values are named."""
+"""Config loading: every shipped config validates; bad keys and values are named; variant
+sections stay plain until the registry resolves them; old flat keys migrate."""
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from eqcg.ablation import load_spec
-from eqcg.config import Config, load_config, save_config
+from eqcg.config import Config, config_from_dict, load_config, save_config
 from eqcg.errors import ConfigError
 from eqcg.models.registry import check_variant
 
@@ -18,6 +20,7 @@ SPECS = sorted((ROOT / "ablation").glob("*.yaml"))
 def test_shipped_configs_validate(path):
     config = load_config(path)
     assert config.model.variant in {"baseline", "equivariant"}
+    check_variant(config.model, str(path))
 
 
 def test_equivariant_configs_share_everything_else_with_the_baseline():
@@ -80,3 +83,47 @@ def test_ablation_spec_errors_name_the_key(tmp_path):
                     "variants: {a: [model.latent_dimm=3]}\n")
     with pytest.raises(ConfigError, match="model.latent_dimm"):
         load_spec(path)
+
+
+def test_variant_sections_are_overridden_resolved_and_round_trip(tmp_path):
+    config = load_config("configs/polymer_equivariant.yaml",
+                         ["model.equivariant.vector_channels=8"])
+    assert config.model.options == {"equivariant": {"vector_channels": 8, "lmax": 1,
+                                                    "radial_basis": 8}}
+    resolved = check_variant(config.model, config.source)
+    assert resolved.options["equivariant"] == {"vector_channels": 8, "lmax": 1,
+                                               "radial_basis": 8, "avg_neighbors": 10.0}
+    assert check_variant(resolved, "again") == resolved
+    saved = Config(data=config.data, model=resolved, score=config.score, train=config.train)
+    save_config(saved, tmp_path / "saved.yaml")
+    assert "  equivariant:\n    vector_channels: 8\n" in (tmp_path / "saved.yaml").read_text()
+    assert load_config(tmp_path / "saved.yaml") == saved
+
+
+def test_variant_section_errors_name_the_key_and_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  variant: equivariant\n  covariance: full\n"
+                    "  equivariant: {vector_chanels: 8}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown key 'model.equivariant.vector_chanels'"):
+        check_variant(load_config(path).model, load_config(path).source)
+    path.write_text("model:\n  equivarient: {lmax: 2}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown key 'model.equivarient' \(neither"):
+        check_variant(load_config(path).model, str(path))
+    path.write_text("model:\n  baseline: {lmax: 2}\n")
+    with pytest.raises(ConfigError, match="variant 'baseline' takes no options"):
+        check_variant(load_config(path).model, str(path))
+
+
+def test_old_flat_keys_move_into_the_equivariant_section(caplog):
+    old = Config().to_dict()
+    old["model"].update(variant="equivariant", covariance="full", vector_channels=4, lmax=2,
+                        radial_basis=6, avg_neighbors=12.0)
+    with caplog.at_level(logging.WARNING, logger="eqcg.config"):
+        config = config_from_dict(old, where="old.pt")
+    assert "old.pt: model.lmax is now model.equivariant.lmax" in caplog.text
+    assert config.model.options == {"equivariant": {"vector_channels": 4, "lmax": 2,
+                                                    "radial_basis": 6, "avg_neighbors": 12.0}}
+    assert check_variant(config.model, "old.pt").options == config.model.options
+    old["model"]["equivariant"] = {"lmax": 1}
+    with pytest.raises(ConfigError, match="model.lmax and model.equivariant.lmax are both given"):
+        config_from_dict(old, where="old.pt")

@@ -25,6 +25,7 @@ from eqcg.data.lammps_data_file import read_lammps_data
 from eqcg.data.lammps_dump import read_lammps_dump
 from eqcg.data.lammps_files import read_lammps
 from eqcg.errors import ConfigError, EqcgError
+from eqcg.models.registry import check_variant
 
 FUZZ = settings(max_examples=150, deadline=None, report_multiple_bugs=False)
 
@@ -235,7 +236,7 @@ def mutated_config(draw: st.DrawFn) -> dict[str, Any]:
 @given(data=mutated_config())
 def test_mutated_configs_raise_only_config_errors(data: dict[str, Any]):
     try:
-        config_from_dict(data, where="fuzz.yaml")
+        check_variant(config_from_dict(data, where="fuzz.yaml").model, "fuzz.yaml")
     except ConfigError:
         pass
 
@@ -245,7 +246,8 @@ OVERRIDES = st.one_of(
     st.text(max_size=12),
     st.builds(
         "{}={}".format,
-        st.sampled_from(["model.lmax", "model", "model.radius.x", "x.y", "train.lr", "", "."]),
+        st.sampled_from(["model.equivariant.lmax", "model.lmax", "model.equivariant", "model",
+                         "model.radius.x", "x.y", "train.lr", "", "."]),
         st.one_of(
             st.sampled_from(["[", "{a: 1", "1e400", "-1", "nan", "", "a: b", "*x", "'", "!!set"]),
             st.text(max_size=8),
@@ -257,6 +259,8 @@ OVERRIDES = st.one_of(
 @FUZZ
 @example(data=b"model:\n  lmax: \xff\n", overrides=[])
 @example(data=b"model: {}\n", overrides=["model.lmax=["])
+@example(data=b"model: {lmax: 2, equivariant: {lmax: 1}}\n", overrides=[])
+@example(data=b"model: {equivariant: 3}\n", overrides=["model.equivariant.lmax=2"])
 @given(data=garbled((yaml.safe_dump(VALID_CONFIG),)), overrides=st.lists(OVERRIDES, max_size=2))
 def test_garbled_config_files_raise_only_config_errors(
     fuzz_dir: Path, data: bytes, overrides: list[str]
@@ -264,12 +268,15 @@ def test_garbled_config_files_raise_only_config_errors(
     path = fuzz_dir / "garbled.yaml"
     path.write_bytes(data)
     try:
-        load_config(path, overrides)
+        check_variant(load_config(path, overrides).model, str(path))
     except ConfigError:
         pass
 
 
 @pytest.mark.parametrize("lmax", [-1, 0])
 def test_lmax_below_one_is_a_config_error(lmax: int):
-    with pytest.raises(ConfigError, match=rf"fuzz\.yaml: model\.lmax must be >= 1 .*got {lmax}$"):
-        config_from_dict({"model": {"lmax": lmax}}, where="fuzz.yaml")
+    model = config_from_dict({"model": {"variant": "equivariant", "covariance": "full",
+                                        "equivariant": {"lmax": lmax}}}, where="fuzz.yaml").model
+    with pytest.raises(ConfigError,
+                       match=rf"fuzz\.yaml: model\.equivariant\.lmax must be >= 1 .*got {lmax}$"):
+        check_variant(model, "fuzz.yaml")
