@@ -104,8 +104,10 @@ def test_variant_section_errors_name_the_key_and_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  variant: equivariant\n  covariance: full\n"
                     "  equivariant: {vector_chanels: 8}\n")
-    with pytest.raises(ConfigError, match=r"c.yaml: unknown key 'model.equivariant.vector_chanels'"):
-        check_variant(load_config(path).model, load_config(path).source)
+    config = load_config(path)
+    with pytest.raises(ConfigError,
+                       match=r"c.yaml: unknown key 'model.equivariant.vector_chanels'"):
+        check_variant(config.model, config.source)
     path.write_text("model:\n  equivarient: {lmax: 2}\n")
     with pytest.raises(ConfigError, match=r"c.yaml: unknown key 'model.equivarient' \(neither"):
         check_variant(load_config(path).model, str(path))

@@ -8,7 +8,8 @@ def test_check_equivariance_example_reports_tiny_errors_for_the_equivariant_conf
     config = tmp_path / "small.yaml"
     config.write_text("extends: " + str(__import__("pathlib").Path("configs").resolve()
                                         / "polymer_equivariant.yaml") +
-                      "\nmodel: {latent_dim: 16, vector_channels: 4, message_passing_steps: 1,"
+                      "\nmodel: {latent_dim: 16, equivariant: {vector_channels: 4},"
+                      " message_passing_steps: 1,"
                       " score_message_passing_steps: 1}\nscore: {n_levels: 3}\n")
     done = subprocess.run([sys.executable, "examples/check_equivariance.py", str(config)],
                           capture_output=True, text=True, timeout=600)

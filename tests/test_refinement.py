@@ -105,8 +105,9 @@ def small_simulator(lmax: int = 1) -> tuple[Simulator, object]:
     torch.manual_seed(0)
     batch, vocabulary = random_batch(n_systems=2, history=4)
     model = ModelConfig(variant="equivariant", covariance="full", radius=5.0, embed_dim=8,
-                        latent_dim=16, vector_channels=8, lmax=lmax, radial_basis=4,
-                        message_passing_steps=2, score_message_passing_steps=2)
+                        latent_dim=16, message_passing_steps=2, score_message_passing_steps=2,
+                        options={"equivariant": {"vector_channels": 8, "lmax": lmax,
+                                                 "radial_basis": 4}})
     sim = Simulator(model, ScoreConfig(sigma_begin=0.5), vocabulary, history=4,
                     velocity_scale=0.7, acceleration_scale=0.05)
     return sim.double().eval(), batch
