@@ -14,7 +14,7 @@ from eqcg.cli import EXIT_BAD_INPUT, main
 from eqcg.config import load_config
 from eqcg.errors import DataError
 from eqcg.models import checkpoint
-from eqcg.simulate.writer import ROLLOUT_FILE
+from eqcg.simulate.writer import ROLLOUT_FILE, read_rollout_state
 from eqcg.systems import polymer
 from eqcg.systems.generate import LAMMPS_DIR, run_specs
 from eqcg.systems.lammps import LOG_FILE
@@ -51,16 +51,31 @@ def _loads_in_mdtraj(out, name, n_frames):
     assert traj.n_frames == n_frames and traj.n_atoms > 1 and np.isfinite(traj.xyz).all()
 
 
-def test_simulate_lammps_files_of_a_new_system(run_dir, new_chain, tmp_path, monkeypatch):
-    data, dump = new_chain
+@pytest.fixture
+def checkpoint_loads(monkeypatch):
+    """The checkpoint files read from here on."""
     loads = []
     real_load = checkpoint.load_checkpoint
-    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda *a, **k: loads.append(1)
-                        or real_load(*a, **k))
+    monkeypatch.setattr(checkpoint, "load_checkpoint",
+                        lambda path, *a, **k: loads.append(path) or real_load(path, *a, **k))
+    return loads
+
+
+def test_rollout_reads_its_checkpoint_once(run_dir, polymer_data, tmp_path, checkpoint_loads):
+    out = tmp_path / "rollout"
+    assert main(["rollout", str(run_dir), "--data", str(polymer_data), "--systems",
+                 "chain000", "--out", str(out), *QUICK]) == 0
+    assert len(checkpoint_loads) == 1
+    header, _ = read_rollout_state(out / ROLLOUT_FILE)
+    assert header.request["refinement"]["levels"] == 2  # --levels changed the run's refinement
+
+
+def test_simulate_lammps_files_of_a_new_system(run_dir, new_chain, tmp_path, checkpoint_loads):
+    data, dump = new_chain
     out = tmp_path / "rollout"
     assert main(["simulate", str(run_dir), "--topology", str(data), "--trajectory", str(dump),
                  "--timestep", "0.01", "--out", str(out), *QUICK]) == 0
-    assert len(loads) == 1  # the checkpoint is read once
+    assert len(checkpoint_loads) == 1
     _loads_in_mdtraj(out, "chain", 4)  # the data file's stem names the system
     with h5py.File(out / ROLLOUT_FILE) as f:
         assert f["rollout_state"].attrs["status"] == "complete"

@@ -128,7 +128,9 @@ def simulate(
     return execute_rollout(run, out, n_steps, options, source)
 
 
-def _read(files: SystemFiles, loaded: LoadedRun) -> tuple[SystemTrajectory, str, dict]:
+def _read(
+    files: SystemFiles, loaded: LoadedRun
+) -> tuple[SystemTrajectory, str, dict[str, Any]]:
     """The user's system, read in the run's units unless told otherwise."""
     topology, paths = Path(files.topology), [Path(p) for p in files.trajectories]
     if not paths:
@@ -226,7 +228,7 @@ def _system_source(
 
 def _generated(
     system: BuiltinSystem, loaded: LoadedRun, out: Path, options: RolloutOptions
-) -> tuple[SystemTrajectory, str, dict]:
+) -> tuple[SystemTrajectory, str, dict[str, Any]]:
     """Run ``system``'s short LAMMPS job in ``out/history`` (or reuse a finished one)."""
     units, trained_units = BUILTIN_UNITS[system.kind], loaded.metadata.get("units")
     if trained_units is not None and units != trained_units:

@@ -1,5 +1,10 @@
 """``eqcg rollout``: load a run, start from reference frames, roll out, write trajectories.
 
+:func:`run_rollout` starts from systems of a dataset; :func:`execute_rollout` is the machinery
+it shares with ``eqcg simulate`` (:mod:`eqcg.simulate.new_system`), which starts from a system
+that has none: the run is loaded once, a :class:`RolloutSource` says which systems start from
+which frames, and :class:`RolloutOptions` how to step and write.
+
 The saved frames stream into ``OUT/rollout.h5`` while the rollout runs, in atomic chunks
 (:mod:`eqcg.simulate.writer`): an interrupted, preempted or killed rollout keeps what it
 computed up to its last chunk, and ``resume=True`` (``eqcg rollout ... --resume``) continues it
