@@ -40,6 +40,7 @@ class DataConfig:
     cg_seed: int = 0  # METIS seed: the mapping is deterministic given it
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train/val/test fractions, by system
     split_seed: int = 0  # seed of the system shuffle before splitting
+    test_min_atoms: int = 0  # systems with at least this many atoms all go to test (0: off)
 
 
 @dataclass
@@ -292,6 +293,9 @@ def _check(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: score.refine_levels and score.excluded_volume must be >= 0")
     if config.score.sigma_end > config.score.sigma_begin:
         raise ConfigError(f"{where}: score.sigma_end must not exceed score.sigma_begin")
+    if config.data.test_min_atoms < 0:
+        raise ConfigError(f"{where}: data.test_min_atoms must be >= 0 (0: off), got "
+                          f"{config.data.test_min_atoms}")
     if config.train.max_beads < 0:
         raise ConfigError(f"{where}: train.max_beads must be >= 0 (0: no bead budget), got "
                           f"{config.train.max_beads}")

@@ -119,3 +119,19 @@ def test_split_is_by_system_and_deterministic():
     assert split_systems(["a"], (1.0, 0.0, 0.0), seed=0) == (["a"], [], [])
     with pytest.raises(DataError, match="sum to 1"):
         split_systems(names, (0.5, 0.2, 0.2), seed=0)
+
+
+def test_split_holds_out_every_system_of_unseen_size():
+    names = [f"s{i}" for i in range(12)]
+    n_atoms = [20, 30, 90, 25, 40, 85, 33, 21, 99, 50, 44, 38]
+    train, val, test = split_systems(names, (0.5, 0.25, 0.25), seed=3, n_atoms=n_atoms,
+                                     test_min_atoms=80)
+    large = {"s2", "s5", "s8"}
+    assert large <= set(test) and not large & set(train + val)
+    assert sorted(train + val + test) == sorted(names)
+    assert (len(train), len(val), len(test) - len(large)) == (5, 2, 2)  # 9 small systems
+    assert split_systems(names, (0.5, 0.25, 0.25), seed=3, n_atoms=n_atoms,
+                         test_min_atoms=0) == split_systems(names, (0.5, 0.25, 0.25), seed=3)
+    with pytest.raises(DataError, match="too few"):
+        split_systems(names[:3], (0.6, 0.2, 0.2), seed=0, n_atoms=[90, 90, 80],
+                      test_min_atoms=80)

@@ -10,6 +10,7 @@ import pytest
 
 from eqcg.data.store import load_dataset
 from eqcg.errors import ConfigError
+from eqcg.graphs.windows import split_systems
 from eqcg.systems.generate import LAMMPS_DIR, run_specs
 from eqcg.systems.lammps import LOG_FILE
 from eqcg.systems.polymer import (
@@ -122,3 +123,25 @@ def test_unknown_preset() -> None:
 def test_bad_sequence() -> None:
     with pytest.raises(ConfigError, match="sequence"):
         chain_spec("x", "ABC", PRESETS["tiny"], np.random.default_rng(0))
+
+
+@needs_lammps
+def test_longer_chains_are_recorded_and_held_out_as_unseen_lengths(tmp_path: Path) -> None:
+    """A tiny-sized variant of the medium preset's design: the extra chains are longer than
+    any other, record length_group 'longer', and data.test_min_atoms puts exactly them (and a
+    share of the others, unseen sequences) into the test split."""
+    preset = dataclasses.replace(PRESETS["tiny"], n_systems=5, n_frames=5, equil_steps=100,
+                                 long_systems=2, long_n_beads=(30, 34))
+    run_specs(polymer_specs(preset, seed=1), tmp_path, jobs=1, show_progress=False)
+    with load_dataset(tmp_path) as ds:
+        groups = {s.name: s.attrs["length_group"] for s in ds}
+        lengths = {s.name: s.n_atoms for s in ds}
+        train, val, test = split_systems(ds.names, (0.6, 0.2, 0.2), seed=0,
+                                         n_atoms=[s.n_atoms for s in ds], test_min_atoms=30)
+    assert sorted(groups.values()) == ["longer"] * 2 + ["trained"] * 5
+    for name, group in groups.items():
+        limits = preset.long_n_beads if group == "longer" else preset.n_beads
+        assert limits[0] <= lengths[name] <= limits[1]
+        assert (name in test) if group == "longer" else (name in train + val + test)
+    assert all(groups[name] == "trained" for name in train + val)
+    assert [groups[name] for name in test].count("trained") == 1  # 5 x 0.2 unseen sequences

@@ -75,15 +75,24 @@ class WindowDataset(Dataset):
 
 
 def split_systems(
-    names: list[str], fractions: tuple[float, float, float], seed: int
+    names: list[str], fractions: tuple[float, float, float], seed: int,
+    n_atoms: list[int] | None = None, test_min_atoms: int = 0,
 ) -> tuple[list[str], list[str], list[str]]:
     """Split system names (never frames) into train/validation/test by ``fractions``.
 
-    Every non-empty fraction gets at least one system when there are enough systems; the
-    training split always gets at least one.
+    With ``test_min_atoms > 0``, every system of at least that many atoms (``n_atoms``, one per
+    name) is held out for testing first, so the model is tested on sizes it never saw; the rest
+    are split by ``fractions``. Every non-empty fraction gets at least one system when there
+    are enough systems; the training split always gets at least one.
     """
     if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
         raise DataError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    unseen_sizes: list[str] = []
+    if test_min_atoms > 0:
+        if n_atoms is None or len(n_atoms) != len(names):
+            raise DataError("test_min_atoms needs the atom count of every system")
+        unseen_sizes = [name for name, n in zip(names, n_atoms) if n >= test_min_atoms]
+        names = [name for name, n in zip(names, n_atoms) if n < test_min_atoms]
     order = np.random.default_rng(seed).permutation(len(names))
     n = len(names)
     n_val = int(round(fractions[1] * n))
@@ -94,6 +103,11 @@ def split_systems(
         n_test = 1
     n_train = n - n_val - n_test
     if n_train < 1:
-        raise DataError(f"{n} systems are too few for split {fractions}: no training system left")
+        raise DataError(
+            f"{n} systems below test_min_atoms={test_min_atoms} are too few for split "
+            f"{fractions}: no training system left" if test_min_atoms > 0 else
+            f"{n} systems are too few for split {fractions}: no training system left"
+        )
     picked = [names[i] for i in order]
-    return picked[:n_train], picked[n_train : n_train + n_val], picked[n_train + n_val :]
+    return (picked[:n_train], picked[n_train : n_train + n_val],
+            picked[n_train + n_val :] + unseen_sizes)

@@ -115,8 +115,11 @@ PRESETS: dict[str, PolymerPreset] = {
 }
 
 
-def get_preset(preset: str) -> PolymerPreset:
-    """The preset named ``preset``; raise :class:`ConfigError` listing the known ones."""
+def get_preset(preset: str | PolymerPreset) -> PolymerPreset:
+    """The preset named ``preset`` (or ``preset`` itself); :class:`ConfigError` listing the
+    known ones."""
+    if isinstance(preset, PolymerPreset):
+        return preset
     try:
         return PRESETS[preset]
     except KeyError:
@@ -286,7 +289,7 @@ def chain_spec(
 
 
 def polymer_specs(
-    preset: str = "tiny", seed: int = 0, n_systems: int | None = None
+    preset: str | PolymerPreset = "tiny", seed: int = 0, n_systems: int | None = None
 ) -> list[SystemSpec]:
     """Specs of the chains of ``preset`` (``n_systems`` overrides its count of chains at trained
     lengths), fixed by ``seed``, followed by the preset's longer chains.

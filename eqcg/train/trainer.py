@@ -385,8 +385,10 @@ def _prepare_data(job: _Job, vocabulary: TypeVocabulary | None) -> _Data:
     windows; ``vocabulary`` None learns the types from the dataset (a new run)."""
     config = job.config
     dataset = load_dataset(job.data)
-    train_names, val_names, test_names = split_systems(dataset.names, config.data.split,
-                                                       config.data.split_seed)
+    train_names, val_names, test_names = split_systems(
+        dataset.names, config.data.split, config.data.split_seed,
+        n_atoms=[s.n_atoms for s in dataset.systems], test_min_atoms=config.data.test_min_atoms,
+    )
     settings = CGSettings.from_config(config.data)
     if vocabulary is None:
         vocabulary = TypeVocabulary.from_systems(dataset.systems)
