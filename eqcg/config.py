@@ -253,6 +253,7 @@ def _migrate(data: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(model, dict):
         return data
     model = dict(model)
+    moved = []
     for old, new in MOVED_KEYS.items():
         name = old.split(".")[1]
         if name not in model:
@@ -263,7 +264,9 @@ def _migrate(data: dict[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: {old} and {new} are both given ({old} is the old name "
                               f"of {new}: keep only {new})")
         model[section_name] = {**section, new_name: model.pop(name)}
-        logger.warning("%s: %s is now %s (moved)", where, old, new)
+        moved.append(f"{old} -> {new}")
+    if moved:
+        logger.warning("%s: keys of an older eqcg moved: %s", where, ", ".join(moved))
     return {**data, "model": model}
 
 

@@ -122,7 +122,8 @@ def test_old_flat_keys_move_into_the_equivariant_section(caplog):
                         radial_basis=6, avg_neighbors=12.0)
     with caplog.at_level(logging.WARNING, logger="eqcg.config"):
         config = config_from_dict(old, where="old.pt")
-    assert "old.pt: model.lmax is now model.equivariant.lmax" in caplog.text
+    assert "old.pt: keys of an older eqcg moved: " in caplog.text
+    assert "model.lmax -> model.equivariant.lmax" in caplog.text
     assert config.model.options == {"equivariant": {"vector_channels": 4, "lmax": 2,
                                                     "radial_basis": 6, "avg_neighbors": 12.0}}
     assert check_variant(config.model, "old.pt").options == config.model.options
