@@ -37,7 +37,7 @@ from eqcg.units import unit_system
 PathLike = str | os.PathLike
 HISTORY_DIR = "history"  # OUT/history: the LAMMPS run of a generated history
 BUILTIN_UNITS = {"polymer": "lj", "electrolyte": "real"}  # unit system of each built-in kind
-_SPACING_TOLERANCE = 1e-6  # relative: frame spacings that count as equal
+_SPACING_TOLERANCE = 1e-3  # relative: frame spacings that count as equal (float32 times)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -118,19 +118,34 @@ def simulate(
 
     def source(loaded: LoadedRun) -> RolloutSource:
         if isinstance(system, BuiltinSystem):
-            trajectory, where, request = _generated(system, loaded, out, options)
+            start = _generated(system, loaded, out, options)
             stride = loaded.config.data.dilation
         else:
-            trajectory, where, request = _read(system, loaded)
-            stride = _stride(trajectory, system.stride, loaded, where)
-        return _system_source(trajectory, where, stride, loaded, options.start_frame, request)
+            start = _read(system, loaded)
+            stride = _stride(start, system.stride, loaded)
+        return _system_source(start, stride, loaded, options.start_frame)
 
     return execute_rollout(run, out, n_steps, options, source)
 
 
-def _read(
-    files: SystemFiles, loaded: LoadedRun
-) -> tuple[SystemTrajectory, str, dict[str, Any]]:
+@dataclasses.dataclass
+class _Start:
+    """A system to roll out, and the files errors about it name.
+
+    Attributes:
+        trajectory: the system with its history frames.
+        topology: where its atom and bond types come from.
+        frames: where its frames come from.
+        request: JSON-able description of its files (stored with the rollout).
+    """
+
+    trajectory: SystemTrajectory
+    topology: str
+    frames: str
+    request: dict[str, Any]
+
+
+def _read(files: SystemFiles, loaded: LoadedRun) -> _Start:
     """The user's system, read in the run's units unless told otherwise."""
     topology, paths = Path(files.topology), [Path(p) for p in files.trajectories]
     if not paths:
@@ -150,7 +165,7 @@ def _read(
                              timestep=files.timestep, frame_interval=frame_interval)
     request = {"topology": str(topology.resolve()),
                "trajectories": [str(p.resolve()) for p in paths]}
-    return trajectory, str(topology), request
+    return _Start(trajectory, str(topology), ", ".join(map(str, paths)), request)
 
 
 def _learned_step(loaded: LoadedRun) -> float | None:
@@ -159,9 +174,7 @@ def _learned_step(loaded: LoadedRun) -> float | None:
     return None if interval is None else loaded.config.data.dilation * float(interval)
 
 
-def _stride(
-    trajectory: SystemTrajectory, stated: int | None, loaded: LoadedRun, where: str
-) -> int:
+def _stride(start: _Start, stated: int | None, loaded: LoadedRun) -> int:
     """Trajectory frames per learned step: ``stated``, else the learned step over the frame
     interval, which must be uniform and divide it."""
     if stated is not None:
@@ -171,6 +184,7 @@ def _stride(
     if step is None:
         raise ConfigError(f"{loaded.checkpoint}: the run does not record its training data's "
                           "frame interval; give --stride (trajectory frames per learned step)")
+    trajectory, where = start.trajectory, start.frames
     if trajectory.n_frames < 2:
         return 1
     time_unit = unit_system(trajectory.units).time
@@ -195,10 +209,10 @@ def _stride(
 
 
 def _system_source(
-    trajectory: SystemTrajectory, where: str, stride: int, loaded: LoadedRun, start_frame: int,
-    request: dict[str, Any],
+    start: _Start, stride: int, loaded: LoadedRun, start_frame: int
 ) -> RolloutSource:
-    """Check ``trajectory`` against the run and make it the rollout's only system."""
+    """Check ``start`` against the run and make it the rollout's only system."""
+    trajectory, where = start.trajectory, start.topology
     trained_units = loaded.metadata.get("units")
     if trained_units is not None and trajectory.units != trained_units:
         raise DataError(
@@ -216,19 +230,19 @@ def _system_source(
     needed = start_frame + (history - 1) * stride + 1
     if trajectory.n_frames < needed:
         raise DataError(
-            f"{where}: the trajectory has {trajectory.n_frames} frames; the model needs "
+            f"{start.frames}: the trajectory has {trajectory.n_frames} frames; the model needs "
             f"{history} history frames {stride} apart (one learned step) from frame "
             f"{start_frame}: {needed} frames")
     settings = CGSettings.from_config(loaded.config.data)
     return RolloutSource(
         [trajectory.name],
         lambda names: [CGSystem.from_trajectory(trajectory, settings, vocabulary)],
-        stride, {**request, "stride": stride})
+        stride, {**start.request, "stride": stride})
 
 
 def _generated(
     system: BuiltinSystem, loaded: LoadedRun, out: Path, options: RolloutOptions
-) -> tuple[SystemTrajectory, str, dict[str, Any]]:
+) -> _Start:
     """Run ``system``'s short LAMMPS job in ``out/history`` (or reuse a finished one)."""
     units, trained_units = BUILTIN_UNITS[system.kind], loaded.metadata.get("units")
     if trained_units is not None and units != trained_units:
@@ -250,8 +264,8 @@ def _generated(
     with load_dataset(history_dir) as dataset:
         trajectory = dataset[spec.name]
         trajectory = dataclasses.replace(trajectory, positions=trajectory.positions[()])
-    return (trajectory, str(history_dir / LAMMPS_DIR / spec.name),
-            {"generated": dataclasses.asdict(system)})
+    workdir = str(history_dir / LAMMPS_DIR / spec.name)
+    return _Start(trajectory, workdir, workdir, {"generated": dataclasses.asdict(system)})
 
 
 def _md_steps(interval: float, dt: float, kind: str) -> int:
