@@ -4,6 +4,14 @@ Every random choice of a step (which windows, history noise, score noise levels)
 generators seeded by ``(seed, step)``, so ``--resume`` continues exactly as an uninterrupted run
 would. Under ``torchrun`` each rank takes its share of the same global batch, DDP averages
 gradients, and rank 0 alone logs and writes checkpoints.
+
+:func:`train` checks its arguments into a :class:`_Job` (what was asked) and runs the stages in
+order: ``_resume_state`` (the checkpoint to continue, checked against the config and dataset),
+``_prepare_data`` (split, coarse-grain, cut windows, velocity/acceleration scales),
+``_start_run`` (model, optimiser and schedule into a :class:`_Run`; rank 0 writes the config and
+``run.json`` and opens ``metrics.csv``), ``_run_steps`` (``_train_step``, then ``_after_step``:
+logging, validation and ``last.pt`` at their cadence) and ``_finish`` (final ``last.pt``, also
+on Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -359,13 +367,13 @@ def _resume_state(job: _Job, device: torch.device) -> dict[str, Any] | None:
     """The checkpoint a resumed run continues from (None for a new run), checked to be the
     run's config and dataset before anything is written."""
     where = job.last_path
-    if job.resume and not where.exists():
-        raise ConfigError(f"--resume: no checkpoint at {where}")
     if not job.resume:
         if where.exists():
             raise ConfigError(f"{job.run_dir} already holds a run; pass --resume to continue it "
                               "or choose a new --out")
         return None
+    if not where.exists():
+        raise ConfigError(f"--resume: no checkpoint at {where}")
     state = load_checkpoint(where, map_location=device)
     stored = config_from_dict(state["config"], where=str(where))
     check_same_run(stored, job.config, str(where), "the config of --resume",
