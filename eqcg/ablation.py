@@ -23,14 +23,17 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from eqcg.config import load_config, save_config
+from eqcg.config import Config, load_config, save_config
 from eqcg.errors import ConfigError
 from eqcg.models.registry import check_variant
 from eqcg.run_info import write_run_info
+
+if TYPE_CHECKING:  # the runner imports torch: a spec loads without it
+    from eqcg.simulate.runner import RolloutOptions
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +99,7 @@ def load_spec(path: str | os.PathLike) -> AblationSpec:
     return spec
 
 
-def variant_config(spec: AblationSpec, name: str):
+def variant_config(spec: AblationSpec, name: str) -> Config:
     """The resolved config of variant ``name`` (its variant options filled in)."""
     config = load_config(spec.config, spec.shared + spec.variants[name])
     return replace(
@@ -127,41 +130,65 @@ def run_ablation(
     Layout: ``out/data`` (if generated), ``out/runs/<variant>``, ``out/rollouts/<variant>``,
     ``out/reports/<variant>``, ``out/comparison``.
     """
-    from eqcg.evaluate import compare, evaluate
-    from eqcg.models.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
-    from eqcg.simulate.rollout import RolloutFailure
-    from eqcg.simulate.runner import run_rollout
-    from eqcg.simulate.writer import RUNNING, rollout_status
-    from eqcg.train.trainer import train
+    from eqcg.evaluate import compare
+    from eqcg.simulate.runner import RolloutOptions
 
     spec = load_spec(spec_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_run_info(out, None, None, [], extra={"spec": str(spec.path)})
     data = _dataset(spec, out)
+    steps = spec.rollout["steps"]
+    rollout = RolloutOptions(save_every=spec.rollout["save_every"],
+                             deterministic=spec.rollout["deterministic"],
+                             seed=spec.rollout["seed"], device=spec.rollout.get("device", device))
     reports = []
     for name in spec.variants:
-        config = variant_config(spec, name)
-        run_dir = out / "runs" / name
-        last = run_dir / CHECKPOINT_DIR / LAST
-        done = last.exists() and load_checkpoint(last)["step"] >= config.train.max_steps
-        if not done:
-            train(config, data, run_dir, resume=last.exists(), device=device)
-        save_config(config, run_dir / "config.yaml")
-        rollout_dir = out / "rollouts" / name
-        status = rollout_status(rollout_dir)
-        if status in (None, RUNNING):  # none yet, or an interrupted one to continue
-            try:
-                run_rollout(run_dir, data, rollout_dir, spec.rollout["steps"],
-                            save_every=spec.rollout["save_every"],
-                            deterministic=spec.rollout["deterministic"],
-                            seed=spec.rollout["seed"], device=spec.rollout.get("device", device),
-                            resume=status == RUNNING)
-            except RolloutFailure as failure:  # its frames were written: evaluate them too
-                logger.warning("variant %s: %s", name, failure)
-        report_dir = out / "reports" / name
-        if not (report_dir / "metrics.json").exists():
-            evaluate(rollout_dir, data, report_dir)
-        reports.append(report_dir)
+        run_dir = _train_variant(variant_config(spec, name), data, out / "runs" / name, device)
+        rollout_dir = _roll_out_variant(name, run_dir, data, out / "rollouts" / name, steps,
+                                        rollout)
+        reports.append(_evaluate_variant(rollout_dir, data, out / "reports" / name))
     compare(reports, out / "comparison")
     return out / "comparison"
+
+
+def _train_variant(config: Config, data: Path, run_dir: Path, device: str) -> Path:
+    """Train (or finish training) one variant unless its run reached ``train.max_steps``."""
+    from eqcg.models.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
+    from eqcg.train.trainer import train
+
+    last = run_dir / CHECKPOINT_DIR / LAST
+    if not (last.exists() and load_checkpoint(last)["step"] >= config.train.max_steps):
+        train(config, data, run_dir, resume=last.exists(), device=device)
+    save_config(config, run_dir / "config.yaml")
+    return run_dir
+
+
+def _roll_out_variant(
+    name: str, run_dir: Path, data: Path, rollout_dir: Path, steps: int, options: RolloutOptions
+) -> Path:
+    """Roll one variant out, or continue its interrupted rollout; a finished one is kept.
+
+    A rollout that blows up is logged and kept: its frames are evaluated like any other's.
+    """
+    from eqcg.simulate.rollout import RolloutFailure
+    from eqcg.simulate.runner import run_rollout
+    from eqcg.simulate.writer import RUNNING, rollout_status
+
+    status = rollout_status(rollout_dir)
+    if status in (None, RUNNING):
+        try:
+            run_rollout(run_dir, data, rollout_dir, steps,
+                        options=replace(options, resume=status == RUNNING))
+        except RolloutFailure as failure:
+            logger.warning("variant %s: %s", name, failure)
+    return rollout_dir
+
+
+def _evaluate_variant(rollout_dir: Path, data: Path, report_dir: Path) -> Path:
+    """Evaluate one variant's rollout unless its report exists."""
+    from eqcg.evaluate import evaluate
+
+    if not (report_dir / "metrics.json").exists():
+        evaluate(rollout_dir, data, report_dir)
+    return report_dir
