@@ -16,6 +16,7 @@ from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory, Topology
 from eqcg.errors import DataError
 from eqcg.evaluate import compare, evaluate
 from eqcg.evaluate.comparison import COMPARISON_FILES, comparison_row
+from eqcg.evaluate.properties import chain_centres
 from eqcg.evaluate.report import REPORT_FILE
 from eqcg.evaluate.results import (
     METRICS_FILE,
@@ -171,11 +172,16 @@ def test_an_exact_rollout_agrees_with_the_reference_over_the_matched_span(evalua
     assert metrics["systems"]["sys2"]["reference_covers_rollout"] is False
     matched = metrics["aggregate"]["agreement"]["matched"]
     for key in ("rg_mean", "rg_relaxation_integrated", "rg_relaxation_exponential",
-                "end_to_end_relaxation_integrated", "diffusivity[Li]", "diffusivity[C+O]"):
+                "end_to_end_relaxation_integrated", "diffusivity[Li]", "diffusivity[C+O]",
+                "diffusivity[chain COM]"):
         assert matched[key]["n"] == 3
         assert matched[key]["pearson_r_squared"] == pytest.approx(1.0), key
         assert matched[key]["identity_r2"] == pytest.approx(1.0), key
         assert matched[key]["spearman_rho"] == pytest.approx(1.0), key
+        # an exact rollout: every system within any factor, and every resample agrees exactly
+        assert matched[key]["within_1_5x"] == matched[key]["within_2x"] == 1.0
+        for name in ("pearson_r_squared", "identity_r2", "within_1_5x"):
+            assert matched[key]["intervals"][name] == pytest.approx([1.0, 1.0]), (key, name)
     assert metrics["aggregate"]["agreement"]["whole"]["rg_mean"]["n"] == 3
 
 
@@ -253,13 +259,16 @@ def test_metrics_and_comparison_files_round_trip_through_the_typed_results(evalu
     assert [row.label for row in comparison.rows] == ["exact", "noisy"]
 
 
-def test_compare_shows_li_diffusivity_else_the_first_species(evaluated):
+def test_compare_shows_li_diffusivity_else_chain_com_else_the_first_species(evaluated):
     root = evaluated[0]
     summary = EvaluationSummary.read(root / "report_exact")
     matched = summary.aggregate.agreement["matched"]
     row = comparison_row("exact", root, summary)
     assert row.diffusivity_spearman == matched["diffusivity[Li]"].spearman_rho
     del matched["diffusivity[Li]"]
+    matched["diffusivity[chain COM]"].spearman_rho = -0.25
+    assert comparison_row("exact", root, summary).diffusivity_spearman == -0.25
+    del matched["diffusivity[chain COM]"]
     matched["diffusivity[C+O]"].spearman_rho = -0.5
     assert comparison_row("exact", root, summary).diffusivity_spearman == -0.5
 
@@ -275,3 +284,15 @@ def test_rollout_without_its_attributes_is_rejected(evaluated, tmp_path):
         write_dataset(tmp_path / "broken" / ROLLOUT_FILE, [broken])
     with pytest.raises(DataError, match="start_frame"):
         evaluate(tmp_path / "broken", root / "reference", tmp_path / "out")
+
+
+def test_chain_centres_are_mass_weighted_molecule_centres():
+    rng = np.random.default_rng(4)
+    positions = rng.normal(size=(3, 7, 3))
+    masses = rng.uniform(1.0, 3.0, size=7)
+    molecules = np.array([0, 0, 1, 2, 2, 2, 3])
+    centres = chain_centres(positions, masses, molecules, np.array([0, 2]))
+    for c, molecule in enumerate([0, 2]):
+        members = molecules == molecule
+        expected = (positions[:, members] * masses[members, None]).sum(1) / masses[members].sum()
+        np.testing.assert_allclose(centres[:, c], expected, rtol=1e-12)

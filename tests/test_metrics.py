@@ -309,10 +309,11 @@ def test_agreement_drops_nan_pairs_and_needs_three_systems():
 
 
 def test_within_factor_counts_systems_inside_the_band():
-    reference = np.array([1.0, 1.0, 1.0, 2.0, 4.0, np.nan])
-    model = np.array([1.5, 0.66, 1.51, 1.0, -4.0, 1.0])
+    reference = np.array([1.0, 1.0, 1.0, 2.0, 4.0, np.nan, -1.0])
+    model = np.array([1.5, 0.66, 1.51, 1.0, -4.0, 1.0, -1.0])
     assert within_factor(reference, model, 1.5) == pytest.approx(1 / 5)  # 1.5 in, 0.66 < 1/1.5
     assert within_factor(reference, model, 2.0) == pytest.approx(4 / 5)
+    assert np.isnan(within_factor(reference[-1:], model[-1:], 2.0))  # no positive reference
 
 
 def test_bootstrap_interval_of_a_fraction_is_the_binomial_interval():

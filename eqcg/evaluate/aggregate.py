@@ -7,6 +7,7 @@ same frame spacing) and, separately, ``model`` with ``reference`` (whole traject
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 
@@ -18,7 +19,15 @@ from eqcg.evaluate.results import (
     StabilityFractions,
     SystemEvaluation,
 )
-from eqcg.metrics.agreement import agreement
+from eqcg.metrics.agreement import (
+    agreement,
+    bootstrap_interval,
+    identity_r2_rows,
+    r_squared_rows,
+    spearman_rows,
+    within_factor,
+    within_factor_rows,
+)
 from eqcg.metrics.dynamics import diffusivity_unit
 from eqcg.units import unit_system
 
@@ -40,14 +49,31 @@ def property_column(systems: list[SystemEvaluation], view: str, key: str) -> np.
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
+INTERVAL_STATISTICS = {
+    "pearson_r_squared": r_squared_rows,
+    "spearman_rho": spearman_rows,
+    "identity_r2": identity_r2_rows,
+    "within_1_5x": partial(within_factor_rows, factor=1.5),
+    "within_2x": partial(within_factor_rows, factor=2.0),
+}
+
+
 def agreement_entry(reference: np.ndarray, model: np.ndarray) -> AgreementEntry:
-    """Agreement of ``(n_systems,)`` model values with reference values (``None`` statistics
-    and a ``reason`` when there are too few finite pairs)."""
+    """Agreement of ``(n_systems,)`` model values with reference values, with bootstrap 95 %
+    intervals over systems (``None`` statistics and a ``reason`` when there are too few finite
+    pairs)."""
     try:
-        return AgreementEntry(**asdict(agreement(reference, model)))
+        statistics = agreement(reference, model)
     except ValueError as exc:
         n = int((np.isfinite(reference) & np.isfinite(model)).sum())
         return AgreementEntry(n, None, None, None, None, None, None, reason=str(exc))
+    return AgreementEntry(
+        **asdict(statistics),
+        within_1_5x=within_factor(reference, model, 1.5),
+        within_2x=within_factor(reference, model, 2.0),
+        intervals={name: list(bootstrap_interval(statistic, reference, model))
+                   for name, statistic in INTERVAL_STATISTICS.items()},
+    )
 
 
 def _median(values: list[float | None]) -> float | None:

@@ -23,13 +23,13 @@ COMPARISON_FILES = ("comparison.md", "comparison.json", "comparison.csv")
 
 
 def _diffusivity_entry(entries: dict[str, AgreementEntry]) -> AgreementEntry | None:
-    """The agreement of :data:`PREFERRED_SPECIES`' diffusivity where ``entries`` have it, else
-    of the first species' (``None`` when no diffusivity was measured)."""
+    """The agreement of the diffusivity of the first of :data:`PREFERRED_SPECIES` that
+    ``entries`` have, else of their first species (``None`` when no diffusivity was measured)."""
     species = diffusing_species(entries)
     if not species:
         return None
-    return entries[diffusivity_key(PREFERRED_SPECIES if PREFERRED_SPECIES in species
-                                   else species[0])]
+    chosen = next((s for s in PREFERRED_SPECIES if s in species), species[0])
+    return entries[diffusivity_key(chosen)]
 
 
 def comparison_row(label: str, report: Path, summary: EvaluationSummary) -> ComparisonRow:

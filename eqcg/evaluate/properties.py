@@ -7,8 +7,8 @@ computes the curves the plots draw and :meth:`TrajectoryProperties.summary` the 
 * Rg of every molecule with more than one bead ("chains"; for a one-chain system this is the
   system's Rg), its distribution and the relaxation time of its autocorrelation;
 * the end-to-end vector autocorrelation of linear chains and its relaxation time;
-* MSD per bead species (periodic systems: centre-of-mass drift removed) and the diffusivity of
-  its linear regime;
+* MSD per bead species and of the chains' centres of mass (species :data:`CHAIN_COM`; periodic
+  systems: the system's centre-of-mass drift removed) and the diffusivity of its linear regime;
 * RDFs between bead species (periodic systems) and CG bond lengths, over evenly spaced frames.
 
 Lengths are Å or sigma, times ps or tau (the dataset's units).
@@ -43,6 +43,8 @@ from eqcg.metrics.structure import (
     radius_of_gyration,
 )
 from eqcg.units import unit_system
+
+CHAIN_COM = "chain COM"  # MSD/diffusivity key of the centres of mass of multi-bead molecules
 
 
 @dataclass(frozen=True)
@@ -258,16 +260,21 @@ def _chain_properties(
 def _diffusion_properties(
     traj: BeadTrajectory, props: TrajectoryProperties, options: PropertyOptions
 ) -> None:
-    """MSD and diffusivity of every bead species, into ``props``."""
+    """MSD and diffusivity of every bead species and of the chains' centres of mass, into
+    ``props``."""
     positions = traj.positions
     if options.remove_drift and traj.pbc:
         positions = remove_drift(positions, traj.masses)
     props.lag_time = props.time.copy()
-    for index, species in enumerate(traj.species_names):
-        members = traj.species == index
-        if not members.any():
+    groups = {species: positions[:, traj.species == index]
+              for index, species in enumerate(traj.species_names)}
+    chains = np.flatnonzero(np.bincount(traj.molecules) > 1)
+    if chains.size:
+        groups[CHAIN_COM] = chain_centres(positions, traj.masses, traj.molecules, chains)
+    for species, members in groups.items():
+        if not members.shape[1]:
             continue
-        props.msd[species] = mean_squared_displacement(positions[:, members])
+        props.msd[species] = mean_squared_displacement(members)
         try:
             props.diffusivity[species] = fit_diffusivity(
                 props.lag_time, props.msd[species], window_fraction=options.fit_window_fraction
@@ -275,3 +282,12 @@ def _diffusion_properties(
         except ValueError as exc:
             props.diffusivity[species] = None
             props.missing[f"diffusivity[{species}]"] = str(exc)
+
+
+def chain_centres(positions: np.ndarray, masses: np.ndarray, molecules: np.ndarray,
+                  chains: np.ndarray) -> np.ndarray:
+    """``(n_frames, len(chains), 3)`` mass-weighted centres of the molecules ``chains`` from
+    unwrapped ``positions (n_frames, n_beads, 3)``, ``masses (n_beads,)``, ``molecules
+    (n_beads,)``."""
+    weights = (molecules[None, :] == chains[:, None]) * masses[None, :]
+    return np.einsum("cb,fbx->fcx", weights / weights.sum(axis=1, keepdims=True), positions)

@@ -36,7 +36,8 @@ DEFINITIONS = {
                    "systems: centre-of-mass drift removed first)",
     "collision": "two beads closer than collision_threshold (minimum image)",
 }
-PREFERRED_SPECIES = "Li"  # the diffusivity a comparison shows, where a report has it
+# the diffusivity a comparison shows: the first of these a report has, else its first species
+PREFERRED_SPECIES = ("Li", "chain COM")
 _OMIT_NONE = {"omit_none": True}  # field metadata: left out of the JSON form when None
 _DIFFUSIVITY = "diffusivity"
 
@@ -196,7 +197,12 @@ class SystemEvaluation(Record):
 
 @dataclass
 class AgreementEntry(Record):
-    """Agreement of one property over systems (``None`` statistics: ``reason`` says why)."""
+    """Agreement of one property over systems (``None`` statistics: ``reason`` says why).
+
+    ``within_1_5x`` / ``within_2x``: fraction of systems whose model value is within that
+    factor of the reference; ``intervals``: statistic name -> bootstrap 95 % interval over
+    systems (:func:`eqcg.metrics.agreement.bootstrap_interval`).
+    """
 
     n: int
     pearson_r: float | None
@@ -205,6 +211,9 @@ class AgreementEntry(Record):
     spearman_rho: float | None
     spearman_p: float | None
     identity_r2: float | None
+    within_1_5x: float | None = None
+    within_2x: float | None = None
+    intervals: dict[str, list[float | None]] = field(default_factory=dict)
     reason: str | None = field(default=None, metadata=_OMIT_NONE)
 
 
@@ -314,7 +323,7 @@ class ComparisonRow(Record):
     rg_identity_r2: float | None = column("Rg R² of y = x")
     relaxation_r2: float | None = column("Rg relaxation time (integrated) r² (Pearson²)")
     diffusivity_spearman: float | None = column(
-        f"diffusivity ({PREFERRED_SPECIES}, else first species) Spearman ρ")
+        "diffusivity (Li, else chain COM, else first species) Spearman ρ")
     collision_free_fraction: float | None = column("collision-free fraction")
     stable_fraction: float | None = column("stable fraction")
     calibration: float | None = column("one-step mean d² (3 = calibrated)",

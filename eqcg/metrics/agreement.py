@@ -102,19 +102,21 @@ def agreement(reference: np.ndarray, model: np.ndarray) -> Agreement:
 
 def within_factor(reference: np.ndarray, model: np.ndarray, factor: float) -> float:
     """Fraction of systems whose model value lies within ``factor`` of the reference
-    (``reference / factor <= model <= reference * factor``; for positive quantities such as
-    diffusivities and relaxation times; a non-positive model value is outside). Pairs with a
-    NaN are dropped; NaN when none is left."""
+    (``reference / factor <= model <= reference * factor``), for positive quantities such as
+    diffusivities and relaxation times: systems whose reference is not positive (a failed fit)
+    or has a NaN on either side are left out; NaN when none is left."""
     if factor < 1:
         raise ValueError(f"factor must be >= 1, got {factor}")
     reference, model = _finite_pairs(reference, model)
-    return float(within_factor_rows(reference, model, factor)) if reference.size else math.nan
+    return float(within_factor_rows(reference, model, factor))
 
 
 def within_factor_rows(reference: np.ndarray, model: np.ndarray, factor: float) -> np.ndarray:
     """:func:`within_factor` along the last axis of ``(..., n)`` finite arrays."""
-    inside = (model >= reference / factor) & (model <= reference * factor) & (model > 0)
-    return inside.mean(axis=-1)
+    counted = reference > 0
+    inside = counted & (model >= reference / factor) & (model <= reference * factor)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inside.sum(axis=-1) / counted.sum(axis=-1)
 
 
 def r_squared_rows(reference: np.ndarray, model: np.ndarray) -> np.ndarray:
