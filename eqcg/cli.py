@@ -194,7 +194,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from eqcg.evaluate.report import evaluate
 
     evaluate(args.rollout, args.reference, args.out, collision_threshold=args.collision_threshold,
-             run=args.run, calibrate=not args.no_calibration)
+             run=args.run, calibrate=not args.no_calibration, group_by=args.group_by)
     print(f"report written to {args.out}/report.md (metrics.json, plots)")
 
 
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("generate", _cmd_generate, "run reference MD with LAMMPS and write a dataset")
     p.add_argument("system", choices=["polymer", "electrolyte"])
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "paper"])
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "medium", "paper"])
     p.add_argument("--out", required=True, help="output directory (dataset + LAMMPS files)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-systems", type=int, default=None, help="override the preset's count")
@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generate-history", default=None, choices=["polymer", "electrolyte"],
                    help="instead of files: run a short LAMMPS job of one built-in system "
                         "(in OUT/history) for the history")
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "paper"],
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "medium", "paper"],
                    help="preset of the generated system (its size and physics)")
     p.add_argument("--history-seed", type=int, default=0,
                    help="seed of the generated system (composition, start, thermostat)")
@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run whose one-step calibration is measured (default: the rollout's)")
     p.add_argument("--no-calibration", action="store_true",
                    help="skip the calibration of the model's one-step predictions")
+    p.add_argument("--group-by", default=None, metavar="ATTR",
+                   help="also summarise per value of this reference-system attribute "
+                        "(e.g. length_group: trained vs longer polymer chains)")
 
     p = add("compare", _cmd_compare, "put several evaluation reports side by side")
     p.add_argument("reports", nargs="+")
@@ -330,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
 
     p = add("check-equivariance", _cmd_check_equivariance,
-            "measure E(3) equivariance errors of both variants (a run dir or a config)")
+            "measure E(3) equivariance errors of every registered variant (a run dir or a config)")
     p.add_argument("target", help="run directory, checkpoint or YAML config")
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)

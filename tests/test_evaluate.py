@@ -34,6 +34,7 @@ ROLLOUT_FRAMES = (15, 18, 25)  # the last runs past the reference's end (frame 4
 COLLISION_SYSTEM, COLLISION_FRAME = 2, 20
 WALL_SECONDS = 12.0
 LAMMPS_WALL_SECONDS_SYS0 = 100.0  # stored by the generator for sys0 only
+GROUPS = ("trained", "trained", "longer")  # the reference systems' length_group
 
 
 def _reference_system(index: int, rng: np.random.Generator) -> SystemTrajectory:
@@ -115,6 +116,8 @@ def evaluated(tmp_path_factory):
     rng = np.random.default_rng(0)
     references = [_reference_system(i, rng) for i in range(3)]
     references[0].attrs[LAMMPS_WALL_SECONDS] = LAMMPS_WALL_SECONDS_SYS0
+    for reference, group in zip(references, GROUPS, strict=True):
+        reference.attrs["length_group"] = group
     write_dataset(root / "reference", references)
     exact = [_rollout_system(ref, n, 0.0, "equivariant", rng,
                              COLLISION_FRAME if i == COLLISION_SYSTEM else None)
@@ -122,7 +125,8 @@ def evaluated(tmp_path_factory):
     write_dataset(root / "exact" / ROLLOUT_FILE, exact)
     noisy = [_rollout_system(ref, 15, 0.3, "baseline", rng) for ref in references[:2]]
     write_dataset(root / "noisy" / ROLLOUT_FILE, noisy)
-    metrics_exact = evaluate(root / "exact", root / "reference", root / "report_exact")
+    metrics_exact = evaluate(root / "exact", root / "reference", root / "report_exact",
+                             group_by="length_group")
     metrics_noisy = evaluate(root / "noisy", root / "reference" / "dataset.h5",
                              root / "report_noisy", draw_plots=False)
     comparison = compare([root / "report_exact", root / "report_noisy"], root / "comparison")
@@ -229,13 +233,13 @@ def test_compare_writes_table_and_bar_charts(evaluated):
     md_file, json_file, csv_file = (out / name for name in COMPARISON_FILES)
     assert json.loads(json_file.read_text()) == comparison
     rows = {row["label"]: row for row in comparison["rows"]}
-    assert set(rows) == {"exact", "noisy"}
+    assert set(rows) == {"exact", "exact [longer]", "exact [trained]", "noisy"}
     assert rows["exact"]["rg_r2"] == pytest.approx(1.0)
     assert rows["noisy"]["rg_r2"] is None
     assert rows["exact"]["collision_free_fraction"] == pytest.approx(2 / 3)
     assert rows["exact"]["nll"] is None
     with open(csv_file) as f:
-        assert [row["label"] for row in csv.DictReader(f)] == ["exact", "noisy"]
+        assert [row["label"] for row in csv.DictReader(f)] == list(rows)
     markdown = md_file.read_text()
     assert "exact" in markdown and "noisy" in markdown
     assert set(comparison["plots"]) == {"comparison"}
@@ -256,7 +260,8 @@ def test_metrics_and_comparison_files_round_trip_through_the_typed_results(evalu
     text = (root / "comparison" / COMPARISON_FILES[1]).read_text()
     comparison = Comparison.from_dict(json.loads(text))
     assert json.dumps(comparison.to_dict(), indent=2) == text
-    assert [row.label for row in comparison.rows] == ["exact", "noisy"]
+    assert [row.label for row in comparison.rows] == [
+        "exact", "exact [longer]", "exact [trained]", "noisy"]
 
 
 def test_compare_shows_li_diffusivity_else_chain_com_else_the_first_species(evaluated):
@@ -296,3 +301,39 @@ def test_chain_centres_are_mass_weighted_molecule_centres():
         members = molecules == molecule
         expected = (positions[:, members] * masses[members, None]).sum(1) / masses[members].sum()
         np.testing.assert_allclose(centres[:, c], expected, rtol=1e-12)
+
+
+def test_systems_are_also_summarised_per_group_and_compared_per_group(evaluated):
+    root, metrics, _, comparison = evaluated
+    assert metrics["group_by"] == "length_group"
+    groups = metrics["groups"]
+    assert {g: groups[g]["n_systems"] for g in groups} == {"longer": 1, "trained": 2}
+    # sys2 (the longer one) collides; the two trained systems do not
+    assert groups["longer"]["stability"]["collision_free_fraction"] == 0.0
+    assert groups["trained"]["stability"]["collision_free_fraction"] == 1.0
+    assert [row["label"] for row in comparison["rows"]] == [
+        "exact", "exact [longer]", "exact [trained]", "noisy"]
+    assert [row["n_systems"] for row in comparison["rows"]] == [3, 1, 2, 2]
+    text = (root / "comparison" / COMPARISON_FILES[0]).read_text()
+    assert "| exact [trained] | 2 |" in text
+    with pytest.raises(DataError, match="no attribute 'solvent'"):
+        evaluate(root / "exact", root / "reference", root / "report_solvent",
+                 group_by="solvent", draw_plots=False, calibrate=False)
+
+
+def test_collisions_per_1000_steps_and_means_over_systems(evaluated):
+    _, metrics, _, comparison = evaluated
+    means = metrics["aggregate"]["system_means"]
+    # one colliding pair in one frame of sys2, whose finite rollout spans 24 learned steps
+    # (frames every DILATION reference frames = one learned step); none in the others
+    expected = [0.0, 0.0, 1000.0 / (ROLLOUT_FRAMES[COLLISION_SYSTEM] - 1)]
+    assert metrics["systems"]["sys2"]["stability"]["model"]["total_collisions"] == 1
+    assert means["collisions_per_1000_steps"]["mean"] == pytest.approx(np.mean(expected))
+    low, high = means["collisions_per_1000_steps"]["interval"]
+    assert 0.0 == low < np.mean(expected) < high == pytest.approx(expected[2])
+    assert means["collision_free"]["mean"] == pytest.approx(2 / 3)
+    assert means["bond_length_w1"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    row = comparison["rows"][0]
+    assert row["collisions_per_1000_steps"] == pytest.approx(np.mean(expected))
+    assert row["intervals"]["collisions_per_1000_steps"] == [low, high]
+    assert row["rg_r2"] == pytest.approx(1.0) and row["intervals"]["rg_r2"] == [1.0, 1.0]

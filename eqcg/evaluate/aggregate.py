@@ -18,6 +18,7 @@ from eqcg.evaluate.results import (
     SpeedMedians,
     StabilityFractions,
     SystemEvaluation,
+    SystemMean,
 )
 from eqcg.metrics.agreement import (
     agreement,
@@ -76,6 +77,35 @@ def agreement_entry(reference: np.ndarray, model: np.ndarray) -> AgreementEntry:
     )
 
 
+def _mean_rows(reference: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """The mean of ``model`` along its last axis (a statistic for one-sample bootstraps)."""
+    return model.mean(axis=-1)
+
+
+def system_mean(values: list[float | None]) -> SystemMean:
+    """Mean over systems of per-system ``values`` (``None`` left out) with its bootstrap 95 %
+    interval over systems."""
+    present = np.array([v for v in values if v is not None], dtype=float)
+    if not present.size:
+        return SystemMean(None, [None, None], 0)
+    return SystemMean(float(present.mean()),
+                      list(bootstrap_interval(_mean_rows, present, present)), present.size)
+
+
+def learned_steps(system: SystemEvaluation) -> float | None:
+    """Learned steps the finite part of a system's rollout spans (``None``: one frame)."""
+    frames = system.frames
+    if frames.reference_frames_per_rollout_frame is None:
+        return None
+    return (frames.finite - 1) * frames.reference_frames_per_rollout_frame / frames.dilation
+
+
+def _collisions_per_1000_steps(system: SystemEvaluation) -> float | None:
+    steps = learned_steps(system)
+    return (1000.0 * system.stability["model"]["total_collisions"] / steps
+            if steps else None)
+
+
 def _median(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return float(np.median(present)) if present else None
@@ -116,4 +146,12 @@ def aggregate(systems: dict[str, SystemEvaluation], units: str) -> Aggregate:
             reference_median=_median([s.speed.reference_md for s in evaluations]),
             speedup_median=_median([s.speed.speedup for s in evaluations]),
         ),
+        system_means={
+            "collision_free": system_mean(
+                [float(s["collision_free"]) for s in model_stability]),
+            "collisions_per_1000_steps": system_mean(
+                [_collisions_per_1000_steps(s) for s in evaluations]),
+            "bond_length_w1": system_mean(
+                [s.distribution_distance.get("bond_length_wasserstein") for s in evaluations]),
+        },
     )

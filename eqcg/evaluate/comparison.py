@@ -8,9 +8,10 @@ import os
 from pathlib import Path
 
 from eqcg.evaluate.figures import comparison_figures
-from eqcg.evaluate.markdown import image, table
+from eqcg.evaluate.markdown import fmt, image, table
 from eqcg.evaluate.results import (
     PREFERRED_SPECIES,
+    Aggregate,
     AgreementEntry,
     Comparison,
     ComparisonRow,
@@ -32,26 +33,57 @@ def _diffusivity_entry(entries: dict[str, AgreementEntry]) -> AgreementEntry | N
     return entries[diffusivity_key(chosen)]
 
 
-def comparison_row(label: str, report: Path, summary: EvaluationSummary) -> ComparisonRow:
-    """The columns of one evaluation; agreement over systems at the same simulated span."""
-    matched = summary.aggregate.agreement["matched"]
+def comparison_row(label: str, report: Path, summary: EvaluationSummary,
+                   aggregate: Aggregate | None = None) -> ComparisonRow:
+    """The columns of one evaluation (or of ``aggregate``, one group of its systems) with their
+    bootstrap intervals; agreement over systems at the same simulated span."""
+    aggregate = summary.aggregate if aggregate is None else aggregate
+    matched = aggregate.agreement["matched"]
     rg, relaxation = matched.get("rg_mean"), matched.get("rg_relaxation_integrated")
+    end_to_end = matched.get("end_to_end_relaxation_integrated")
     diffusivity = _diffusivity_entry(matched)
-    stability, speed = summary.aggregate.stability, summary.aggregate.speed
+    stability, speed, means = aggregate.stability, aggregate.speed, aggregate.system_means
+    agreement_columns = {
+        "rg_r2": (rg, "pearson_r_squared"), "rg_identity_r2": (rg, "identity_r2"),
+        "relaxation_r2": (relaxation, "pearson_r_squared"),
+        "end_to_end_relaxation_r2": (end_to_end, "pearson_r_squared"),
+        "diffusivity_spearman": (diffusivity, "spearman_rho"),
+        "diffusivity_within_1_5x": (diffusivity, "within_1_5x"),
+        "diffusivity_within_2x": (diffusivity, "within_2x"),
+    }
+    mean_columns = {"collision_free_fraction": "collision_free",
+                    "collisions_per_1000_steps": "collisions_per_1000_steps",
+                    "bond_length_w1": "bond_length_w1"}
+    intervals = {column: entry.intervals[name] for column, (entry, name)
+                 in agreement_columns.items() if entry is not None and name in entry.intervals}
+    intervals |= {column: means[name].interval for column, name in mean_columns.items()
+                  if name in means}
     return ComparisonRow(
         label=label,
         report=str(report),
         nll=summary.nll_value,
-        rg_r2=rg.pearson_r_squared if rg else None,
-        rg_identity_r2=rg.identity_r2 if rg else None,
-        relaxation_r2=relaxation.pearson_r_squared if relaxation else None,
-        diffusivity_spearman=diffusivity.spearman_rho if diffusivity else None,
+        **{column: getattr(entry, name) if entry is not None else None
+           for column, (entry, name) in agreement_columns.items()},
         collision_free_fraction=stability.collision_free_fraction,
+        collisions_per_1000_steps=(means["collisions_per_1000_steps"].mean
+                                   if "collisions_per_1000_steps" in means else None),
+        bond_length_w1=means["bond_length_w1"].mean if "bond_length_w1" in means else None,
         stable_fraction=stability.stable_fraction,
         calibration=summary.calibration.get("mean_mahalanobis_squared"),
         model_speed=speed.model_median,
         speedup=speed.speedup_median,
+        n_systems=aggregate.n_systems,
+        intervals=intervals,
     )
+
+
+def summary_rows(label: str, report: Path, summary: EvaluationSummary) -> list[ComparisonRow]:
+    """One row for all of an evaluation's systems, then one per group of them (labelled
+    ``label [group]``) when it was grouped."""
+    rows = [comparison_row(label, report, summary)]
+    for group, aggregate in (summary.groups or {}).items():
+        rows.append(comparison_row(f"{label} [{group}]", report, summary, aggregate))
+    return rows
 
 
 def _labels(directories: list[Path], summaries: list[EvaluationSummary]) -> list[str]:
@@ -61,13 +93,23 @@ def _labels(directories: list[Path], summaries: list[EvaluationSummary]) -> list
             for label, d in zip(labels, directories, strict=True)]
 
 
+def _cell(row: ComparisonRow, column: str) -> str:
+    """``value [low, high]`` where the row has an interval for ``column``, else the value."""
+    value, interval = getattr(row, column), row.intervals.get(column)
+    if value is None or interval is None or None in interval:
+        return fmt(value)
+    return f"{fmt(value)} [{fmt(interval[0])}, {fmt(interval[1])}]"
+
+
 def _markdown(comparison: Comparison) -> str:
     lines = ["# Comparison", "", table(
-        ["label", *comparison.columns.values()],
-        [[row.label, *(getattr(row, c) for c in comparison.columns)] for row in comparison.rows],
+        ["label", "systems", *comparison.columns.values()],
+        [[row.label, row.n_systems, *(_cell(row, c) for c in comparison.columns)]
+         for row in comparison.rows],
     ), "", f"Speeds in {', '.join(comparison.speed_unit)}. r² (Pearson²) over systems at the "
            "same simulated span; R² of y = x is the coefficient of determination of the "
-           "identity.", ""]
+           "identity; [low, high]: bootstrap 95 % interval over systems; `label [group]`: the "
+           "systems of one group.", ""]
     lines += [image(path, "comparison of the columns above") for path in comparison.plots.values()]
     return "\n".join(lines)
 
@@ -90,8 +132,9 @@ def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) ->
     out.mkdir(parents=True, exist_ok=True)
     directories = [Path(d) for d in report_dirs]
     summaries = [EvaluationSummary.read(d) for d in directories]
-    rows = [comparison_row(label, d, s) for label, d, s in
-            zip(_labels(directories, summaries), directories, summaries, strict=True)]
+    rows = [row for label, d, s in
+            zip(_labels(directories, summaries), directories, summaries, strict=True)
+            for row in summary_rows(label, d, s)]
     speed_units = sorted({s.aggregate.speed.unit for s in summaries})
     comparison = Comparison(columns=ComparisonRow.columns(), speed_unit=speed_units, rows=rows,
                             plots=comparison_figures(out, rows, speed_units))
@@ -99,7 +142,8 @@ def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) ->
     content = comparison.to_dict()
     json_path.write_text(json.dumps(content, indent=2))
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["label", "report", *comparison.columns])
+        writer = csv.DictWriter(f, fieldnames=["label", "report", "n_systems",
+                                               *comparison.columns], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(content["rows"])
     md_path.write_text(_markdown(comparison))

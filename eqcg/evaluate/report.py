@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from eqcg.data.store import ROLLOUT_FILE, load_dataset
+from eqcg.data.store import ROLLOUT_FILE, TrajectoryDataset, load_dataset
 from eqcg.errors import DataError
 from eqcg.evaluate.aggregate import aggregate
 from eqcg.evaluate.figures import agreement_figures, calibration_figure, system_figures
@@ -36,6 +36,21 @@ def _recorded_run(rollout_dir: Path) -> str | None:
     return json.loads(info.read_text()).get("run") if info.exists() else None
 
 
+def _groups(reference: TrajectoryDataset, systems: dict[str, str], attribute: str
+            ) -> dict[str, str]:
+    """Rollout system name -> the value of ``attribute`` of its reference system (the
+    ``systems`` mapping gives each one's reference); :class:`DataError` naming a system that
+    lacks it."""
+    out = {}
+    for name, reference_name in systems.items():
+        attrs = reference[reference_name].attrs
+        if attribute not in attrs:
+            raise DataError(f"{reference.path}: system {reference_name!r} has no attribute "
+                            f"{attribute!r} to group by (it has: {', '.join(sorted(attrs))})")
+        out[name] = str(attrs[attribute])
+    return out
+
+
 def evaluate(
     rollout_dir: str | os.PathLike,
     reference: str | os.PathLike,
@@ -46,6 +61,7 @@ def evaluate(
     draw_plots: bool = True,
     run: str | os.PathLike | None = None,
     calibrate: bool = True,
+    group_by: str | None = None,
 ) -> dict:
     """Evaluate every system of a rollout against the reference MD it started from.
 
@@ -63,6 +79,8 @@ def evaluate(
             predictions on the rollout's reference systems (default: the ``run`` recorded in
             the rollout's ``run.json``).
         calibrate: measure that calibration (:mod:`eqcg.evaluate.calibration`).
+        group_by: an attribute of the reference systems (e.g. a polymer chain's
+            ``length_group``): the numbers over all systems are also given per value of it.
 
     Returns the content of ``metrics.json`` (NaN written as null;
     ``EvaluationSummary.from_dict`` reads it typed).
@@ -84,6 +102,9 @@ def evaluate(
                                                      collision_threshold, options)
             nlls.append(attrs.val_nll)
         reference_path = str(reference_data.path)
+        group_of = (_groups(reference_data, {name: e.reference_system
+                                             for name, (e, _) in evaluated.items()}, group_by)
+                    if group_by else {})
         if calibrate:
             from eqcg.evaluate.calibration import run_calibration  # loads torch and the model
 
@@ -109,6 +130,10 @@ def evaluate(
         systems=systems,
         aggregate=aggregate(systems, units),
         calibration=calibration,
+        group_by=group_by,
+        groups={group: aggregate({n: e for n, e in systems.items() if group_of[n] == group},
+                                 units)
+                for group in sorted(set(group_of.values()))} if group_by else None,
     )
     if draw_plots:
         summary.aggregate.plots = agreement_figures(out, systems, summary.aggregate, units)

@@ -240,6 +240,16 @@ class SpeedMedians(Record):
 
 
 @dataclass
+class SystemMean(Record):
+    """Mean over systems of a per-system number, with its bootstrap 95 % interval over
+    systems (``[None, None]`` with fewer than three systems)."""
+
+    mean: float | None
+    interval: list[float | None]
+    n: int
+
+
+@dataclass
 class Aggregate(Record):
     """Numbers over all systems of an evaluation.
 
@@ -247,6 +257,10 @@ class Aggregate(Record):
         agreement: pair (``matched``: same span, ``whole``: whole trajectories) -> property
             name -> agreement between model and reference values.
         mean_over_systems: property name -> view -> mean over systems.
+        system_means: ``collision_free`` (fraction), ``collisions_per_1000_steps`` (colliding
+            pairs summed over the rollout's frames per 1000 learned steps),
+            ``bond_length_w1`` (Wasserstein-1 distance of CG bond lengths to the MD, length
+            unit) -> their mean over systems.
         units: property name -> its unit.
         plots: figure kind -> PNG path relative to the report directory.
     """
@@ -257,6 +271,7 @@ class Aggregate(Record):
     mean_over_systems: dict[str, dict[str, float | None]]
     units: dict[str, str]
     speed: SpeedMedians
+    system_means: dict[str, SystemMean] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
 
 
@@ -274,6 +289,8 @@ class EvaluationSummary(Record):
         views, definitions: what the view names and the statistics mean.
         systems: system name -> its evaluation.
         calibration: one-step calibration numbers, or ``{"note": why not measured}``.
+        group_by: the reference systems' attribute the systems were grouped by, if any.
+        groups: value of that attribute -> aggregate over its systems (no figures).
     """
 
     label: str
@@ -288,6 +305,8 @@ class EvaluationSummary(Record):
     systems: dict[str, SystemEvaluation]
     aggregate: Aggregate
     calibration: dict[str, Any]
+    group_by: str | None = field(default=None, metadata=_OMIT_NONE)
+    groups: dict[str, Aggregate] | None = field(default=None, metadata=_OMIT_NONE)
 
     @property
     def nll_value(self) -> float | None:
@@ -314,7 +333,9 @@ def column(title: str, reading: str = "higher is better") -> Any:
 
 @dataclass
 class ComparisonRow(Record):
-    """One evaluation in a comparison; agreement columns are over systems at the same span."""
+    """One evaluation (or one group of its systems) in a comparison; agreement columns are
+    over systems at the same span; ``intervals``: column -> bootstrap 95 % interval over
+    systems."""
 
     label: str
     report: str
@@ -322,14 +343,23 @@ class ComparisonRow(Record):
     rg_r2: float | None = column("Rg r² (Pearson²)")
     rg_identity_r2: float | None = column("Rg R² of y = x")
     relaxation_r2: float | None = column("Rg relaxation time (integrated) r² (Pearson²)")
+    end_to_end_relaxation_r2: float | None = column(
+        "end-to-end relaxation time (integrated) r² (Pearson²)")
     diffusivity_spearman: float | None = column(
         "diffusivity (Li, else chain COM, else first species) Spearman ρ")
+    diffusivity_within_1_5x: float | None = column("diffusivity within 1.5x (fraction)")
+    diffusivity_within_2x: float | None = column("diffusivity within 2x (fraction)")
     collision_free_fraction: float | None = column("collision-free fraction")
+    collisions_per_1000_steps: float | None = column("collisions per 1000 steps (mean)",
+                                                     "lower is better")
+    bond_length_w1: float | None = column("CG bond-length W1 to MD (mean)", "lower is better")
     stable_fraction: float | None = column("stable fraction")
     calibration: float | None = column("one-step mean d² (3 = calibrated)",
                                        "closer to 3 is better")
     model_speed: float | None = column("model sim. time per hour (median)")
     speedup: float | None = column("speed-up over MD (median)")
+    n_systems: int | None = None
+    intervals: dict[str, list[float | None]] = field(default_factory=dict)
 
     @classmethod
     def columns(cls) -> dict[str, str]:
