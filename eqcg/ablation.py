@@ -7,18 +7,23 @@ config shared by all variants, and per variant a list of ``--set`` style overrid
     config: ../polymer_baseline.yaml        # relative to the spec file
     set: [train.max_steps=300]              # shared overrides
     rollout: {steps: 40, save_every: 1, deterministic: false, seed: 0}
+    evaluate: {group_by: length_group}      # optional: numbers per group of test systems too
     variants:
       baseline: []
       equivariant: [model.variant=equivariant, model.covariance=full]
       equivariant-no-refinement: [model.variant=equivariant, score.refine=false]
 
 Every variant sees the same data, split, seed and step budget and is rolled out on the same
-test systems. Stages already done (a finished run, a written rollout, a report) are skipped,
-so an interrupted ablation resumes.
+test systems. Variants whose configs differ only in how a rollout is refined
+(:data:`REFINEMENT_KEYS`) share one trained run (that of the first of them), each rolled out
+with its own refinement. Stages already done (a finished run, a written rollout, a report) are
+skipped, so an interrupted ablation resumes. ``out/variants.json`` records each variant's run
+and parameter count.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from eqcg.atomic import write_text_atomic
 from eqcg.config import Config, load_config, save_config
 from eqcg.errors import ConfigError
 from eqcg.models.registry import check_variant
@@ -39,7 +45,12 @@ logger = logging.getLogger(__name__)
 
 _DATA_KEYS = {"generate", "preset", "n_systems", "seed", "path", "jobs"}
 _ROLLOUT_KEYS = {"steps", "save_every", "deterministic", "seed", "device"}
-_SPEC_KEYS = {"data", "config", "set", "rollout", "variants"}
+_EVALUATE_KEYS = {"group_by"}
+_SPEC_KEYS = {"data", "config", "set", "rollout", "evaluate", "variants"}
+# score keys read only when rolling out (eqcg.simulate.refinement.Refinement.from_config)
+REFINEMENT_KEYS = ("refine", "langevin_steps", "step_size", "refine_levels", "step_schedule",
+                   "refine_start", "denoise", "excluded_volume")
+VARIANTS_FILE = "variants.json"
 
 
 @dataclass
@@ -51,6 +62,7 @@ class AblationSpec:
     config: Path
     shared: list[str]
     rollout: dict[str, Any]
+    evaluate: dict[str, Any]
     variants: dict[str, list[str]]
 
 
@@ -83,6 +95,8 @@ def load_spec(path: str | os.PathLike) -> AblationSpec:
     rollout = {"steps": 20, "save_every": 1, "deterministic": False, "seed": 0,
                **(raw.get("rollout") or {})}
     _check_keys(rollout, _ROLLOUT_KEYS, f"{path}: rollout")
+    evaluate = dict(raw.get("evaluate") or {})
+    _check_keys(evaluate, _EVALUATE_KEYS, f"{path}: evaluate")
     variants = raw["variants"]
     if not isinstance(variants, dict) or not variants:
         raise ConfigError(f"{path}: variants must map names to lists of overrides")
@@ -92,6 +106,7 @@ def load_spec(path: str | os.PathLike) -> AblationSpec:
         config=path.parent / raw["config"],
         shared=[str(s) for s in raw.get("set") or []],
         rollout=rollout,
+        evaluate=evaluate,
         variants={str(k): [str(s) for s in (v or [])] for k, v in variants.items()},
     )
     for name in spec.variants:
@@ -105,6 +120,24 @@ def variant_config(spec: AblationSpec, name: str) -> Config:
     return replace(
         config, model=check_variant(config.model, f"{spec.config} (variant {name!r})")
     )
+
+
+def training_runs(spec: AblationSpec) -> dict[str, str]:
+    """Variant name -> the variant whose run it rolls out: the first variant whose config is
+    the same up to the rollout's refinement (:data:`REFINEMENT_KEYS`), itself if none."""
+    def trained(name: str) -> dict[str, Any]:
+        plain = variant_config(spec, name).to_dict()
+        plain["score"] = {k: v for k, v in plain["score"].items() if k not in REFINEMENT_KEYS}
+        return plain
+
+    owners: list[tuple[dict[str, Any], str]] = []
+    runs = {}
+    for name in spec.variants:
+        config = trained(name)
+        runs[name] = next((owner for other, owner in owners if other == config), name)
+        if runs[name] == name:
+            owners.append((config, name))
+    return runs
 
 
 def _dataset(spec: AblationSpec, out: Path) -> Path:
@@ -131,6 +164,7 @@ def run_ablation(
     ``out/reports/<variant>``, ``out/comparison``.
     """
     from eqcg.evaluate import compare
+    from eqcg.simulate.refinement import Refinement
     from eqcg.simulate.runner import RolloutOptions
 
     spec = load_spec(spec_path)
@@ -142,14 +176,33 @@ def run_ablation(
     rollout = RolloutOptions(save_every=spec.rollout["save_every"],
                              deterministic=spec.rollout["deterministic"],
                              seed=spec.rollout["seed"], device=spec.rollout.get("device", device))
-    reports = []
+    runs = training_runs(spec)
+    reports, record = [], {}
     for name in spec.variants:
-        run_dir = _train_variant(variant_config(spec, name), data, out / "runs" / name, device)
+        config = variant_config(spec, name)
+        run_dir = out / "runs" / runs[name]
+        if runs[name] == name:
+            _train_variant(config, data, run_dir, device)
+        refinement = Refinement.from_config(config.score)
         rollout_dir = _roll_out_variant(name, run_dir, data, out / "rollouts" / name, steps,
-                                        rollout)
-        reports.append(_evaluate_variant(rollout_dir, data, out / "reports" / name))
+                                        replace(rollout, refinement=refinement))
+        reports.append(_evaluate_variant(rollout_dir, data, out / "reports" / name,
+                                         spec.evaluate.get("group_by")))
+        record[name] = {"run": str(run_dir), "parameters": _parameters(run_dir),
+                        "score_evaluations_per_step":
+                            refinement.score_evaluations(config.score.n_levels)}
+        write_text_atomic(out / VARIANTS_FILE, json.dumps(record, indent=2))
     compare(reports, out / "comparison")
     return out / "comparison"
+
+
+def _parameters(run_dir: Path) -> int:
+    """Trainable parameters of the model a run holds (embedding, dynamics and score)."""
+    from eqcg.models.checkpoint import CHECKPOINT_DIR, LAST, build_simulator, load_checkpoint
+
+    path = run_dir / CHECKPOINT_DIR / LAST
+    simulator, _ = build_simulator(load_checkpoint(path), str(path))
+    return sum(p.numel() for p in simulator.parameters() if p.requires_grad)
 
 
 def _train_variant(config: Config, data: Path, run_dir: Path, device: str) -> Path:
@@ -185,10 +238,11 @@ def _roll_out_variant(
     return rollout_dir
 
 
-def _evaluate_variant(rollout_dir: Path, data: Path, report_dir: Path) -> Path:
+def _evaluate_variant(rollout_dir: Path, data: Path, report_dir: Path,
+                      group_by: str | None) -> Path:
     """Evaluate one variant's rollout unless its report exists."""
     from eqcg.evaluate import evaluate
 
     if not (report_dir / "metrics.json").exists():
-        evaluate(rollout_dir, data, report_dir)
+        evaluate(rollout_dir, data, report_dir, group_by=group_by)
     return report_dir

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eqcg.ablation import load_spec
+from eqcg.ablation import load_spec, training_runs, variant_config
 from eqcg.config import Config, config_from_dict, load_config, save_config
 from eqcg.errors import ConfigError
 from eqcg.models.registry import check_variant
@@ -130,3 +130,15 @@ def test_old_flat_keys_move_into_the_equivariant_section(caplog):
     old["model"]["equivariant"] = {"lmax": 1}
     with pytest.raises(ConfigError, match="model.lmax and model.equivariant.lmax are both given"):
         config_from_dict(old, where="old.pt")
+
+
+def test_variants_that_differ_only_in_refinement_share_a_trained_run():
+    spec = load_spec(ROOT / "ablation" / "polymer_medium.yaml")
+    assert training_runs(spec) == {
+        "baseline": "baseline", "baseline-seed1": "baseline-seed1",
+        "equivariant": "equivariant", "equivariant-seed1": "equivariant-seed1",
+        "equivariant-isotropic": "equivariant-isotropic",
+        "equivariant-no-refinement": "equivariant",
+    }
+    assert spec.evaluate == {"group_by": "length_group"}
+    assert variant_config(spec, "baseline").data.test_min_atoms == 80
