@@ -17,6 +17,9 @@ alternate between the variants and the table reports medians:
 * training step: forward + backward of :func:`eqcg.train.losses.compute_losses` on a batch of
   ``train.batch_size`` windows.
 
+``--compile`` then compiles both variants (:meth:`Simulator.compile_networks`) and measures the
+same operations again, with the first call (compilation) timed apart.
+
 Weights are untrained: the cost of a step does not depend on them (see
 ``common.UNTRAINED_ACCELERATION_SCALE`` for the two settings that keep untrained models from
 blowing up without changing the work done). ``--profile``
@@ -30,6 +33,7 @@ import argparse
 import cProfile
 import pstats
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -86,6 +90,8 @@ def parse_args() -> argparse.Namespace:
     add_device_arguments(parser)
     parser.add_argument("--profile", action="store_true",
                         help="print the heaviest functions of each variant's score evaluation")
+    parser.add_argument("--compile", action="store_true",
+                        help="then torch.compile both variants' networks and measure again")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "step_cost.json")
     return parser.parse_args()
 
@@ -150,6 +156,37 @@ def profile_score(name: str, score: Callable[[], None], repeats: int) -> None:
     profiler.disable()
     print(f"\n--- {name}: score evaluation, {repeats} calls (cProfile, cumulative) ---")
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(r"eqcg/|e3nn/", 15)
+
+
+def measure_compiled(
+    simulators: dict[str, Simulator], measures: dict[str, dict[str, Callable[[], float]]],
+    eager: dict[str, Any], args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Compile every variant's networks (:meth:`Simulator.compile_networks`), time the first
+    call of each operation (compilation included) and then the compiled operations, against the
+    eager medians measured before; print and return the table."""
+    rows, out = [], {}
+    operations = ("dynamics", "score", "rollout_step")
+    for name, simulator in simulators.items():
+        simulator.compile_networks()
+        first = {op: measures[name][op]() for op in operations}
+        out[name] = {"first_call_s": first}
+    for op in operations:
+        repeats = args.rollout_repeats if op == "rollout_step" else args.repeats
+        runs = interleaved_times({v: measures[v][op] for v in VARIANTS}, repeats, args.warmup)
+        for name in VARIANTS:
+            ms, before = 1e3 * median(runs[name]), eager[op]["median_ms"][name]
+            out[name][op] = {"eager_ms": before, "compiled_ms": ms, "speedup": before / ms}
+            rows.append([op, name, before, ms, f"{before / ms:.2f}x",
+                         out[name]["first_call_s"][op]])
+    ratio = (out["equivariant"]["rollout_step"]["compiled_ms"]
+             / out["baseline"]["rollout_step"]["compiled_ms"])
+    out["rollout_step_ratio"] = ratio
+    print("\ntorch.compile (dynamic shapes; eager medians from the table above):")
+    print(format_table(["operation", "variant", "eager ms", "compiled ms", "speed-up",
+                        "first call s"], rows))
+    print(f"compiled rollout step, equivariant / baseline: {ratio:.2f}x")
+    return out
 
 
 def main() -> None:
@@ -223,6 +260,7 @@ def main() -> None:
     if args.profile:
         for name in VARIANTS:
             profile_score(name, score_fns[name], args.repeats)
+    compiled = measure_compiled(simulators, measures, results, args) if args.compile else None
 
     path = write_json(args.out, {
         "benchmark": "step_cost",
@@ -242,6 +280,7 @@ def main() -> None:
         "results": results,
         "target_ratio": TARGET_RATIO,
         "target_met": met,
+        "compiled": compiled,
     })
     print(f"wrote {path}")
 

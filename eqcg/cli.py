@@ -112,6 +112,7 @@ def _rollout_options(args: argparse.Namespace):
         refinement_changes={k: v for k, v in chosen.items() if v is not None},
         save_every=args.save_every, start_frame=args.start_frame, seed=args.seed,
         device=args.device, dtype=_dtype(args.dtype), command=sys.argv, resume=args.resume,
+        compile=args.compile,
     )
 
 
@@ -185,6 +186,9 @@ def _add_rollout_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks (tens of seconds up front; pays on long "
+                        "rollouts of the equivariant variant)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted rollout in OUT (same arguments; --steps may "
                         "grow)")
@@ -273,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set model.latent_dim=64")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks (tens of seconds up front; pays on long "
+                        "rollouts of the equivariant variant)")
 
     p = add("rollout", _cmd_rollout, "roll a trained simulator out and write trajectories")
     p.add_argument("run", help="run directory or checkpoint file")

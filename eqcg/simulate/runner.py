@@ -96,6 +96,7 @@ class RolloutOptions:
         command: the command line recorded in ``run.json``.
         resume: continue the interrupted rollout in the output directory.
         flush_seconds: least wall-clock seconds between two chunks written to ``rollout.h5``.
+        compile: compile the networks (:meth:`~eqcg.models.simulator.Simulator.compile_networks`).
     """
 
     checkpoint: str = BEST
@@ -111,6 +112,7 @@ class RolloutOptions:
     command: Sequence[str] = ()
     resume: bool = False
     flush_seconds: float = 10.0
+    compile: bool = False
 
     def check(self, out: Path, n_steps: int) -> None:
         """Refuse bad arguments before any work is done."""
@@ -278,7 +280,8 @@ class _Rollout:
     def write_info(self, wall_seconds: float, ranks: int, failures: list[str] | None) -> None:
         write_run_info(self.out, self.config.to_dict(), self.options.seed, self.options.command,
                        extra={**self.request, "run": self.run, "steps": self.n_steps,
-                              "wall_seconds": wall_seconds, "ranks": ranks, "failed": failures})
+                              "compile": self.options.compile, "wall_seconds": wall_seconds,
+                              "ranks": ranks, "failed": failures})
 
 
 def _execute(
@@ -288,6 +291,8 @@ def _execute(
     simulator, config, metadata = load_simulator(run, options.checkpoint,
                                                  map_location=ctx.device)
     simulator = simulator.to(device=ctx.device, dtype=options.dtype)
+    if options.compile:
+        simulator.compile_networks()
     checkpoint = resolve_checkpoint(run, options.checkpoint).resolve()
     source = make_source(LoadedRun(simulator, config, metadata, checkpoint))
     refinement = options.resolved_refinement(config.score)
