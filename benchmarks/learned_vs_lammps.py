@@ -22,7 +22,8 @@ without the configured refinement, alternating between the variants, each from t
 starting state; the table reports medians. ``--copies 1 50`` (the default) times one system and
 50 copies batched into one graph, as a rollout of many systems runs, and reports the total
 simulated time of all copies. ``--match-parameters`` widens or narrows the baseline's
-``latent_dim`` to the equivariant model's parameter count (as ``step_cost.py`` does).
+``latent_dim`` to the equivariant model's parameter count (as ``step_cost.py`` does);
+``--compile`` adds each variant with ``torch.compile``'d networks (compiled before timing).
 
 LAMMPS ran single-threaded; torch gets ``--threads`` (default 1) CPU threads.
 Writes ``benchmarks/results/learned_vs_lammps.{json,png}``.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +102,8 @@ def parse_args() -> argparse.Namespace:
                         help="batch sizes to time: copies of the system in one graph")
     parser.add_argument("--match-parameters", action="store_true",
                         help="size the baseline to the equivariant model's parameter count")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure each variant with torch.compile'd networks")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per setting")
     parser.add_argument("--warmup", type=int, default=1)
     add_device_arguments(parser)
@@ -167,11 +171,15 @@ def main() -> None:
 
     measures, row_labels, params, refinements = {}, {}, {}, {}
     generator = torch.Generator(device=device).manual_seed(0)
-    for variant in VARIANTS:
+    modes = ("eager", "compiled") if args.compile else ("eager",)
+    for variant, mode in itertools.product(VARIANTS, modes):
         config = configs[variant]
         simulator = untrained_simulator(config, vocabulary).to(device=device,
                                                                dtype=torch.float32).eval()
         params[variant] = count_parameters(simulator)
+        if mode == "compiled":
+            simulator.compile_networks()
+        name_of = variant if mode == "eager" else f"{variant} (compiled)"
         configured = Refinement.from_config(config.score)
         n_levels = config.score.n_levels
         refinements[variant] = (f"{configured.schedule}, "
@@ -180,9 +188,11 @@ def main() -> None:
         for copies in args.copies:
             batch = replicated_batch(system, config.data.history, copies, device)
             for label, refinement in (("no refinement", None), (refinements[variant], refined)):
-                key = f"{variant} / {label} / {copies} systems"
-                row_labels[key] = (variant, label, copies)
+                key = f"{name_of} / {label} / {copies} systems"
+                row_labels[key] = (name_of, label, copies)
                 measures[key] = rollout_step_measure(simulator, batch, refinement, generator)
+                if mode == "compiled":  # compile (each shape family) outside the timing
+                    measures[key]()
     times = interleaved_times(measures, args.repeats, args.warmup)
 
     print(f"system {name}: {trajectory.n_atoms} atoms -> {system.n_beads} CG beads, "
@@ -225,7 +235,7 @@ def main() -> None:
                          time_unit: step_time},
         "configs": {"baseline": str(args.baseline_config),
                     "equivariant": str(args.equivariant_config), "overrides": args.overrides,
-                    "matched_parameters": args.match_parameters},
+                    "matched_parameters": args.match_parameters, "compiled": args.compile},
         "parameters": params,
         "refinement": refinements,
         "unit": unit,
