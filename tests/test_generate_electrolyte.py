@@ -191,7 +191,7 @@ def test_medium_preset_systems_differ_in_their_declared_salt_ratio_and_temperatu
     tiny_medium = replace(get_preset("tiny"), name="medium-tiny",
                           li_eo_ratios=medium.li_eo_ratios, temperatures=medium.temperatures,
                           production_ps=5.0, npt_ps=5.0, compress_ps=5.0)
-    recipes = electrolyte_recipes(tiny_medium, seed=0, n_systems=len(medium.temperatures) ** 2)
+    recipes = electrolyte_recipes(tiny_medium, seed=0, n_systems=medium.n_systems)
     first = recipes[0]
     second = next(r for r in recipes if r.temperature != first.temperature
                   and r.n_salt != first.n_salt)

@@ -30,11 +30,12 @@ from the preset's grid in a seed-dependent order; any number of systems may be a
 * ``small`` — ~15-30 min per system on one core (demo): ~150 EO units as 10 x 15, 15 x 10
   or 6 x 25 chains with Li:EO 1:20 or 1:12.5 (~1,200-1,400 atoms), 353/400/450 K, 20 ps
   compression, 50 ps NPT, 200 ps production with a frame every 2 ps (101 frames); 4 systems.
-* ``medium`` — the ablation scale (``configs/ablation/electrolyte_medium.yaml``): 9 systems,
-  every pair of Li:EO 1:20 / 1:12 / 1:8 and 425 / 475 / 525 K (hot, so that Li+ moves
-  measurably within a nanosecond), each 4 chains of n = 15 with 3-8 LiTFSI (~500-590 atoms, an
-  ~18 Å box, cut-off 8 Å), 20 ps compression, 100 ps NPT, 1 ns production with a frame every
-  2 ps (501 frames): a learned step of 10 frames is 20 ps.
+* ``medium`` — the ablation scale (``configs/ablation/electrolyte_medium.yaml``): 16 systems
+  from the grid of two chain sets (4 x n = 15, 6 x n = 10: 60 EO units), Li:EO 1:20 / 1:12 /
+  1:8 and 425 / 475 / 525 K (hot, so that Li+ moves measurably within the run), 3-8 LiTFSI
+  (~500-600 atoms, an ~18 Å box, cut-off 8 Å), 20 ps compression, 100 ps NPT, 600 ps
+  production with a frame every 2 ps (301 frames; a learned step of 10 frames is 20 ps):
+  about 15 min per system on one core.
 * ``paper`` — realistic (hours per system): 50 systems over five chain lengths, six salt
   ratios (Li:EO 1:33 to 1:8) and three temperatures, 2 ns NPT, 10 ns production with a frame
   every 2 ps (the reference work used 50 ns; pass a modified :class:`ElectrolytePreset` for
@@ -127,9 +128,9 @@ PRESETS: dict[str, ElectrolytePreset] = {
         production_ps=200.0, frame_interval_ps=2.0,
     ),
     "medium": ElectrolytePreset(
-        name="medium", chains=((4, 15),), li_eo_ratios=(0.05, 1 / 12, 0.125),
-        temperatures=(425.0, 475.0, 525.0), n_systems=9, compress_ps=20.0, npt_ps=100.0,
-        production_ps=1000.0, frame_interval_ps=2.0, cutoff=8.0,
+        name="medium", chains=((4, 15), (6, 10)), li_eo_ratios=(0.05, 1 / 12, 0.125),
+        temperatures=(425.0, 475.0, 525.0), n_systems=16, compress_ps=20.0, npt_ps=100.0,
+        production_ps=600.0, frame_interval_ps=2.0, cutoff=8.0,
     ),
     "paper": ElectrolytePreset(
         name="paper", chains=((20, 8), (15, 10), (10, 15), (6, 25), (5, 30)),
