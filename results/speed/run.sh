@@ -4,11 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=results/speed
-python benchmarks/learned_vs_lammps.py --copies 1 50 --out "$out/learned_vs_lammps_tiny.json"
-python benchmarks/learned_vs_lammps.py --preset small --copies 1 50 \
+python benchmarks/learned_vs_lammps.py --copies 1 50 --compile --out "$out/learned_vs_lammps_tiny.json"
+python benchmarks/learned_vs_lammps.py --preset small --copies 1 50 --compile \
   --out "$out/learned_vs_lammps_small.json"
-python benchmarks/learned_vs_lammps.py --copies 1 50 --match-parameters \
+python benchmarks/learned_vs_lammps.py --copies 1 50 --compile --match-parameters \
   --out "$out/learned_vs_lammps_tiny_matched.json"
 python benchmarks/step_breakdown.py --copies 1 50 --steps 5 --out "$out/step_breakdown.json"
-python benchmarks/step_cost.py --out "$out/step_cost.json"
+python benchmarks/step_cost.py --compile --out "$out/step_cost.json"
 python benchmarks/scaling.py --out "$out/scaling.json"
