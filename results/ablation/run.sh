@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Regenerates results/ablation/<name>/ from scratch: the reference MD, every variant's training,
+# its 2000-step rollout of the held-out systems, evaluation and the comparison (resumable: run
+# it again after an interruption), then copies the small outputs here. Datasets, runs and
+# trajectories stay in $WORK (default: ./ablation-work), never in the repository.
+#   bash results/ablation/run.sh polymer_medium      # ~28 min of LAMMPS (2 jobs), then ~1 h per
+#                                                    # two variants on one thread (see README)
+#   bash results/ablation/run.sh electrolyte_medium  # ~2 h of LAMMPS first
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+name=${1:?usage: run.sh polymer_medium|electrolyte_medium}
+work=${WORK:-ablation-work}/$name
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} eqcg ablate "configs/ablation/$name.yaml" --out "$work"
+out=results/ablation/$name
+mkdir -p "$out/plots"
+cp "$work"/comparison/comparison.{md,json,csv} "$work/variants.json" "$out/"
+for variant in baseline equivariant; do
+  cp "$work/reports/$variant/plots/agreement.png" "$out/plots/agreement_$variant.png"
+done
