@@ -33,8 +33,8 @@ import argparse
 import cProfile
 import pstats
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import torch
 from common import (

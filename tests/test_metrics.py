@@ -10,9 +10,9 @@ import scipy.stats
 
 from eqcg.metrics import (
     agreement,
-    bootstrap_interval,
     autocorrelation,
     bond_lengths,
+    bootstrap_interval,
     close_pairs,
     collision_report,
     diffusivity_unit,
@@ -25,12 +25,12 @@ from eqcg.metrics import (
     integrated_relaxation_time,
     linear_chains,
     mean_squared_displacement,
-    r_squared_rows,
-    spearman_rows,
     minimum_image,
+    r_squared_rows,
     radial_distribution,
     radius_of_gyration,
     remove_drift,
+    spearman_rows,
     within_factor,
     within_factor_rows,
 )
