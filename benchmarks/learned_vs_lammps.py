@@ -64,7 +64,7 @@ from common import (
 
 from eqcg.simulate.refinement import Refinement
 from eqcg.systems.generate import LAMMPS_DIR
-from eqcg.systems.lammps import LOG_FILE, lammps_wall_seconds
+from eqcg.systems.lammps_runner import LOG_FILE, lammps_wall_seconds
 
 SECONDS_PER_DAY = 86400.0
 # Per-day units LAMMPS prints, and how many of the dataset's time unit each holds.

@@ -24,7 +24,7 @@ from eqcg.cli import main
 from eqcg.data.ingest import detect_format, ingest
 from eqcg.data.store import load_dataset
 from eqcg.errors import DataError, SimulationError
-from eqcg.systems.lammps import lammps_executable, run_lammps
+from eqcg.systems.lammps_runner import lammps_executable, run_lammps
 
 N_CHAINS, N_BEADS = 3, 6
 N_STEPS, EVERY = 400, 20

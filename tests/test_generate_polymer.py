@@ -12,7 +12,7 @@ from eqcg.data.store import load_dataset
 from eqcg.errors import ConfigError
 from eqcg.graphs.windows import split_systems
 from eqcg.systems.generate import LAMMPS_DIR, run_specs
-from eqcg.systems.lammps import LOG_FILE
+from eqcg.systems.lammps_runner import LOG_FILE
 from eqcg.systems.polymer import (
     DUMP_FILE,
     INPUT_FILE,

@@ -29,7 +29,7 @@ from eqcg.data.mdtraj_reader import read_mdtraj
 from eqcg.data.store import load_dataset
 from eqcg.data.unwrap import unwrap_trajectory
 from eqcg.errors import DataError
-from eqcg.systems.lammps import run_lammps
+from eqcg.systems.lammps_runner import run_lammps
 from eqcg.testing import lammps_available
 
 ORTHOGONAL = np.diag([10.0, 11.0, 12.0])

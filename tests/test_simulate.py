@@ -17,7 +17,7 @@ from eqcg.models import checkpoint
 from eqcg.simulate.writer import ROLLOUT_FILE, read_rollout_state
 from eqcg.systems import polymer
 from eqcg.systems.generate import LAMMPS_DIR, run_specs
-from eqcg.systems.lammps import LOG_FILE
+from eqcg.systems.lammps_runner import LOG_FILE
 from eqcg.train.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",

@@ -57,7 +57,7 @@ from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import SimulationError
 from eqcg.systems import peo_litfsi_forcefield as ff
 from eqcg.systems.generate import LammpsJob, SystemSpec, run_specs
-from eqcg.systems.lammps import LOG_FILE
+from eqcg.systems.lammps_runner import LOG_FILE
 
 AVOGADRO = 6.02214076e23
 MIN_DISTANCE = 2.5  # Å, closest approach of atoms of different molecules when packing

@@ -27,7 +27,7 @@ from eqcg.data.store import write_dataset
 from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory
 from eqcg.errors import ConfigError
 from eqcg.run_info import write_run_info
-from eqcg.systems.lammps import lammps_finished, lammps_wall_seconds, run_lammps
+from eqcg.systems.lammps_runner import lammps_finished, lammps_wall_seconds, run_lammps
 
 LAMMPS_DIR = "lammps"
 RECORD_FILE = "eqcg-system.json"  # in each system's LAMMPS directory: what generated it

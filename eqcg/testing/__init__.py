@@ -46,7 +46,7 @@ def lammps_available() -> bool:
     """Whether the LAMMPS engine (``eqcg[md]``) can be started here (tests that run it skip
     otherwise)."""
     from eqcg.errors import SimulationError
-    from eqcg.systems.lammps import lammps_executable
+    from eqcg.systems.lammps_runner import lammps_executable
 
     try:
         lammps_executable()
