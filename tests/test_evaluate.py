@@ -16,7 +16,6 @@ from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory, Topology
 from eqcg.errors import DataError
 from eqcg.evaluate import compare, evaluate
 from eqcg.evaluate.comparison import COMPARISON_FILES, comparison_row
-from eqcg.evaluate.properties import chain_centres
 from eqcg.evaluate.report import REPORT_FILE
 from eqcg.evaluate.results import (
     METRICS_FILE,
@@ -290,17 +289,6 @@ def test_rollout_without_its_attributes_is_rejected(evaluated, tmp_path):
     with pytest.raises(DataError, match="start_frame"):
         evaluate(tmp_path / "broken", root / "reference", tmp_path / "out")
 
-
-def test_chain_centres_are_mass_weighted_molecule_centres():
-    rng = np.random.default_rng(4)
-    positions = rng.normal(size=(3, 7, 3))
-    masses = rng.uniform(1.0, 3.0, size=7)
-    molecules = np.array([0, 0, 1, 2, 2, 2, 3])
-    centres = chain_centres(positions, masses, molecules, np.array([0, 2]))
-    for c, molecule in enumerate([0, 2]):
-        members = molecules == molecule
-        expected = (positions[:, members] * masses[members, None]).sum(1) / masses[members].sum()
-        np.testing.assert_allclose(centres[:, c], expected, rtol=1e-12)
 
 
 def test_systems_are_also_summarised_per_group_and_compared_per_group(evaluated):

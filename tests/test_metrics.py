@@ -13,6 +13,7 @@ from eqcg.metrics import (
     autocorrelation,
     bond_lengths,
     bootstrap_interval,
+    centres_of_mass,
     close_pairs,
     collision_report,
     diffusivity_unit,
@@ -142,6 +143,19 @@ def test_rdf_counts_a_single_pair_exactly():
     unwrapped = positions + np.array([[[-20.0, 0.0, 0.0], [0.0, 30.0, -10.0]]])
     shifted = radial_distribution(unwrapped, cell[None], np.array([0, 1]), 5.0, 50)
     np.testing.assert_array_equal(shifted.g[0, 1], rdf.g[0, 1])
+
+
+def test_centres_of_mass_are_mass_weighted_group_centres():
+    rng = np.random.default_rng(4)
+    positions = rng.normal(size=(3, 7, 3))
+    masses = rng.uniform(1.0, 3.0, size=7)
+    groups = np.array([0, 0, 1, 2, 2, 2, 3])
+    centres = centres_of_mass(positions, masses, groups)
+    assert centres.shape == (3, 4, 3)
+    for group in range(4):
+        members = groups == group
+        expected = (positions[:, members] * masses[members, None]).sum(1) / masses[members].sum()
+        np.testing.assert_allclose(centres[:, group], expected, rtol=1e-12)
 
 
 # --- dynamics ----------------------------------------------------------------------------------

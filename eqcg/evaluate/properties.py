@@ -36,6 +36,7 @@ from eqcg.metrics.dynamics import (
 from eqcg.metrics.structure import (
     RDF,
     bond_lengths,
+    centres_of_mass,
     end_to_end_vectors,
     half_min_width,
     linear_chains,
@@ -270,7 +271,7 @@ def _diffusion_properties(
               for index, species in enumerate(traj.species_names)}
     chains = np.flatnonzero(np.bincount(traj.molecules) > 1)
     if chains.size:
-        groups[CHAIN_COM] = chain_centres(positions, traj.masses, traj.molecules, chains)
+        groups[CHAIN_COM] = centres_of_mass(positions, traj.masses, traj.molecules)[:, chains]
     for species, members in groups.items():
         if not members.shape[1]:
             continue
@@ -283,11 +284,3 @@ def _diffusion_properties(
             props.diffusivity[species] = None
             props.missing[f"diffusivity[{species}]"] = str(exc)
 
-
-def chain_centres(positions: np.ndarray, masses: np.ndarray, molecules: np.ndarray,
-                  chains: np.ndarray) -> np.ndarray:
-    """``(n_frames, len(chains), 3)`` mass-weighted centres of the molecules ``chains`` from
-    unwrapped ``positions (n_frames, n_beads, 3)``, ``masses (n_beads,)``, ``molecules
-    (n_beads,)``."""
-    weights = (molecules[None, :] == chains[:, None]) * masses[None, :]
-    return np.einsum("cb,fbx->fcx", weights / weights.sum(axis=1, keepdims=True), positions)

@@ -42,6 +42,7 @@ from eqcg.metrics.stability import (
 from eqcg.metrics.structure import (
     RDF,
     bond_lengths,
+    centres_of_mass,
     end_to_end_vectors,
     half_min_width,
     linear_chains,
@@ -62,6 +63,7 @@ __all__ = [
     "agreement",
     "autocorrelation",
     "bootstrap_interval",
+    "centres_of_mass",
     "bond_lengths",
     "close_pairs",
     "collision_report",

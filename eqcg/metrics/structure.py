@@ -22,6 +22,17 @@ def _group_weights(masses: np.ndarray, groups: np.ndarray) -> scipy.sparse.csr_m
     )
 
 
+def centres_of_mass(positions: np.ndarray, masses: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``(..., n_groups, 3)`` mass-weighted centre of each group of ``positions (..., n, 3)``
+    (unwrapped, length unit); ``groups (n,)`` is each particle's group ``0..n_groups-1``."""
+    pos = np.asarray(positions, dtype=np.float64)
+    n = pos.shape[-2]
+    weights = _group_weights(np.asarray(masses, dtype=np.float64),
+                             np.asarray(groups, dtype=np.int64))
+    centres = weights @ np.moveaxis(pos, -2, 0).reshape(n, -1)  # (n_groups, prod(...) * 3)
+    return np.moveaxis(centres.reshape(weights.shape[0], *pos.shape[:-2], 3), 0, -2)
+
+
 def radius_of_gyration(
     positions: np.ndarray, masses: np.ndarray, groups: np.ndarray | None = None
 ) -> np.ndarray:
