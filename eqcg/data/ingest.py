@@ -164,11 +164,10 @@ def ingest(
     fmt = fmt or detect_format(top, paths)
     system = read_system(top, paths, fmt=fmt, name=name, units=units, timestep=timestep,
                          frame_interval=frame_interval)
-    files = ", ".join(str(p) for p in [top, *paths])
-    path = write_dataset(out, [system], source=f"eqcg ingest ({fmt}): {files}")
-    write_run_info(path.parent, None, None, [], extra={
-        "format": fmt, "files": [str(p) for p in [top, *paths]], "units": system.units,
-    })
+    files = [str(p) for p in [top, *paths]]
+    path = write_dataset(out, [system], source=f"eqcg ingest ({fmt}): {', '.join(files)}")
+    write_run_info(path.parent, None, None, [],
+                   extra={"format": fmt, "files": files, "units": system.units})
     return path
 
 
