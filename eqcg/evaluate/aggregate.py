@@ -92,7 +92,7 @@ def system_mean(values: list[float | None]) -> SystemMean:
                       list(bootstrap_interval(_mean_rows, present, present)), present.size)
 
 
-def learned_steps(system: SystemEvaluation) -> float | None:
+def _learned_steps(system: SystemEvaluation) -> float | None:
     """Learned steps the finite part of a system's rollout spans (``None``: one frame)."""
     frames = system.frames
     if frames.reference_frames_per_rollout_frame is None:
@@ -101,7 +101,7 @@ def learned_steps(system: SystemEvaluation) -> float | None:
 
 
 def _collisions_per_1000_steps(system: SystemEvaluation) -> float | None:
-    steps = learned_steps(system)
+    steps = _learned_steps(system)
     return (1000.0 * system.stability["model"]["total_collisions"] / steps
             if steps else None)
 
