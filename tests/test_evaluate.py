@@ -163,7 +163,13 @@ def test_an_exact_rollout_agrees_with_the_reference_over_the_matched_span(evalua
         assert system["frames"]["reference_frames_per_rollout_frame"] == pytest.approx(DILATION)
         values = system["values"]
         for key, reference_value in values["reference_matched"].items():
-            assert values["model_matched"][key] == pytest.approx(reference_value, rel=1e-9), key
+            model_value = values["model_matched"][key]
+            if reference_value is None:  # e.g. a coordination number without a first shell
+                assert model_value is None, key
+            else:
+                assert model_value == pytest.approx(reference_value, rel=1e-9), key
+        assert {"rdf_peak[Li|C+O]", "coordination[Li|C+O]"} <= set(values["model"])
+        assert set(system["first_shells"]) == {"Li|C+O"}  # Li (fewer beads) centres the pair
         assert values["reference"]["rg_mean"] != values["reference_matched"]["rg_mean"]
         d_li = system["properties"]["model_matched"]["diffusivity"]["Li"]
         assert d_li["unit"] == "cm^2/s"
@@ -275,6 +281,24 @@ def test_compare_shows_li_diffusivity_else_chain_com_else_the_first_species(eval
     del matched["diffusivity[chain COM]"]
     matched["diffusivity[C+O]"].spearman_rho = -0.5
     assert comparison_row("exact", root, summary).diffusivity_spearman == -0.5
+
+
+def test_compare_shows_the_first_shell_of_li_with_its_main_partner_in_md(evaluated):
+    root = evaluated[0]
+    summary = EvaluationSummary.read(root / "report_exact")
+    aggregate = summary.aggregate
+    entry = aggregate.agreement["matched"]["coordination[Li|C+O]"]
+    assert comparison_row("exact", root, summary).coordination_error == entry.relative_error
+    for centre, partner, mean, error in (("Li", "TFSI", 0.5, 0.4), ("Li", "PEO", 4.0, 0.1),
+                                         ("A", "B", 9.0, 0.7)):
+        key = f"coordination[{centre}|{partner}]"
+        aggregate.agreement["matched"][key] = AgreementEntry(
+            3, None, None, None, None, None, None, relative_error=error)
+        aggregate.mean_over_systems[key] = {"reference": mean}
+    aggregate.mean_over_systems["coordination[Li|C+O]"] = {"reference": None}
+    row = comparison_row("exact", root, summary)
+    assert row.coordination_error == 0.1  # Li before A; PEO fills Li's first shell
+    assert row.rdf_peak_error is None  # no first-peak entry for that pair
 
 
 def test_rollout_without_its_attributes_is_rejected(evaluated, tmp_path):

@@ -30,6 +30,8 @@ from eqcg.metrics import (
     r_squared_rows,
     radial_distribution,
     radius_of_gyration,
+    relative_error,
+    relative_error_rows,
     remove_drift,
     spearman_rows,
     within_factor,
@@ -143,6 +145,39 @@ def test_rdf_counts_a_single_pair_exactly():
     unwrapped = positions + np.array([[[-20.0, 0.0, 0.0], [0.0, 30.0, -10.0]]])
     shifted = radial_distribution(unwrapped, cell[None], np.array([0, 1]), 5.0, 50)
     np.testing.assert_array_equal(shifted.g[0, 1], rdf.g[0, 1])
+
+
+def test_rdf_coordination_numbers_match_a_brute_force_count():
+    rng = np.random.default_rng(5)
+    cell = np.diag([9.0, 10.0, 11.0])
+    positions = rng.uniform(size=(3, 60, 3)) @ cell
+    kinds = rng.integers(0, 3, 60)
+    rdf = radial_distribution(positions, np.tile(cell, (3, 1, 1)), kinds, 4.5, 45)
+    delta = positions[:, :, None] - positions[:, None, :]
+    delta -= np.round(delta / np.diag(cell)) * np.diag(cell)
+    distance = np.linalg.norm(delta, axis=-1)
+    distance[:, np.arange(60), np.arange(60)] = np.inf
+    for r_cut in (rdf.edges[17], rdf.edges[45]):
+        for a, b in itertools.product(range(3), repeat=2):
+            within = (distance[:, kinds == a][:, :, kinds == b] < r_cut).sum(-1)
+            assert rdf.coordination_number(a, b, r_cut) == pytest.approx(within.mean())
+    assert np.isnan(rdf.coordination_number(0, 1, 4.6))  # beyond r_max
+
+
+def test_rdf_first_shell_of_a_rock_salt_lattice():
+    """Each ion of a jittered rock-salt lattice (spacing 1) has 6 counter-ions at 1 and the
+    next ones at sqrt(3): the first minimum of g_ab lies between, and encloses exactly 6."""
+    rng = np.random.default_rng(6)
+    sites = np.array(list(itertools.product(range(6), repeat=3)), dtype=float)
+    kinds = sites.sum(axis=1).astype(int) % 2
+    positions = sites + rng.normal(scale=0.04, size=(20, *sites.shape))
+    rdf = radial_distribution(positions, np.tile(np.eye(3) * 6.0, (20, 1, 1)), kinds, 3.0, 100)
+    r_min = rdf.first_minimum(0, 1)
+    assert 1.2 < r_min < np.sqrt(3) - 0.1
+    assert rdf.peak(0, 1)[0] == pytest.approx(1.0, abs=0.03)
+    assert rdf.coordination_number(0, 1, r_min) == pytest.approx(6.0)
+    assert rdf.coordination_number(1, 1, 1.05) == 0.0  # like ions sit at sqrt(2)
+    assert 1.45 < rdf.first_minimum(0, 0) < 2.0  # 12 like ions at sqrt(2), 6 at 2
 
 
 def test_centres_of_mass_are_mass_weighted_group_centres():
@@ -328,6 +363,16 @@ def test_within_factor_counts_systems_inside_the_band():
     assert within_factor(reference, model, 1.5) == pytest.approx(1 / 5)  # 1.5 in, 0.66 < 1/1.5
     assert within_factor(reference, model, 2.0) == pytest.approx(4 / 5)
     assert np.isnan(within_factor(reference[-1:], model[-1:], 2.0))  # no positive reference
+
+
+def test_relative_error_is_the_mean_over_systems_with_a_nonzero_reference():
+    reference = np.array([2.0, 4.0, -1.0, 0.0, np.nan, 5.0])
+    model = np.array([3.0, 3.0, -1.5, 1.0, 1.0, np.nan])
+    assert relative_error(reference, model) == pytest.approx((0.5 + 0.25 + 0.5) / 3)
+    assert np.isnan(relative_error(reference[3:4], model[3:4]))
+    rows = relative_error_rows(np.array([[1.0, 2.0], [4.0, 4.0]]), np.array([[2.0, 2.0],
+                                                                            [4.0, 2.0]]))
+    np.testing.assert_allclose(rows, [0.5, 0.25])
 
 
 def test_bootstrap_interval_of_a_fraction_is_the_binomial_interval():

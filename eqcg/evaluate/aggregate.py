@@ -12,6 +12,8 @@ from functools import partial
 import numpy as np
 
 from eqcg.evaluate.results import (
+    COORDINATION,
+    RDF_PEAK,
     VIEWS,
     Aggregate,
     AgreementEntry,
@@ -25,6 +27,8 @@ from eqcg.metrics.agreement import (
     bootstrap_interval,
     identity_r2_rows,
     r_squared_rows,
+    relative_error,
+    relative_error_rows,
     spearman_rows,
     within_factor,
     within_factor_rows,
@@ -41,7 +45,9 @@ def property_unit(key: str, units: str) -> str:
     system = unit_system(units)
     if key.startswith("diffusivity"):
         return diffusivity_unit(units)[1]
-    return system.length if key == "rg_mean" else system.time
+    if key.startswith(COORDINATION):
+        return "beads"
+    return system.length if key == "rg_mean" or key.startswith(RDF_PEAK) else system.time
 
 
 def property_column(systems: list[SystemEvaluation], view: str, key: str) -> np.ndarray:
@@ -56,6 +62,7 @@ INTERVAL_STATISTICS = {
     "identity_r2": identity_r2_rows,
     "within_1_5x": partial(within_factor_rows, factor=1.5),
     "within_2x": partial(within_factor_rows, factor=2.0),
+    "relative_error": relative_error_rows,
 }
 
 
@@ -72,6 +79,7 @@ def agreement_entry(reference: np.ndarray, model: np.ndarray) -> AgreementEntry:
         **asdict(statistics),
         within_1_5x=within_factor(reference, model, 1.5),
         within_2x=within_factor(reference, model, 2.0),
+        relative_error=relative_error(reference, model),
         intervals={name: list(bootstrap_interval(statistic, reference, model))
                    for name, statistic in INTERVAL_STATISTICS.items()},
     )

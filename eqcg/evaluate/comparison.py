@@ -10,7 +10,9 @@ from pathlib import Path
 from eqcg.evaluate.figures import comparison_figures
 from eqcg.evaluate.markdown import fmt, image, table
 from eqcg.evaluate.results import (
+    COORDINATION,
     PREFERRED_SPECIES,
+    RDF_PEAK,
     Aggregate,
     AgreementEntry,
     Comparison,
@@ -18,6 +20,8 @@ from eqcg.evaluate.results import (
     EvaluationSummary,
     diffusing_species,
     diffusivity_key,
+    key_pairs,
+    pair_key,
 )
 
 COMPARISON_FILES = ("comparison.md", "comparison.json", "comparison.csv")
@@ -33,6 +37,28 @@ def _diffusivity_entry(entries: dict[str, AgreementEntry]) -> AgreementEntry | N
     return entries[diffusivity_key(chosen)]
 
 
+def _first_shell_entries(
+    aggregate: Aggregate,
+) -> tuple[AgreementEntry | None, AgreementEntry | None]:
+    """The agreement of the coordination number and first-peak position of one species pair:
+    the first of :data:`PREFERRED_SPECIES` that centres a pair (else the first centre), with
+    the partner that fills most of its first shell in MD (``None`` without RDFs)."""
+    matched = aggregate.agreement["matched"]
+    pairs = key_pairs(COORDINATION, matched)
+    if not pairs:
+        return None, None
+    centres = sorted({centre for centre, _ in pairs})
+    centre = next((s for s in PREFERRED_SPECIES if s in centres), centres[0])
+
+    def reference_mean(partner: str) -> float:
+        value = aggregate.mean_over_systems[pair_key(COORDINATION, centre, partner)]["reference"]
+        return -1.0 if value is None else value
+
+    partner = max((p for c, p in pairs if c == centre), key=reference_mean)
+    return (matched[pair_key(COORDINATION, centre, partner)],
+            matched.get(pair_key(RDF_PEAK, centre, partner)))
+
+
 def comparison_row(label: str, report: Path, summary: EvaluationSummary,
                    aggregate: Aggregate | None = None) -> ComparisonRow:
     """The columns of one evaluation (or of ``aggregate``, one group of its systems) with their
@@ -42,6 +68,7 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
     rg, relaxation = matched.get("rg_mean"), matched.get("rg_relaxation_integrated")
     end_to_end = matched.get("end_to_end_relaxation_integrated")
     diffusivity = _diffusivity_entry(matched)
+    coordination, rdf_peak = _first_shell_entries(aggregate)
     stability, speed, means = aggregate.stability, aggregate.speed, aggregate.system_means
     agreement_columns = {
         "rg_r2": (rg, "pearson_r_squared"), "rg_identity_r2": (rg, "identity_r2"),
@@ -50,6 +77,8 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
         "diffusivity_spearman": (diffusivity, "spearman_rho"),
         "diffusivity_within_1_5x": (diffusivity, "within_1_5x"),
         "diffusivity_within_2x": (diffusivity, "within_2x"),
+        "coordination_error": (coordination, "relative_error"),
+        "rdf_peak_error": (rdf_peak, "relative_error"),
     }
     mean_columns = {"collision_free_fraction": "collision_free",
                     "collisions_per_1000_steps": "collisions_per_1000_steps",
@@ -124,7 +153,8 @@ def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) ->
     directory's name added where labels repeat. ``nll`` is read from a report's
     ``metrics.json`` when something put it there (a number or ``{"mean": ...}``). Agreement
     columns are over systems at the same simulated span (``matched``); the diffusivity column
-    is Li's where a report has it, else its first species'.
+    is Li's where a report has it, else its first species'; the first-shell columns are those
+    of Li (else the first species centring a pair) with its main partner in MD.
 
     Returns the content of ``comparison.json`` (:class:`Comparison` as a dict).
     """

@@ -40,11 +40,28 @@ DEFINITIONS = {
 PREFERRED_SPECIES = ("Li", "chain COM")
 _OMIT_NONE = {"omit_none": True}  # field metadata: left out of the JSON form when None
 _DIFFUSIVITY = "diffusivity"
+RDF_PEAK = "rdf_peak"
+COORDINATION = "coordination"
 
 
 def diffusivity_key(species: str) -> str:
     """The property name of ``species``' diffusivity, ``diffusivity[<species>]``."""
     return f"{_DIFFUSIVITY}[{species}]"
+
+
+def pair_key(prefix: str, centre: str, partner: str) -> str:
+    """The property name ``<prefix>[<centre>|<partner>]`` of a pair of bead species:
+    :data:`RDF_PEAK` (first-peak position of their g(r)) or :data:`COORDINATION` (mean number of
+    ``partner`` beads in the first shell of a ``centre`` bead)."""
+    return f"{prefix}[{centre}|{partner}]"
+
+
+def key_pairs(prefix: str, keys: Iterable[str]) -> list[tuple[str, str]]:
+    """The ``(centre, partner)`` species pairs of the property names ``keys`` that start with
+    ``prefix`` (see :func:`pair_key`), sorted."""
+    start = prefix + "["
+    return sorted(tuple(k[len(start):-1].split("|", 1)) for k in keys
+                  if k.startswith(start) and k.endswith("]") and "|" in k)
 
 
 def diffusing_species(keys: Iterable[str]) -> list[str]:
@@ -176,6 +193,9 @@ class SystemEvaluation(Record):
         values: view -> property name -> value compared across systems (NaN/None: undefined).
         distribution_distance: ``rg_wasserstein``, ``bond_length_wasserstein`` (length unit).
         speed: simulated time per wall-clock hour.
+        first_shells: ``centre|partner`` -> radius (length unit) of the first coordination
+            shell in the whole reference MD (first minimum of its g(r)); every view's
+            ``coordination[centre|partner]`` counts partners within it.
         plots: figure kind -> PNG path relative to the report directory.
     """
 
@@ -192,6 +212,7 @@ class SystemEvaluation(Record):
     values: dict[str, dict[str, float | None]]
     distribution_distance: dict[str, float | None]
     speed: Speed
+    first_shells: dict[str, float | None] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
 
 
@@ -200,8 +221,9 @@ class AgreementEntry(Record):
     """Agreement of one property over systems (``None`` statistics: ``reason`` says why).
 
     ``within_1_5x`` / ``within_2x``: fraction of systems whose model value is within that
-    factor of the reference; ``intervals``: statistic name -> bootstrap 95 % interval over
-    systems (:func:`eqcg.metrics.agreement.bootstrap_interval`).
+    factor of the reference; ``relative_error``: mean over systems of
+    ``|model - reference| / |reference|``; ``intervals``: statistic name -> bootstrap 95 %
+    interval over systems (:func:`eqcg.metrics.agreement.bootstrap_interval`).
     """
 
     n: int
@@ -213,6 +235,7 @@ class AgreementEntry(Record):
     identity_r2: float | None
     within_1_5x: float | None = None
     within_2x: float | None = None
+    relative_error: float | None = None
     intervals: dict[str, list[float | None]] = field(default_factory=dict)
     reason: str | None = field(default=None, metadata=_OMIT_NONE)
 
@@ -349,6 +372,11 @@ class ComparisonRow(Record):
         "diffusivity (Li, else chain COM, else first species) Spearman ρ")
     diffusivity_within_1_5x: float | None = column("diffusivity within 1.5x (fraction)")
     diffusivity_within_2x: float | None = column("diffusivity within 2x (fraction)")
+    coordination_error: float | None = column(
+        "first-shell coordination (Li, else first species, with its main MD partner) mean "
+        "relative error", "lower is better")
+    rdf_peak_error: float | None = column("g(r) first peak (same pair) mean relative error",
+                                          "lower is better")
     collision_free_fraction: float | None = column("collision-free fraction")
     collisions_per_1000_steps: float | None = column("collisions per 1000 steps (mean)",
                                                      "lower is better")

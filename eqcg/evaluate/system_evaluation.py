@@ -26,9 +26,19 @@ from eqcg.evaluate.properties import (
     PropertyOptions,
     TrajectoryProperties,
     default_rdf_r_max,
+    species_pairs,
     trajectory_properties,
 )
-from eqcg.evaluate.results import VIEWS, FrameCounts, Span, SystemEvaluation, diffusivity_key
+from eqcg.evaluate.results import (
+    COORDINATION,
+    RDF_PEAK,
+    VIEWS,
+    FrameCounts,
+    Span,
+    SystemEvaluation,
+    diffusivity_key,
+    pair_key,
+)
 from eqcg.evaluate.speed import system_speed
 from eqcg.metrics.dynamics import diffusivity_unit
 from eqcg.metrics.stability import collision_report
@@ -59,9 +69,27 @@ def _matched_frames(
     return frames[frames < reference.n_frames]
 
 
-def _property_values(props: TrajectoryProperties) -> dict[str, float]:
+def _first_shells(reference: TrajectoryProperties) -> dict[tuple[int, int], float]:
+    """``(centre, partner)`` species indices of every pair of distinct species -> the radius
+    (length unit) of the partner's first shell around the centre in ``reference``'s g(r); the
+    centre is the species with fewer beads (the first in name order on a tie)."""
+    rdf = reference.rdf
+    if rdf is None:
+        return {}
+    shells = {}
+    for a, b in species_pairs(len(reference.species_names)):
+        if a != b:
+            centre, partner = (a, b) if rdf.counts[a] <= rdf.counts[b] else (b, a)
+            shells[centre, partner] = rdf.first_minimum(centre, partner)
+    return shells
+
+
+def _property_values(
+    props: TrajectoryProperties, shells: dict[tuple[int, int], float]
+) -> dict[str, float]:
     """The per-system numbers that cross-system agreement is computed for (NaN: undefined;
-    diffusivities in the unit of :func:`~eqcg.metrics.dynamics.diffusivity_unit`)."""
+    diffusivities in the unit of :func:`~eqcg.metrics.dynamics.diffusivity_unit`; first-shell
+    coordination numbers within the radii ``shells`` of :func:`_first_shells`)."""
     factor, _ = diffusivity_unit(props.units)
     values = {"rg_mean": props.rg_mean}
     for name in ("rg_relaxation", "end_to_end_relaxation"):
@@ -70,6 +98,13 @@ def _property_values(props: TrajectoryProperties) -> dict[str, float]:
         values[f"{name}_exponential"] = relaxation.exponential.tau if relaxation else np.nan
     for species, fit in props.diffusivity.items():
         values[diffusivity_key(species)] = fit.diffusivity * factor if fit else np.nan
+    if props.rdf is not None:
+        names = props.species_names
+        for (centre, partner), radius in shells.items():
+            values[pair_key(RDF_PEAK, names[centre], names[partner])] = props.rdf.peak(
+                centre, partner)[0]
+            values[pair_key(COORDINATION, names[centre], names[partner])] = (
+                props.rdf.coordination_number(centre, partner, radius))
     return values
 
 
@@ -132,6 +167,7 @@ def evaluate_system(
                               trajectory_properties(traj["model_matched"], options, r_max))
     for view in ("reference_matched", "reference"):
         views[view] = trajectory_properties(traj[view], options, r_max)
+    shells = _first_shells(views["reference"])
     reference_stability = collision_report(traj["reference_matched"].positions,
                                            traj["reference_matched"].box, model.pbc, threshold)
 
@@ -154,8 +190,11 @@ def evaluate_system(
         stability={"model": stability.summary(),
                    "reference_matched": reference_stability.summary()},
         properties={view: views[view].summary() for view in VIEWS},
-        values={view: _property_values(views[view]) for view in VIEWS},
+        values={view: _property_values(views[view], shells) for view in VIEWS},
         distribution_distance=_distribution_distances(views),
         speed=system_speed(rollout, attrs, reference_system, reference.span),
+        first_shells={f"{model.species_names[c]}|{model.species_names[p]}":
+                      radius if np.isfinite(radius) else None
+                      for (c, p), radius in shells.items()},
     )
     return evaluation, views

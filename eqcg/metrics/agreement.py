@@ -119,6 +119,21 @@ def within_factor_rows(reference: np.ndarray, model: np.ndarray, factor: float) 
         return inside.sum(axis=-1) / counted.sum(axis=-1)
 
 
+def relative_error(reference: np.ndarray, model: np.ndarray) -> float:
+    """Mean over systems of ``|model - reference| / |reference|``: systems with a zero
+    reference or a NaN on either side are left out; NaN when none is left."""
+    reference, model = _finite_pairs(reference, model)
+    return float(relative_error_rows(reference, model))
+
+
+def relative_error_rows(reference: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """:func:`relative_error` along the last axis of ``(..., n)`` finite arrays."""
+    counted = reference != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error = np.where(counted, np.abs(model - reference) / np.abs(reference), 0.0)
+        return error.sum(axis=-1) / counted.sum(axis=-1)
+
+
 def r_squared_rows(reference: np.ndarray, model: np.ndarray) -> np.ndarray:
     """Squared Pearson correlation along the last axis of ``(..., n)`` arrays (NaN where
     either side is constant)."""

@@ -177,12 +177,15 @@ class RDF:
         g: ``(n_kinds, n_kinds, n_bins)`` g_ab(r), symmetric in ``a, b``; NaN where a kind has
             no partner (a kind with one particle has no self pairs).
         counts: ``(n_kinds,)`` particles of each kind.
+        running_coordination: ``(n_kinds, n_kinds, n_bins)`` mean number of kind-b particles
+            within ``edges[k + 1]`` of a kind-a particle (frame average; not symmetric).
     """
 
     r: np.ndarray
     edges: np.ndarray
     g: np.ndarray
     counts: np.ndarray
+    running_coordination: np.ndarray
 
     def peak(self, a: int, b: int) -> tuple[float, float]:
         """Position (length unit) and height of the highest point of g_ab(r)."""
@@ -191,6 +194,30 @@ class RDF:
             return float("nan"), float("nan")
         k = int(np.nanargmax(curve))
         return float(self.r[k]), float(curve[k])
+
+    def first_minimum(self, a: int, b: int) -> float:
+        """Position (length unit) of the first minimum of g_ab(r) beyond its highest point: the
+        edge of the first coordination shell. The curve is smoothed by a 3-bin running mean
+        first, so single-bin noise is neither peak nor minimum; NaN where g_ab is undefined or
+        falls all the way to ``r_max``."""
+        curve = self.g[a, b]
+        if not np.isfinite(curve).any():
+            return float("nan")
+        smooth = np.convolve(np.nan_to_num(curve), np.ones(3) / 3.0, mode="same")
+        k = int(np.argmax(smooth))
+        rising = np.flatnonzero(np.diff(smooth[k:]) > 0)
+        if rising.size == 0:
+            return float("nan")
+        return float(self.r[k + rising[0]])
+
+    def coordination_number(self, a: int, b: int, r_cut: float) -> float:
+        """Mean number of kind-b particles within ``r_cut`` (length unit) of a kind-a particle,
+        interpolated linearly between bin edges; NaN when ``r_cut`` is NaN or beyond
+        ``r_max``."""
+        if not np.isfinite(r_cut) or r_cut > self.edges[-1]:
+            return float("nan")
+        running = np.concatenate([[0.0], self.running_coordination[a, b]])
+        return float(np.interp(r_cut, self.edges, running))
 
 
 def radial_distribution(
@@ -225,6 +252,7 @@ def radial_distribution(
     n_kinds = int(kinds.max()) + 1
     edges = np.linspace(0.0, r_max, n_bins + 1)
     histogram = np.zeros(n_kinds * n_kinds * n_bins)
+    pair_counts = np.zeros(n_kinds * n_kinds * n_bins)
     calculator = vesin.NeighborList(cutoff=r_max, full_list=False)
     for frame in range(pos.shape[0]):
         i, j, d = calculator.compute(wrap_into_cell(pos[frame], box[frame]), box[frame], True,
@@ -234,13 +262,20 @@ def radial_distribution(
         bins = np.minimum((d * (n_bins / r_max)).astype(np.int64), n_bins - 1)
         slot = (kinds[i] * n_kinds + kinds[j]) * n_bins + bins
         volume = abs(np.linalg.det(box[frame]))
-        histogram += volume * np.bincount(slot, minlength=histogram.size)
+        frame_counts = np.bincount(slot, minlength=histogram.size)
+        histogram += volume * frame_counts
+        pair_counts += frame_counts
     histogram = histogram.reshape(n_kinds, n_kinds, n_bins)
     ordered = histogram + histogram.transpose(1, 0, 2)  # each half-list pair counts both ways
+    pair_counts = pair_counts.reshape(n_kinds, n_kinds, n_bins)
     counts = np.bincount(kinds, minlength=n_kinds).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        running = np.cumsum(pair_counts + pair_counts.transpose(1, 0, 2), axis=-1) / (
+            pos.shape[0] * counts[:, None, None])
     n_pairs = np.outer(counts, counts) - np.diag(counts)
     shell = 4.0 / 3.0 * np.pi * np.diff(edges**3)
     with np.errstate(divide="ignore", invalid="ignore"):
         g = ordered / (pos.shape[0] * n_pairs[..., None] * shell)
     g[n_pairs == 0] = np.nan
-    return RDF(r=0.5 * (edges[1:] + edges[:-1]), edges=edges, g=g, counts=counts)
+    return RDF(r=0.5 * (edges[1:] + edges[:-1]), edges=edges, g=g, counts=counts,
+               running_coordination=running)
