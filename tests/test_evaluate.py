@@ -272,7 +272,7 @@ def test_metrics_and_comparison_files_round_trip_through_the_typed_results(evalu
 def test_compare_shows_li_diffusivity_else_chain_com_else_the_first_species(evaluated):
     root = evaluated[0]
     summary = EvaluationSummary.read(root / "report_exact")
-    matched = summary.aggregate.agreement["matched"]
+    matched = summary.aggregate.agreement["whole"]  # D from each trajectory's whole span
     row = comparison_row("exact", root, summary)
     assert row.diffusivity_spearman == matched["diffusivity[Li]"].spearman_rho
     del matched["diffusivity[Li]"]
@@ -287,12 +287,12 @@ def test_compare_shows_the_first_shell_of_li_with_its_main_partner_in_md(evaluat
     root = evaluated[0]
     summary = EvaluationSummary.read(root / "report_exact")
     aggregate = summary.aggregate
-    entry = aggregate.agreement["matched"]["coordination[Li|C+O]"]
+    entry = aggregate.agreement["whole"]["coordination[Li|C+O]"]
     assert comparison_row("exact", root, summary).coordination_error == entry.relative_error
     for centre, partner, mean, error in (("Li", "TFSI", 0.5, 0.4), ("Li", "PEO", 4.0, 0.1),
                                          ("A", "B", 9.0, 0.7)):
         key = f"coordination[{centre}|{partner}]"
-        aggregate.agreement["matched"][key] = AgreementEntry(
+        aggregate.agreement["whole"][key] = AgreementEntry(
             3, None, None, None, None, None, None, relative_error=error)
         aggregate.mean_over_systems[key] = {"reference": mean}
     aggregate.mean_over_systems["coordination[Li|C+O]"] = {"reference": None}

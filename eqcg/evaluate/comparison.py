@@ -43,8 +43,8 @@ def _first_shell_entries(
     """The agreement of the coordination number and first-peak position of one species pair:
     the first of :data:`PREFERRED_SPECIES` that centres a pair (else the first centre), with
     the partner that fills most of its first shell in MD (``None`` without RDFs)."""
-    matched = aggregate.agreement["matched"]
-    pairs = key_pairs(COORDINATION, matched)
+    whole = aggregate.agreement["whole"]
+    pairs = key_pairs(COORDINATION, whole)
     if not pairs:
         return None, None
     centres = sorted({centre for centre, _ in pairs})
@@ -55,19 +55,20 @@ def _first_shell_entries(
         return -1.0 if value is None else value
 
     partner = max((p for c, p in pairs if c == centre), key=reference_mean)
-    return (matched[pair_key(COORDINATION, centre, partner)],
-            matched.get(pair_key(RDF_PEAK, centre, partner)))
+    return (whole[pair_key(COORDINATION, centre, partner)],
+            whole.get(pair_key(RDF_PEAK, centre, partner)))
 
 
 def comparison_row(label: str, report: Path, summary: EvaluationSummary,
                    aggregate: Aggregate | None = None) -> ComparisonRow:
     """The columns of one evaluation (or of ``aggregate``, one group of its systems) with their
-    bootstrap intervals; agreement over systems at the same simulated span."""
+    bootstrap intervals: Rg and relaxation agreement at the same simulated span, diffusivity
+    and first-shell agreement over each trajectory's whole span."""
     aggregate = summary.aggregate if aggregate is None else aggregate
     matched = aggregate.agreement["matched"]
     rg, relaxation = matched.get("rg_mean"), matched.get("rg_relaxation_integrated")
     end_to_end = matched.get("end_to_end_relaxation_integrated")
-    diffusivity = _diffusivity_entry(matched)
+    diffusivity = _diffusivity_entry(aggregate.agreement["whole"])
     coordination, rdf_peak = _first_shell_entries(aggregate)
     stability, speed, means = aggregate.stability, aggregate.speed, aggregate.system_means
     agreement_columns = {
@@ -136,7 +137,8 @@ def _markdown(comparison: Comparison) -> str:
         [[row.label, row.n_systems, *(_cell(row, c) for c in comparison.columns)]
          for row in comparison.rows],
     ), "", f"Speeds in {', '.join(comparison.speed_unit)}. r² (Pearson²) over systems at the "
-           "same simulated span; R² of y = x is the coefficient of determination of the "
+           "same simulated span (diffusivity and first shell: each trajectory's whole span); "
+           "R² of y = x is the coefficient of determination of the "
            "identity; [low, high]: bootstrap 95 % interval over systems; `label [group]`: the "
            "systems of one group.", ""]
     lines += [image(path, "comparison of the columns above") for path in comparison.plots.values()]
@@ -152,9 +154,13 @@ def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) ->
     ``out_dir``. Each report is labelled by its rollout directory's name, with its report
     directory's name added where labels repeat. ``nll`` is read from a report's
     ``metrics.json`` when something put it there (a number or ``{"mean": ...}``). Agreement
-    columns are over systems at the same simulated span (``matched``); the diffusivity column
-    is Li's where a report has it, else its first species'; the first-shell columns are those
-    of Li (else the first species centring a pair) with its main partner in MD.
+    columns for Rg and relaxation times are over systems at the same simulated span
+    (``matched``); diffusivity and first-shell columns compare each trajectory's whole span
+    (``whole``: the MD's full length against the full rollout; equilibrium properties, which
+    need the longest span there is, and the only fair choice where the rollout outlasts the
+    MD). The diffusivity column is Li's where a report has it, else its first species'; the
+    first-shell columns are those of Li (else the first species centring a pair) with its main
+    partner in MD.
 
     Returns the content of ``comparison.json`` (:class:`Comparison` as a dict).
     """

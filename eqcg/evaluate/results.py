@@ -356,9 +356,9 @@ def column(title: str, reading: str = "higher is better") -> Any:
 
 @dataclass
 class ComparisonRow(Record):
-    """One evaluation (or one group of its systems) in a comparison; agreement columns are
-    over systems at the same span; ``intervals``: column -> bootstrap 95 % interval over
-    systems."""
+    """One evaluation (or one group of its systems) in a comparison; Rg and relaxation
+    agreement over systems at the same span, diffusivity and first-shell agreement over each
+    trajectory's whole span; ``intervals``: column -> bootstrap 95 % interval over systems."""
 
     label: str
     report: str
@@ -369,7 +369,7 @@ class ComparisonRow(Record):
     end_to_end_relaxation_r2: float | None = column(
         "end-to-end relaxation time (integrated) r² (Pearson²)")
     diffusivity_spearman: float | None = column(
-        "diffusivity (Li, else chain COM, else first species) Spearman ρ")
+        "diffusivity (Li, else chain COM, else first species; whole spans) Spearman ρ")
     diffusivity_within_1_5x: float | None = column("diffusivity within 1.5x (fraction)")
     diffusivity_within_2x: float | None = column("diffusivity within 2x (fraction)")
     coordination_error: float | None = column(
