@@ -147,6 +147,8 @@ def test_evaluate_writes_metrics_report_and_plots(evaluated):
     plots += list(metrics["aggregate"]["plots"].values())
     assert set(metrics["systems"]["sys0"]["plots"]) == {"rg", "msd", "structure"}
     assert set(metrics["aggregate"]["plots"]) == {"agreement"}
+    assert "| centre\\|partner | view |" in report  # a | in a cell is escaped
+    assert "| Li\\|C+O | model |" in report  # the first-shell rows of each periodic system
     for path in plots:
         assert f"]({path})" in report
         _assert_png(out / path)

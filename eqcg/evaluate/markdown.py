@@ -35,10 +35,14 @@ def fmt(value: object) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A Markdown table (cells through :func:`fmt`)."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
+    """A Markdown table (cells through :func:`fmt`; a ``|`` inside a cell is escaped)."""
+    lines = ["| " + " | ".join(_escape(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_escape(fmt(cell)) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _escape(cell: str) -> str:
+    return cell.replace("|", "\\|")
 
 
 def image(path: str, caption: str) -> str:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from eqcg.evaluate.markdown import image, table
-from eqcg.evaluate.results import AgreementEntry, EvaluationSummary, SystemEvaluation
+from eqcg.evaluate.results import (
+    COORDINATION,
+    RDF_PEAK,
+    AgreementEntry,
+    EvaluationSummary,
+    SystemEvaluation,
+)
 
 _AGREEMENT_HEADERS = ["property", "n", "r² (Pearson²)", "Pearson r", "Spearman ρ",
-                      "R² of y = x", "note"]
+                      "R² of y = x", "within 2x", "mean relative error", "note"]
+_VIEWS_SHOWN = ("model", "model_matched", "reference_matched", "reference")
 
 
 def _agreement_rows(entries: dict[str, AgreementEntry]) -> list[list[object]]:
     return [[key, e.n, e.pearson_r_squared, e.pearson_r, e.spearman_rho, e.identity_r2,
-             e.reason or ""] for key, e in entries.items()]
+             e.within_2x, e.relative_error, e.reason or ""] for key, e in entries.items()]
 
 
 def _calibration_markdown(calibration: dict) -> str:
@@ -27,7 +34,7 @@ def _calibration_markdown(calibration: dict) -> str:
 
 def _diffusivity_table(system: SystemEvaluation) -> str:
     rows = []
-    for view in ("model_matched", "reference_matched", "reference"):
+    for view in _VIEWS_SHOWN:
         for species, fit in system.properties[view]["diffusivity"].items():
             if fit is not None:
                 rows.append([view, species, fit["value"], fit["unit"],
@@ -35,6 +42,20 @@ def _diffusivity_table(system: SystemEvaluation) -> str:
                              fit["fit_r2"]])
     return table(["view", "species", "D", "unit", f"fit window [{system.span.unit}]",
                   "fit R²"], rows)
+
+
+def _first_shell_table(system: SystemEvaluation, length_unit: str) -> str:
+    """First-peak position and first-shell coordination of every pair in every view, within
+    the shell radius of the whole MD (empty without RDFs)."""
+    rows = []
+    for pair, radius in system.first_shells.items():
+        key = "[" + pair + "]"
+        rows += [[pair, view, radius, system.values[view].get(RDF_PEAK + key),
+                  system.values[view].get(COORDINATION + key)] for view in _VIEWS_SHOWN]
+    if not rows:
+        return ""
+    return table(["centre|partner", "view", f"shell radius (MD) [{length_unit}]",
+                  f"first peak [{length_unit}]", "coordination"], rows)
 
 
 def report_markdown(summary: EvaluationSummary) -> str:
@@ -83,6 +104,7 @@ def report_markdown(summary: EvaluationSummary) -> str:
           s.speed.reference_md] for name, s in summary.systems.items()],
     ), ""]
     for name, s in summary.systems.items():
-        lines += [f"### {name}", "", _diffusivity_table(s), ""]
+        lines += [f"### {name}", "", _diffusivity_table(s), "",
+                  _first_shell_table(s, summary.units["length"]), ""]
         lines += [image(path, f"{name} {kind}") + "\n" for kind, path in s.plots.items()]
     return "\n".join(lines)
