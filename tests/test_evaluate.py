@@ -16,6 +16,7 @@ from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory, Topology
 from eqcg.errors import DataError
 from eqcg.evaluate import compare, evaluate
 from eqcg.evaluate.comparison import COMPARISON_FILES, comparison_row
+from eqcg.evaluate.markdown import fmt
 from eqcg.evaluate.report import REPORT_FILE
 from eqcg.evaluate.results import (
     METRICS_FILE,
@@ -249,6 +250,13 @@ def test_compare_writes_table_and_bar_charts(evaluated):
         assert [row["label"] for row in csv.DictReader(f)] == list(rows)
     markdown = md_file.read_text()
     assert "exact" in markdown and "noisy" in markdown
+    whole = json.loads((root / "report_exact" / METRICS_FILE).read_text())[
+        "aggregate"]["agreement"]["whole"]
+    by_species = rows["exact"]["diffusivity_by_species"]
+    assert set(by_species) == {"C+O", "Li", "chain COM"}
+    assert by_species["Li"] == whole["diffusivity[Li]"]
+    rho, (low, _) = by_species["Li"]["spearman_rho"], by_species["Li"]["intervals"]["spearman_rho"]
+    assert f"| exact | Li | 3 | {fmt(rho)} [{fmt(low)}, " in markdown
     assert set(comparison["plots"]) == {"comparison"}
     for path in comparison["plots"].values():
         assert f"]({path})" in markdown

@@ -104,6 +104,9 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
         speedup=speed.speedup_median,
         n_systems=aggregate.n_systems,
         intervals=intervals,
+        diffusivity_by_species={
+            species: aggregate.agreement["whole"][diffusivity_key(species)]
+            for species in diffusing_species(aggregate.agreement["whole"])},
     )
 
 
@@ -123,9 +126,8 @@ def _labels(directories: list[Path], summaries: list[EvaluationSummary]) -> list
             for label, d in zip(labels, directories, strict=True)]
 
 
-def _cell(row: ComparisonRow, column: str) -> str:
-    """``value [low, high]`` where the row has an interval for ``column``, else the value."""
-    value, interval = getattr(row, column), row.intervals.get(column)
+def _cell(value: float | None, interval: list[float | None] | None) -> str:
+    """``value [low, high]`` where there is an interval, else the value."""
     if value is None or interval is None or None in interval:
         return fmt(value)
     return f"{fmt(value)} [{fmt(interval[0])}, {fmt(interval[1])}]"
@@ -134,7 +136,8 @@ def _cell(row: ComparisonRow, column: str) -> str:
 def _markdown(comparison: Comparison) -> str:
     lines = ["# Comparison", "", table(
         ["label", "systems", *comparison.columns.values()],
-        [[row.label, row.n_systems, *(_cell(row, c) for c in comparison.columns)]
+        [[row.label, row.n_systems,
+          *(_cell(getattr(row, c), row.intervals.get(c)) for c in comparison.columns)]
          for row in comparison.rows],
     ), "", f"Speeds in {', '.join(comparison.speed_unit)}. r² (Pearson²) over systems at the "
            "same simulated span (diffusivity and first shell: each trajectory's whole span); "
@@ -142,6 +145,14 @@ def _markdown(comparison: Comparison) -> str:
            "identity; [low, high]: bootstrap 95 % interval over systems; `label [group]`: the "
            "systems of one group.", ""]
     lines += [image(path, "comparison of the columns above") for path in comparison.plots.values()]
+    lines += ["", "## Diffusivity of every species", "", table(
+        ["label", "species", "systems", "Spearman ρ", "within 1.5x", "within 2x",
+         "mean relative error"],
+        [[row.label, species, entry.n,
+          *(_cell(getattr(entry, name), entry.intervals.get(name))
+            for name in ("spearman_rho", "within_1_5x", "within_2x", "relative_error"))]
+         for row in comparison.rows for species, entry in row.diffusivity_by_species.items()],
+    ), "", "Each trajectory's whole span; [low, high]: bootstrap 95 % interval over systems.", ""]
     return "\n".join(lines)
 
 

@@ -358,7 +358,8 @@ def column(title: str, reading: str = "higher is better") -> Any:
 class ComparisonRow(Record):
     """One evaluation (or one group of its systems) in a comparison; Rg and relaxation
     agreement over systems at the same span, diffusivity and first-shell agreement over each
-    trajectory's whole span; ``intervals``: column -> bootstrap 95 % interval over systems."""
+    trajectory's whole span; ``intervals``: column -> bootstrap 95 % interval over systems;
+    ``diffusivity_by_species``: species -> agreement of its diffusivity (whole spans)."""
 
     label: str
     report: str
@@ -388,6 +389,7 @@ class ComparisonRow(Record):
     speedup: float | None = column("speed-up over MD (median)")
     n_systems: int | None = None
     intervals: dict[str, list[float | None]] = field(default_factory=dict)
+    diffusivity_by_species: dict[str, AgreementEntry] = field(default_factory=dict)
 
     @classmethod
     def columns(cls) -> dict[str, str]:
