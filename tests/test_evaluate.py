@@ -171,7 +171,8 @@ def test_an_exact_rollout_agrees_with_the_reference_over_the_matched_span(evalua
                 assert model_value is None, key
             else:
                 assert model_value == pytest.approx(reference_value, rel=1e-9), key
-        assert {"rdf_peak[Li|C+O]", "coordination[Li|C+O]"} <= set(values["model"])
+        assert {"rdf_peak[Li|C+O]", "rdf_peak_height[Li|C+O]", "coordination[Li|C+O]"} <= set(
+            values["model"])
         assert set(system["first_shells"]) == {"Li|C+O"}  # Li (fewer beads) centres the pair
         assert values["reference"]["rg_mean"] != values["reference_matched"]["rg_mean"]
         d_li = system["properties"]["model_matched"]["diffusivity"]["Li"]
@@ -308,7 +309,7 @@ def test_compare_shows_the_first_shell_of_li_with_its_main_partner_in_md(evaluat
     aggregate.mean_over_systems["coordination[Li|C+O]"] = {"reference": None}
     row = comparison_row("exact", root, summary)
     assert row.coordination_error == 0.1  # Li before A; PEO fills Li's first shell
-    assert row.rdf_peak_error is None  # no first-peak entry for that pair
+    assert row.rdf_peak_error is row.rdf_peak_height_error is None  # no peak entries for it
 
 
 def test_rollout_without_its_attributes_is_rejected(evaluated, tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 from eqcg.evaluate.results import (
     COORDINATION,
     RDF_PEAK,
+    RDF_PEAK_HEIGHT,
     VIEWS,
     Aggregate,
     AgreementEntry,
@@ -47,6 +48,8 @@ def property_unit(key: str, units: str) -> str:
         return diffusivity_unit(units)[1]
     if key.startswith(COORDINATION):
         return "beads"
+    if key.startswith(RDF_PEAK_HEIGHT + "["):
+        return "g(r)"
     return system.length if key == "rg_mean" or key.startswith(RDF_PEAK) else system.time
 
 

@@ -13,6 +13,7 @@ from eqcg.evaluate.results import (
     COORDINATION,
     PREFERRED_SPECIES,
     RDF_PEAK,
+    RDF_PEAK_HEIGHT,
     Aggregate,
     AgreementEntry,
     Comparison,
@@ -37,16 +38,15 @@ def _diffusivity_entry(entries: dict[str, AgreementEntry]) -> AgreementEntry | N
     return entries[diffusivity_key(chosen)]
 
 
-def _first_shell_entries(
-    aggregate: Aggregate,
-) -> tuple[AgreementEntry | None, AgreementEntry | None]:
-    """The agreement of the coordination number and first-peak position of one species pair:
-    the first of :data:`PREFERRED_SPECIES` that centres a pair (else the first centre), with
-    the partner that fills most of its first shell in MD (``None`` without RDFs)."""
+def _first_shell_entries(aggregate: Aggregate) -> list[AgreementEntry | None]:
+    """The agreement of the coordination number and the first-peak position and height of one
+    species pair: the first of :data:`PREFERRED_SPECIES` that centres a pair (else the first
+    centre), with the partner that fills most of its first shell in MD (``None`` without
+    RDFs)."""
     whole = aggregate.agreement["whole"]
     pairs = key_pairs(COORDINATION, whole)
     if not pairs:
-        return None, None
+        return [None, None, None]
     centres = sorted({centre for centre, _ in pairs})
     centre = next((s for s in PREFERRED_SPECIES if s in centres), centres[0])
 
@@ -55,8 +55,8 @@ def _first_shell_entries(
         return -1.0 if value is None else value
 
     partner = max((p for c, p in pairs if c == centre), key=reference_mean)
-    return (whole[pair_key(COORDINATION, centre, partner)],
-            whole.get(pair_key(RDF_PEAK, centre, partner)))
+    return [whole.get(pair_key(prefix, centre, partner))
+            for prefix in (COORDINATION, RDF_PEAK, RDF_PEAK_HEIGHT)]
 
 
 def comparison_row(label: str, report: Path, summary: EvaluationSummary,
@@ -69,7 +69,7 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
     rg, relaxation = matched.get("rg_mean"), matched.get("rg_relaxation_integrated")
     end_to_end = matched.get("end_to_end_relaxation_integrated")
     diffusivity = _diffusivity_entry(aggregate.agreement["whole"])
-    coordination, rdf_peak = _first_shell_entries(aggregate)
+    coordination, rdf_peak, rdf_peak_height = _first_shell_entries(aggregate)
     stability, speed, means = aggregate.stability, aggregate.speed, aggregate.system_means
     agreement_columns = {
         "rg_r2": (rg, "pearson_r_squared"), "rg_identity_r2": (rg, "identity_r2"),
@@ -80,6 +80,7 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
         "diffusivity_within_2x": (diffusivity, "within_2x"),
         "coordination_error": (coordination, "relative_error"),
         "rdf_peak_error": (rdf_peak, "relative_error"),
+        "rdf_peak_height_error": (rdf_peak_height, "relative_error"),
     }
     mean_columns = {"collision_free_fraction": "collision_free",
                     "collisions_per_1000_steps": "collisions_per_1000_steps",

@@ -6,6 +6,7 @@ from eqcg.evaluate.markdown import image, table
 from eqcg.evaluate.results import (
     COORDINATION,
     RDF_PEAK,
+    RDF_PEAK_HEIGHT,
     AgreementEntry,
     EvaluationSummary,
     SystemEvaluation,
@@ -50,12 +51,13 @@ def _first_shell_table(system: SystemEvaluation, length_unit: str) -> str:
     rows = []
     for pair, radius in system.first_shells.items():
         key = "[" + pair + "]"
-        rows += [[pair, view, radius, system.values[view].get(RDF_PEAK + key),
-                  system.values[view].get(COORDINATION + key)] for view in _VIEWS_SHOWN]
+        rows += [[pair, view, radius, *(system.values[view].get(prefix + key)
+                                         for prefix in (RDF_PEAK, RDF_PEAK_HEIGHT, COORDINATION))]
+                 for view in _VIEWS_SHOWN]
     if not rows:
         return ""
     return table(["centre|partner", "view", f"shell radius (MD) [{length_unit}]",
-                  f"first peak [{length_unit}]", "coordination"], rows)
+                  f"first peak [{length_unit}]", "first-peak g(r)", "coordination"], rows)
 
 
 def report_markdown(summary: EvaluationSummary) -> str:

@@ -41,6 +41,7 @@ PREFERRED_SPECIES = ("Li", "chain COM")
 _OMIT_NONE = {"omit_none": True}  # field metadata: left out of the JSON form when None
 _DIFFUSIVITY = "diffusivity"
 RDF_PEAK = "rdf_peak"
+RDF_PEAK_HEIGHT = "rdf_peak_height"
 COORDINATION = "coordination"
 
 
@@ -51,8 +52,9 @@ def diffusivity_key(species: str) -> str:
 
 def pair_key(prefix: str, centre: str, partner: str) -> str:
     """The property name ``<prefix>[<centre>|<partner>]`` of a pair of bead species:
-    :data:`RDF_PEAK` (first-peak position of their g(r)) or :data:`COORDINATION` (mean number of
-    ``partner`` beads in the first shell of a ``centre`` bead)."""
+    :data:`RDF_PEAK` / :data:`RDF_PEAK_HEIGHT` (first-peak position / height of their g(r)) or
+    :data:`COORDINATION` (mean number of ``partner`` beads in the first shell of a ``centre``
+    bead)."""
     return f"{prefix}[{centre}|{partner}]"
 
 
@@ -376,8 +378,10 @@ class ComparisonRow(Record):
     coordination_error: float | None = column(
         "first-shell coordination (Li, else first species, with its main MD partner) mean "
         "relative error", "lower is better")
-    rdf_peak_error: float | None = column("g(r) first peak (same pair) mean relative error",
-                                          "lower is better")
+    rdf_peak_error: float | None = column(
+        "g(r) first-peak position (same pair) mean relative error", "lower is better")
+    rdf_peak_height_error: float | None = column(
+        "g(r) first-peak height (same pair) mean relative error", "lower is better")
     collision_free_fraction: float | None = column("collision-free fraction")
     collisions_per_1000_steps: float | None = column("collisions per 1000 steps (mean)",
                                                      "lower is better")

@@ -32,6 +32,7 @@ from eqcg.evaluate.properties import (
 from eqcg.evaluate.results import (
     COORDINATION,
     RDF_PEAK,
+    RDF_PEAK_HEIGHT,
     VIEWS,
     FrameCounts,
     Span,
@@ -101,10 +102,12 @@ def _property_values(
     if props.rdf is not None:
         names = props.species_names
         for (centre, partner), radius in shells.items():
-            values[pair_key(RDF_PEAK, names[centre], names[partner])] = props.rdf.peak(
-                centre, partner)[0]
-            values[pair_key(COORDINATION, names[centre], names[partner])] = (
-                props.rdf.coordination_number(centre, partner, radius))
+            pair = names[centre], names[partner]
+            position, height = props.rdf.peak(centre, partner)
+            values[pair_key(RDF_PEAK, *pair)] = position
+            values[pair_key(RDF_PEAK_HEIGHT, *pair)] = height
+            values[pair_key(COORDINATION, *pair)] = props.rdf.coordination_number(
+                centre, partner, radius)
     return values
 
 
