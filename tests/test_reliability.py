@@ -1,5 +1,6 @@
 """Bad input is a named error (exit code 2), resume cannot destroy a run, SIGTERM saves it."""
 
+import hashlib
 import json
 import shutil
 import signal
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,8 +25,8 @@ from eqcg.info import describe
 from eqcg.models.checkpoint import load_checkpoint, load_simulator
 from eqcg.simulate.rollout import rollout
 from eqcg.simulate.runner import _check_systems, run_rollout
-from eqcg.systems.generate import LAMMPS_DIR, RECORD_FILE
-from eqcg.systems.polymer import generate_polymer
+from eqcg.systems.generate import LAMMPS_DIR, RECORD_FILE, check_workdir, generation_record
+from eqcg.systems.polymer import generate_polymer, get_preset
 from eqcg.train.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",
@@ -251,18 +253,26 @@ def test_pickled_objects_are_refused_as_untrusted(tmp_path):
 
 def test_generation_records_and_refuses_another_seed(polymer_data, tmp_path, capsys):
     record = json.loads((polymer_data / LAMMPS_DIR / "chain000" / RECORD_FILE).read_text())
-    assert record == {"preset": "tiny", "seed": 0, "n_systems": 4}
+    settings = hashlib.sha256(json.dumps(asdict(get_preset("tiny")), sort_keys=True).encode())
+    assert record == {"preset": "tiny", "settings": settings.hexdigest()[:12], "seed": 0,
+                      "n_systems": 4}
     out = tmp_path / "data"
     for name in ("chain000", "chain001"):  # a seed-0 generation that was interrupted
         (out / LAMMPS_DIR / name).mkdir(parents=True)
         (out / LAMMPS_DIR / name / RECORD_FILE).write_text(json.dumps(record))
     message = error_of(capsys, ["generate", "polymer", "--preset", "tiny", "--seed", "7",
                                 "--n-systems", "4", "--out", str(out)])
+    tiny = f"preset 'tiny', settings {record['settings']!r}"
     assert message == (f"eqcg generate: error: {out / LAMMPS_DIR / 'chain000'} holds a run of "
-                       "preset 'tiny', seed 0, n_systems 4; this generation asks for preset "
-                       "'tiny', seed 7, n_systems 4: use another --out (or delete that "
-                       "directory)")
+                       f"{tiny}, seed 0, n_systems 4; this generation asks for {tiny}, seed 7, "
+                       "n_systems 4: use another --out (or delete that directory)")
     assert not (out / LAMMPS_DIR / "chain002").exists()  # refused before anything was written
+    changed = replace(get_preset("tiny"), equil_steps=get_preset("tiny").equil_steps + 1)
+    with pytest.raises(ConfigError, match="holds a run of preset 'tiny', settings '[0-9a-f]{12}'"
+                                          ", seed 0, n_systems 4; this generation asks for "
+                                          "preset 'tiny', settings '[0-9a-f]{12}'"):
+        check_workdir(polymer_data / LAMMPS_DIR / "chain000",
+                      generation_record("tiny", changed, seed=0, n_systems=4))
     unknown = tmp_path / "unknown"
     (unknown / LAMMPS_DIR / "chain000").mkdir(parents=True)
     (unknown / LAMMPS_DIR / "chain000" / "log.lammps").write_text("")

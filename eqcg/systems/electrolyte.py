@@ -58,7 +58,7 @@ from eqcg.data.lammps_files import read_lammps
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import SimulationError
 from eqcg.systems import peo_litfsi_forcefield as ff
-from eqcg.systems.generate import LammpsJob, SystemSpec, run_specs
+from eqcg.systems.generate import LammpsJob, SystemSpec, generation_record, run_specs
 from eqcg.systems.lammps_runner import LOG_FILE
 
 AVOGADRO = 6.02214076e23
@@ -547,5 +547,5 @@ def generate_electrolyte(
     specs = electrolyte_specs(p, seed, n_systems)
     source = f"eqcg.systems.electrolyte preset={p.name} seed={seed}: {asdict(p)}"
     return run_specs(specs, out, jobs=jobs, threads_per_job=1, source=source,
-                     record={"preset": p.name, "seed": seed, "n_systems": len(specs)},
+                     record=generation_record(p.name, p, seed, len(specs)),
                      show_progress=show_progress)

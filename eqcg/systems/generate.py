@@ -12,13 +12,15 @@ refuses to reuse it. The dataset file is written once, atomically, at the end.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -54,6 +56,16 @@ class SystemSpec:
     name: str
     write_inputs: Callable[[Path], LammpsJob]
     read_output: Callable[[Path], SystemTrajectory]
+
+
+def generation_record(name: str, preset: Any, seed: int, n_systems: int) -> dict[str, Any]:
+    """What a generation writes into every system directory (and must find there to reuse a
+    finished run): the preset's ``name``, a short hash of all the settings of ``preset`` (its
+    dataclass; so a preset whose parameters changed is not mistaken for the one that made the
+    run), seed and system count."""
+    settings = json.dumps(asdict(preset), sort_keys=True)
+    return {"preset": name, "settings": hashlib.sha256(settings.encode()).hexdigest()[:12],
+            "seed": seed, "n_systems": n_systems}
 
 
 def _describe(record: dict) -> str:

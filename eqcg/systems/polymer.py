@@ -43,7 +43,7 @@ import numpy as np
 from eqcg.data.lammps_files import read_lammps
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import ConfigError
-from eqcg.systems.generate import LammpsJob, SystemSpec, run_specs
+from eqcg.systems.generate import LammpsJob, SystemSpec, generation_record, run_specs
 
 PHOBIC = "A"
 PHILIC = "B"
@@ -333,13 +333,14 @@ def _stratified(bounds: tuple[float, float], n: int, rng: np.random.Generator) -
 
 def generate_polymer(
     out: str | os.PathLike,
-    preset: str = "tiny",
+    preset: str | PolymerPreset = "tiny",
     seed: int = 0,
     n_systems: int | None = None,
     jobs: int | None = None,
     show_progress: bool = True,
 ) -> Path:
-    """Run the polymer reference MD of ``preset`` and write the dataset ``out/dataset.h5``.
+    """Run the polymer reference MD of ``preset`` (a name or a :class:`PolymerPreset`) and write
+    the dataset ``out/dataset.h5``.
 
     LAMMPS inputs, logs and dumps stay in ``out/lammps/<chain>/``; finished chains are not
     rerun. Returns the dataset file's path.
@@ -350,6 +351,7 @@ def generate_polymer(
         out,
         jobs=jobs,
         source=f"eqcg.systems.polymer preset={preset} seed={seed}",
-        record={"preset": preset, "seed": seed, "n_systems": len(specs)},
+        record=generation_record(preset if isinstance(preset, str) else "custom",
+                                 get_preset(preset), seed, len(specs)),
         show_progress=show_progress,
     )
