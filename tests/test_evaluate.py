@@ -179,6 +179,11 @@ def test_an_exact_rollout_agrees_with_the_reference_over_the_matched_span(evalua
         assert d_li["unit"] == "cm^2/s"
         assert d_li["value"] == pytest.approx(1e-4 * d_li["value_native"])
         assert len(d_li["fit_window"]) == 2 and d_li["fit_window"][0] < d_li["fit_window"][1]
+        # the whole rollout's MSD is fitted over the whole MD's lag window (the same time scale)
+        md_window = system["properties"]["reference"]["diffusivity"]["Li"]["fit_window"]
+        model_window = system["properties"]["model"]["diffusivity"]["Li"]["fit_window"]
+        assert md_window[0] <= model_window[0] < model_window[1] <= md_window[1]
+        assert md_window[1] - model_window[1] < DILATION * FRAME_INTERVAL  # one rollout lag
         assert set(system["properties"]["reference"]["rdf"]["peaks"]) == {
             "C+O|C+O", "C+O|Li", "Li|Li"}
         assert system["distribution_distance"]["rg_wasserstein"] == pytest.approx(0.0, abs=1e-9)

@@ -168,9 +168,9 @@ def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) ->
     ``metrics.json`` when something put it there (a number or ``{"mean": ...}``). Agreement
     columns for Rg and relaxation times are over systems at the same simulated span
     (``matched``); diffusivity and first-shell columns compare each trajectory's whole span
-    (``whole``: the MD's full length against the full rollout; equilibrium properties, which
-    need the longest span there is, and the only fair choice where the rollout outlasts the
-    MD). The diffusivity column is Li's where a report has it, else its first species'; the
+    (``whole``: the MD's full length against the full rollout, the rollout's MSD fitted over
+    the MD's lag window; equilibrium properties, which need the most statistics there are).
+    The diffusivity column is Li's where a report has it, else its first species'; the
     first-shell columns are those of Li (else the first species centring a pair) with its main
     partner in MD.
 

@@ -209,11 +209,15 @@ def trajectory_properties(
     traj: BeadTrajectory,
     options: PropertyOptions = DEFAULT_OPTIONS,
     rdf_r_max: float | None = None,
+    fit_windows: dict[str, tuple[float, float]] | None = None,
 ) -> TrajectoryProperties:
     """Every property of ``traj`` (see module docstring); its frames must be finite.
 
     ``rdf_r_max`` (length unit) defaults to :func:`default_rdf_r_max` of ``traj``'s cells; pass
-    one value for trajectories whose RDFs are compared.
+    one value for trajectories whose RDFs are compared. ``fit_windows`` (species -> lag times,
+    inclusive) fits those species' diffusivities over fixed lag windows instead of
+    ``options.fit_window_fraction`` of this trajectory's span: pass another trajectory's
+    windows to measure both at the same time scale.
     """
     props = TrajectoryProperties(units=traj.units, time=traj.time - traj.time[0],
                                  species_names=traj.species_names)
@@ -222,7 +226,7 @@ def trajectory_properties(
         props.missing["dynamics"] = f"{traj.n_frames} frames are too few for dynamics"
     _chain_properties(traj, props, options, dynamic)
     if dynamic:
-        _diffusion_properties(traj, props, options)
+        _diffusion_properties(traj, props, options, fit_windows or {})
     structure = traj.frames(evenly_spaced(traj.n_frames, options.structure_frames))
     if traj.pbc:
         r_max = rdf_r_max if rdf_r_max is not None else default_rdf_r_max([traj.box], options)
@@ -259,10 +263,13 @@ def _chain_properties(
 
 
 def _diffusion_properties(
-    traj: BeadTrajectory, props: TrajectoryProperties, options: PropertyOptions
+    traj: BeadTrajectory,
+    props: TrajectoryProperties,
+    options: PropertyOptions,
+    fit_windows: dict[str, tuple[float, float]],
 ) -> None:
     """MSD and diffusivity of every bead species and of the chains' centres of mass, into
-    ``props``."""
+    ``props`` (fitted over ``fit_windows[species]`` where given)."""
     positions = traj.positions
     if options.remove_drift and traj.pbc:
         positions = remove_drift(positions, traj.masses)
@@ -278,8 +285,8 @@ def _diffusion_properties(
         props.msd[species] = mean_squared_displacement(members)
         try:
             props.diffusivity[species] = fit_diffusivity(
-                props.lag_time, props.msd[species], window_fraction=options.fit_window_fraction
-            )
+                props.lag_time, props.msd[species], window=fit_windows.get(species),
+                window_fraction=options.fit_window_fraction)
         except ValueError as exc:
             props.diffusivity[species] = None
             props.missing[f"diffusivity[{species}]"] = str(exc)

@@ -3,7 +3,9 @@
 The reference system named in the rollout's attributes is coarse-grained with the rollout's CG
 settings, and properties are computed on four views:
 
-* ``model`` — the whole rollout, up to its first non-finite frame;
+* ``model`` — the whole rollout, up to its first non-finite frame; its diffusivities are fitted
+  over the lag windows of the ``reference`` view's, so the two measure the same time scale
+  (with the rollout's many more time origins) even where the rollout outlasts the MD;
 * ``reference_matched`` — the reference beads at the rollout's frames (located by time from
   ``start_frame``), over the span both cover;
 * ``model_matched`` — the rollout over that same span (the whole finite rollout when the
@@ -165,11 +167,12 @@ def evaluate_system(
         "reference": reference,
     }
     r_max = default_rdf_r_max([model.box, reference.box], options) if model.pbc else None
-    views = {"model": trajectory_properties(traj["model"], options, r_max)}
-    views["model_matched"] = (views["model"] if n_matched == n_finite else
-                              trajectory_properties(traj["model_matched"], options, r_max))
-    for view in ("reference_matched", "reference"):
-        views[view] = trajectory_properties(traj[view], options, r_max)
+    views = {view: trajectory_properties(traj[view], options, r_max)
+             for view in ("reference", "reference_matched")}
+    md_windows = {species: fit.fit_window
+                  for species, fit in views["reference"].diffusivity.items() if fit is not None}
+    views["model"] = trajectory_properties(traj["model"], options, r_max, md_windows)
+    views["model_matched"] = trajectory_properties(traj["model_matched"], options, r_max)
     shells = _first_shells(views["reference"])
     reference_stability = collision_report(traj["reference_matched"].positions,
                                            traj["reference_matched"].box, model.pbc, threshold)
