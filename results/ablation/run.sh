@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Regenerates results/ablation/<name>/ from scratch: the reference MD, every variant's training,
-# its 2000-step rollout of the held-out systems, evaluation and the comparison (resumable: run
+# its rollout of the held-out systems, evaluation and the comparison (resumable: run
 # it again after an interruption), then copies the small outputs here. Datasets, runs and
 # trajectories stay in $WORK (default: ./ablation-work), never in the repository.
 #   bash results/ablation/run.sh polymer_medium      # ~28 min of LAMMPS (2 jobs), then ~1 h per
 #                                                    # two variants on one thread (see README)
-#   bash results/ablation/run.sh electrolyte_medium  # ~2 h of LAMMPS first
+#   bash results/ablation/run.sh electrolyte_medium  # ~50 min of LAMMPS (2 jobs), then
+#                                                    # ~5-10 min per variant on one thread
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 name=${1:?usage: run.sh polymer_medium|electrolyte_medium}
