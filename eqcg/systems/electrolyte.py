@@ -35,9 +35,9 @@ from the preset's grid in a seed-dependent order; any number of systems may be a
   1:8 and 425 / 475 / 525 K (hot, so that Li+ moves measurably within the run), 3-8 LiTFSI
   (~500-600 atoms, an ~18 Å box, cut-off 8 Å), 20 ps compression, 50 ps NPT, 250 ps
   production with a frame every 2 ps (126 frames; a learned step of 10 frames is 20 ps):
-  about 5 min per system on one core alone, ~80 min for all 16 on a 2-core machine (two
-  jobs at once run at half speed each there). At 525 K the Li+ MSD is linear from ~50 ps
-  (D ~ 0.07 Å²/ps), so 250 ps leaves a fit window at every temperature.
+  5-8 min per system with two jobs at once, 49 min for all 16 on a 2-core machine (measured).
+  At 525 K the Li+ MSD is linear from ~50 ps (D ~ 0.07 Å²/ps), so 250 ps leaves a fit window
+  at every temperature.
 * ``paper`` — realistic (hours per system): 50 systems over five chain lengths, six salt
   ratios (Li:EO 1:33 to 1:8) and three temperatures, 2 ns NPT, 10 ns production with a frame
   every 2 ps (the reference work used 50 ns; pass a modified :class:`ElectrolytePreset` for
