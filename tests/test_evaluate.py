@@ -178,6 +178,7 @@ def test_an_exact_rollout_agrees_with_the_reference_over_the_matched_span(evalua
         d_li = system["properties"]["model_matched"]["diffusivity"]["Li"]
         assert d_li["unit"] == "cm^2/s"
         assert d_li["value"] == pytest.approx(1e-4 * d_li["value_native"])
+        assert 0 < d_li["stderr"] < 10 * d_li["value"]  # two Li ions: a spread over particles
         assert len(d_li["fit_window"]) == 2 and d_li["fit_window"][0] < d_li["fit_window"][1]
         # the whole rollout's MSD is fitted over the whole MD's lag window (the same time scale)
         md_window = system["properties"]["reference"]["diffusivity"]["Li"]["fit_window"]

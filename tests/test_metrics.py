@@ -246,6 +246,25 @@ def test_msd_matches_a_direct_average_over_time_origins():
     direct = [np.mean(np.sum((positions[k:] - positions[: 30 - k]) ** 2, -1)) for k in range(30)]
     np.testing.assert_allclose(msd, direct, rtol=1e-9, atol=1e-9)
     assert mean_squared_displacement(positions, max_lag=4).shape == (5,)
+    each = mean_squared_displacement(positions, per_particle=True)
+    direct = [np.mean(np.sum((positions[k:, 2] - positions[: 30 - k, 2]) ** 2, -1))
+              for k in range(30)]
+    np.testing.assert_allclose(each[:, 2], direct, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(each.mean(axis=1), msd, rtol=1e-12)
+
+
+def test_diffusivity_standard_error_is_the_spread_of_each_particles_own_fit():
+    rng = np.random.default_rng(8)
+    lag_time = np.arange(20.0)
+    slopes = rng.uniform(0.5, 2.0, size=5)
+    each = lag_time[:, None] * slopes + rng.normal(scale=0.1, size=(20, 5))
+    fit = fit_diffusivity(lag_time, each, window=(4.0, 12.0))
+    inside = (lag_time >= 4) & (lag_time <= 12)
+    own = [np.polyfit(lag_time[inside], each[inside, i], 1)[0] / 6 for i in range(5)]
+    assert fit.stderr == pytest.approx(np.std(own, ddof=1) / np.sqrt(5))
+    assert fit.diffusivity == pytest.approx(np.mean(own))  # a line's slope is linear in y
+    assert fit_diffusivity(lag_time, each[:, :1], window=(4.0, 12.0)).stderr is None
+    assert fit_diffusivity(lag_time, each.mean(axis=1), window=(4.0, 12.0)).stderr is None
 
 
 def test_msd_and_diffusivity_of_a_brownian_walk():

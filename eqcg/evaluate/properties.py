@@ -156,6 +156,7 @@ class TrajectoryProperties:
                 "value": fit.diffusivity * factor, "unit": d_unit,
                 "value_native": fit.diffusivity,
                 "native_unit": f"{units.length}^2/{units.time}",
+                "stderr": None if fit.stderr is None else fit.stderr * factor,
                 "fit_window": list(fit.fit_window), "fit_points": fit.n_points,
                 "fit_r2": fit.r2,
             }
@@ -282,10 +283,11 @@ def _diffusion_properties(
     for species, members in groups.items():
         if not members.shape[1]:
             continue
-        props.msd[species] = mean_squared_displacement(members)
+        each = mean_squared_displacement(members, per_particle=True)
+        props.msd[species] = each.mean(axis=1)
         try:
             props.diffusivity[species] = fit_diffusivity(
-                props.lag_time, props.msd[species], window=fit_windows.get(species),
+                props.lag_time, each, window=fit_windows.get(species),
                 window_fraction=options.fit_window_fraction)
         except ValueError as exc:
             props.diffusivity[species] = None

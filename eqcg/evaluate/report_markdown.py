@@ -38,11 +38,11 @@ def _diffusivity_table(system: SystemEvaluation) -> str:
     for view in _VIEWS_SHOWN:
         for species, fit in system.properties[view]["diffusivity"].items():
             if fit is not None:
-                rows.append([view, species, fit["value"], fit["unit"],
+                rows.append([view, species, fit["value"], fit.get("stderr"), fit["unit"],
                              f"{fit['fit_window'][0]:.4g}–{fit['fit_window'][1]:.4g}",
                              fit["fit_r2"]])
-    return table(["view", "species", "D", "unit", f"fit window [{system.span.unit}]",
-                  "fit R²"], rows)
+    return table(["view", "species", "D", "standard error (particles)", "unit",
+                  f"fit window [{system.span.unit}]", "fit R²"], rows)
 
 
 def _first_shell_table(system: SystemEvaluation, length_unit: str) -> str:

@@ -160,7 +160,9 @@ def remove_drift(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
     return pos - (com - com[0])[:, None, :]
 
 
-def mean_squared_displacement(positions: np.ndarray, max_lag: int | None = None) -> np.ndarray:
+def mean_squared_displacement(
+    positions: np.ndarray, max_lag: int | None = None, per_particle: bool = False
+) -> np.ndarray:
     """Mean squared displacement over particles and all time origins.
 
     ``MSD(k) = < |x_i(t + k) - x_i(t)|^2 >_{i, t}``, computed for every lag at once by the FFT
@@ -170,8 +172,10 @@ def mean_squared_displacement(positions: np.ndarray, max_lag: int | None = None)
     Args:
         positions: ``(n_frames, n, 3)`` **unwrapped** positions (length unit).
         max_lag: last lag returned (frames); default ``n_frames - 1``.
+        per_particle: return each particle's MSD (averaged over time origins only).
 
-    Returns ``(max_lag + 1,)`` MSD in length unit squared; ``MSD(0) = 0``.
+    Returns ``(max_lag + 1,)`` MSD in length unit squared (``(max_lag + 1, n)`` per particle);
+    ``MSD(0) = 0``.
     """
     pos = np.asarray(positions, dtype=np.float64)
     n_frames, n = pos.shape[:2]
@@ -179,7 +183,7 @@ def mean_squared_displacement(positions: np.ndarray, max_lag: int | None = None)
     chunk = max(1, _FFT_BUDGET // (size * pos.shape[2]))
     origins = np.arange(n_frames, 0, -1)[:, None].astype(np.float64)
     lags = np.arange(n_frames)
-    total = np.zeros(n_frames)
+    each = np.zeros((n_frames, n))
     for start in range(0, n, chunk):
         x = pos[:, start : start + chunk] - pos[:1, start : start + chunk]
         squared = (x**2).sum(-1)  # (n_frames, c)
@@ -187,9 +191,10 @@ def mean_squared_displacement(positions: np.ndarray, max_lag: int | None = None)
         s1 = (cumulative[n_frames - lags] + cumulative[n_frames] - cumulative[lags]) / origins
         spectrum = scipy.fft.rfft(x, n=size, axis=0)
         s2 = scipy.fft.irfft((spectrum * spectrum.conj()).real.sum(-1), n=size, axis=0)
-        total += (s1 - 2.0 * s2[:n_frames] / origins).sum(axis=1)
+        each[:, start : start + chunk] = s1 - 2.0 * s2[:n_frames] / origins
     last = n_frames - 1 if max_lag is None else min(max_lag, n_frames - 1)
-    return np.maximum(total[: last + 1] / n, 0.0)
+    each = np.maximum(each[: last + 1], 0.0)
+    return each if per_particle else each.mean(axis=1)
 
 
 @dataclass
@@ -203,6 +208,9 @@ class DiffusivityFit:
         fit_window: ``(first, last)`` lag times fitted (time unit).
         n_points: lags inside the window.
         r2: coefficient of determination of the straight line in the window.
+        stderr: standard error of D over particles (the spread of each particle's own D in
+            the same window over sqrt(n)); ``None`` unless fitted per particle, n >= 2. It
+            treats particles as independent, so it is a lower bound for beads of one chain.
     """
 
     diffusivity: float
@@ -211,6 +219,7 @@ class DiffusivityFit:
     fit_window: tuple[float, float]
     n_points: int
     r2: float
+    stderr: float | None = None
 
 
 def fit_diffusivity(
@@ -225,7 +234,8 @@ def fit_diffusivity(
 
     Args:
         lag_time: ``(n_lags,)`` lag times (time unit), increasing from 0.
-        msd: ``(n_lags,)`` MSD (length unit squared).
+        msd: ``(n_lags,)`` MSD (length unit squared), or ``(n_lags, n)`` per particle: D is
+            then that of the particles' mean MSD, with its standard error over particles.
         window: ``(start, stop)`` lag times fitted, inclusive; overrides ``window_fraction``.
         window_fraction: the window as fractions of the longest lag: the default skips the
             short-time (ballistic, caged) regime and the long lags averaged over few origins.
@@ -239,10 +249,15 @@ def fit_diffusivity(
     inside = (lag_time >= start * (1 - 1e-12)) & (lag_time <= stop * (1 + 1e-12))
     if inside.sum() < 2:
         raise ValueError(f"fewer than 2 lags between {start} and {stop}")
-    t, y = lag_time[inside], msd[inside]
+    t, particles = lag_time[inside], msd[inside]
+    y = particles.mean(axis=1) if particles.ndim == 2 else particles
     slope, intercept = np.polyfit(t, y, 1)
     residual = np.sum((y - (slope * t + intercept)) ** 2)
     spread = np.sum((y - y.mean()) ** 2)
+    stderr = None
+    if particles.ndim == 2 and particles.shape[1] >= 2:
+        each = np.polyfit(t, particles, 1)[0] / (2 * dimensions)
+        stderr = float(each.std(ddof=1) / np.sqrt(each.size))
     return DiffusivityFit(
         diffusivity=float(slope / (2 * dimensions)),
         slope=float(slope),
@@ -250,6 +265,7 @@ def fit_diffusivity(
         fit_window=(float(t[0]), float(t[-1])),
         n_points=int(inside.sum()),
         r2=float(1 - residual / spread) if spread > 0 else float("nan"),
+        stderr=stderr,
     )
 
 
