@@ -15,8 +15,10 @@ from eqcg.data.store import ROLLOUT_FILE, load_dataset, write_dataset
 from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory, Topology
 from eqcg.errors import DataError
 from eqcg.evaluate import compare, evaluate
+from eqcg.evaluate.beads import BeadTrajectory
 from eqcg.evaluate.comparison import COMPARISON_FILES, comparison_row
 from eqcg.evaluate.markdown import fmt
+from eqcg.evaluate.properties import DEFAULT_OPTIONS, trajectory_properties, with_fit_windows
 from eqcg.evaluate.report import REPORT_FILE
 from eqcg.evaluate.results import (
     METRICS_FILE,
@@ -316,6 +318,23 @@ def test_compare_shows_the_first_shell_of_li_with_its_main_partner_in_md(evaluat
     row = comparison_row("exact", root, summary)
     assert row.coordination_error == 0.1  # Li before A; PEO fills Li's first shell
     assert row.rdf_peak_error is row.rdf_peak_height_error is None  # no peak entries for it
+
+
+def test_refitting_diffusivities_matches_a_full_recomputation():
+    rng = np.random.default_rng(2)
+    n_frames, n_beads = 60, 8
+    traj = BeadTrajectory(
+        name="walk", positions=np.cumsum(rng.normal(size=(n_frames, n_beads, 3)), axis=0),
+        time=0.5 * np.arange(n_frames), box=np.tile(np.eye(3) * 20.0, (n_frames, 1, 1)),
+        pbc=True, units="real", masses=np.ones(n_beads), species=np.array([0] * 6 + [1] * 2),
+        species_names=["C+O", "Li"], bonds=np.array([[0, 1], [1, 2], [3, 4], [4, 5]]),
+        molecules=np.array([0, 0, 0, 1, 1, 1, 2, 3]))
+    windows = {"Li": (3.0, 9.0), "C+O": (1.0, 4.0)}
+    full = trajectory_properties(traj, fit_windows=windows)
+    refit = with_fit_windows(traj, trajectory_properties(traj), DEFAULT_OPTIONS, windows)
+    assert refit.diffusivity == full.diffusivity and refit.missing == full.missing
+    assert refit.diffusivity["Li"].fit_window == (3.0, 9.0)
+    np.testing.assert_array_equal(refit.msd["Li"], full.msd["Li"])
 
 
 def test_rollout_without_its_attributes_is_rejected(evaluated, tmp_path):

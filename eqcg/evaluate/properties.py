@@ -16,7 +16,7 @@ Lengths are Å or sigma, times ps or tau (the dataset's units).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -240,6 +240,22 @@ def trajectory_properties(
     else:
         props.missing["bond_length"] = "no CG bonds"
     return props
+
+
+def with_fit_windows(
+    traj: BeadTrajectory,
+    props: TrajectoryProperties,
+    options: PropertyOptions,
+    fit_windows: dict[str, tuple[float, float]],
+) -> TrajectoryProperties:
+    """``props`` of ``traj`` with its MSDs and diffusivities redone over ``fit_windows`` (see
+    :func:`trajectory_properties`); everything else is shared, not recomputed."""
+    if props.lag_time is None:  # too few frames for dynamics
+        return props
+    out = replace(props, msd={}, diffusivity={}, missing={
+        key: why for key, why in props.missing.items() if not key.startswith("diffusivity[")})
+    _diffusion_properties(traj, out, options, fit_windows)
+    return out
 
 
 def _chain_properties(

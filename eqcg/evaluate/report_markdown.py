@@ -10,6 +10,7 @@ from eqcg.evaluate.results import (
     AgreementEntry,
     EvaluationSummary,
     SystemEvaluation,
+    pair_key,
 )
 
 _AGREEMENT_HEADERS = ["property", "n", "r² (Pearson²)", "Pearson r", "Spearman ρ",
@@ -50,8 +51,8 @@ def _first_shell_table(system: SystemEvaluation, length_unit: str) -> str:
     the shell radius of the whole MD (empty without RDFs)."""
     rows = []
     for pair, radius in system.first_shells.items():
-        key = "[" + pair + "]"
-        rows += [[pair, view, radius, *(system.values[view].get(prefix + key)
+        centre, partner = pair.split("|", 1)
+        rows += [[pair, view, radius, *(system.values[view].get(pair_key(prefix, centre, partner))
                                          for prefix in (RDF_PEAK, RDF_PEAK_HEIGHT, COORDINATION))]
                  for view in _VIEWS_SHOWN]
     if not rows:

@@ -30,6 +30,7 @@ from eqcg.evaluate.properties import (
     default_rdf_r_max,
     species_pairs,
     trajectory_properties,
+    with_fit_windows,
 )
 from eqcg.evaluate.results import (
     COORDINATION,
@@ -171,8 +172,11 @@ def evaluate_system(
              for view in ("reference", "reference_matched")}
     md_windows = {species: fit.fit_window
                   for species, fit in views["reference"].diffusivity.items() if fit is not None}
-    views["model"] = trajectory_properties(traj["model"], options, r_max, md_windows)
     views["model_matched"] = trajectory_properties(traj["model_matched"], options, r_max)
+    views["model"] = (  # the same frames when the reference covers the rollout
+        with_fit_windows(traj["model"], views["model_matched"], options, md_windows)
+        if n_matched == n_finite else
+        trajectory_properties(traj["model"], options, r_max, md_windows))
     shells = _first_shells(views["reference"])
     reference_stability = collision_report(traj["reference_matched"].positions,
                                            traj["reference_matched"].box, model.pbc, threshold)
