@@ -55,7 +55,8 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
     from eqcg.data.store import load_dataset
 
     path = ingest(args.topology, args.trajectory, args.out, fmt=args.format, name=args.name,
-                  units=args.units, timestep=args.timestep, frame_interval=args.frame_interval)
+                  units=args.units, timestep=args.timestep, frame_interval=args.frame_interval,
+                  temperature=args.temperature)
     with load_dataset(path) as dataset:
         print(dataset.summary())
 
@@ -135,7 +136,8 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
                                           ("--format", args.format), ("--units", args.units),
                                           ("--timestep", args.timestep),
                                           ("--frame-interval", args.frame_interval),
-                                          ("--stride", args.stride), ("--name", args.name))
+                                          ("--stride", args.stride), ("--name", args.name),
+                                          ("--temperature", args.temperature))
                  if value is not None]
         if given:
             raise ConfigError(f"simulate: {', '.join(given)} describe a user's files; "
@@ -149,7 +151,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         system = SystemFiles(topology=args.topology, trajectories=args.trajectory,
                              fmt=args.format, name=args.name, units=args.units,
                              timestep=args.timestep, frame_interval=args.frame_interval,
-                             stride=args.stride)
+                             stride=args.stride, temperature=args.temperature)
     out = simulate(args.run, system, args.out, args.steps, options=_rollout_options(args))
     print(f"rollout written to {out} (rollout.h5, <system>.pdb + <system>.dcd)")
 
@@ -257,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MD step in ps (real) or tau (lj), for LAMMPS dumps")
     p.add_argument("--frame-interval", type=float, default=None,
                    help="time between frames when the files carry none")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="thermostat temperature of the MD (K, or epsilon/k_B for lj); models "
+                        "trained with model.temperature_input need it")
 
     p = add("info", _cmd_info, "summarise a dataset, run directory or rollout")
     p.add_argument("path")
@@ -306,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=None,
                    help="trajectory frames per learned step (default: the model's learned "
                         "step over the trajectory's frame interval)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="thermostat temperature of the MD (K, or epsilon/k_B for lj); models "
+                        "trained with model.temperature_input need it")
     p.add_argument("--generate-history", default=None, choices=["polymer", "electrolyte"],
                    help="instead of files: run a short LAMMPS job of one built-in system "
                         "(in OUT/history) for the history")

@@ -15,6 +15,8 @@ The reader is chosen from the file names (``fmt`` overrides):
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from eqcg.data.ase_reader import read_ase
 from eqcg.data.lammps_files import read_lammps
 from eqcg.data.mdtraj_reader import read_mdtraj
 from eqcg.data.store import write_dataset
-from eqcg.data.trajectory import SystemTrajectory
+from eqcg.data.trajectory import TEMPERATURE_ATTRS, SystemTrajectory
 from eqcg.errors import DataError
 from eqcg.run_info import write_run_info
 
@@ -141,6 +143,7 @@ def ingest(
     units: str | None = None,
     timestep: float | None = None,
     frame_interval: float | None = None,
+    temperature: float | None = None,
 ) -> Path:
     """Read one system's files and write them as the dataset ``out/dataset.h5``.
 
@@ -155,6 +158,9 @@ def ingest(
         units: ``"real"`` or ``"lj"``; required for LAMMPS, ``"real"`` by default otherwise.
         timestep: LAMMPS only: MD step length in the dataset time unit (ps or tau).
         frame_interval: time between frames (ps or tau); see each reader.
+        temperature: the thermostat temperature the trajectory was run at (K, or epsilon/k_B
+            in LJ units), stored as the system's attribute ``temperature`` (models with
+            ``model.temperature_input`` read it).
 
     Returns the path of the written dataset file. ``out`` must be a directory (or not exist
     yet); an existing file there is a DataError raised before any file is read.
@@ -163,7 +169,7 @@ def ingest(
     top, paths = Path(topology), [Path(p) for p in trajectories]
     fmt = fmt or detect_format(top, paths)
     system = read_system(top, paths, fmt=fmt, name=name, units=units, timestep=timestep,
-                         frame_interval=frame_interval)
+                         frame_interval=frame_interval, temperature=temperature)
     files = [str(p) for p in [top, *paths]]
     path = write_dataset(out, [system], source=f"eqcg ingest ({fmt}): {', '.join(files)}")
     write_run_info(path.parent, None, None, [],
@@ -180,14 +186,22 @@ def read_system(
     units: str | None = None,
     timestep: float | None = None,
     frame_interval: float | None = None,
+    temperature: float | None = None,
 ) -> SystemTrajectory:
     """Read one system's files as :func:`ingest` does (same arguments), without writing it."""
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise DataError(f"--temperature must be a finite number > 0 (K, or epsilon/k_B in LJ "
+                        f"units), got {temperature}")
     top, paths = Path(topology), [Path(p) for p in trajectories]
     fmt = fmt or detect_format(top, paths)
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    return FORMATS[fmt].read(top, paths, _Options(name or top.stem, units, timestep,
-                                                  frame_interval))
+    system = FORMATS[fmt].read(top, paths, _Options(name or top.stem, units, timestep,
+                                                    frame_interval))
+    if temperature is None:
+        return system
+    return dataclasses.replace(system, attrs={**system.attrs,
+                                              TEMPERATURE_ATTRS[0]: float(temperature)})
 
 
 def _check_output_directory(out: Path) -> None:

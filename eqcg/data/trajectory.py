@@ -19,6 +19,9 @@ from eqcg.units import unit_system
 # key of a system's attrs: wall-clock seconds of the LAMMPS run that generated it (the sum of its
 # loop times), stored by eqcg.systems.generate and read for the speed-ups of an evaluation
 LAMMPS_WALL_SECONDS = "lammps_wall_s"
+# keys of a system's attrs holding its thermostat temperature (K for real units, epsilon/k_B for
+# lj), in the order they are looked up; ``ingest``/``simulate --temperature`` write the first
+TEMPERATURE_ATTRS = ("temperature", "temperature_K")
 
 
 @dataclass
@@ -133,6 +136,14 @@ class SystemTrajectory:
     @property
     def n_atoms(self) -> int:
         return self.topology.n_atoms
+
+    @property
+    def temperature(self) -> float | None:
+        """Thermostat temperature from the attrs (:data:`TEMPERATURE_ATTRS`), or ``None``."""
+        for key in TEMPERATURE_ATTRS:
+            if key in self.attrs:
+                return float(self.attrs[key])
+        return None
 
     @property
     def frame_interval(self) -> float:

@@ -54,6 +54,8 @@ class SystemFiles:
         frame_interval: time between frames (ps or tau) when the files carry none.
         stride: trajectory frames per learned step (default: the model's learned step over the
             trajectory's frame interval).
+        temperature: thermostat temperature of the MD (K or epsilon/k_B); needed by models
+            trained with ``model.temperature_input``.
     """
 
     topology: PathLike
@@ -64,6 +66,7 @@ class SystemFiles:
     timestep: float | None = None
     frame_interval: float | None = None
     stride: int | None = None
+    temperature: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -162,7 +165,8 @@ def _read(files: SystemFiles, loaded: LoadedRun) -> _Start:
         frame_interval = _learned_step(loaded) / files.stride
     trajectory = read_system(topology, paths, fmt=fmt, name=files.name,
                              units=files.units or loaded.metadata.get("units"),
-                             timestep=files.timestep, frame_interval=frame_interval)
+                             timestep=files.timestep, frame_interval=frame_interval,
+                             temperature=files.temperature)
     request = {"topology": str(topology.resolve()),
                "trajectories": [str(p.resolve()) for p in paths]}
     return _Start(trajectory, str(topology), ", ".join(map(str, paths)), request)

@@ -34,13 +34,13 @@ from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.distributed import DistributedContext, distributed_context
 from eqcg.errors import ConfigError, DataError
-from eqcg.graphs.system import CGSystem, prepare_systems
+from eqcg.graphs.system import CGSystem, prepare_systems, require_temperatures
 from eqcg.graphs.windows import history_frames
 from eqcg.interrupt import Interrupted, interruptible, signal_of, uninterrupted
 from eqcg.models.checkpoint import BEST, load_simulator, resolve_checkpoint
+from eqcg.models.gaussian import gaussian_noise
 from eqcg.models.simulator import Simulator
 from eqcg.run_info import write_run_info
-from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import RolloutFailure, RolloutResult, rollout
 from eqcg.simulate.writer import (
@@ -311,6 +311,8 @@ def _execute(
         return out
     mine = job.systems[ctx.rank :: ctx.world]
     cg_systems = source.coarse_grain(mine) if mine else []
+    if simulator.requires_temperature:
+        require_temperatures(cg_systems, f"rollout of run {run}")
     batch = (start_batch(cg_systems, simulator.history, source.stride, options.start_frame,
                          options.dtype).to(ctx.device) if mine else None)
     generator = torch.Generator(device=ctx.device)

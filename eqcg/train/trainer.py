@@ -39,7 +39,12 @@ from eqcg.config import Config, config_from_dict, save_config
 from eqcg.data.store import dataset_file, load_dataset
 from eqcg.distributed import DistributedContext, distributed_context
 from eqcg.errors import ConfigError, DataError
-from eqcg.graphs.system import CGSystem, TypeVocabulary, prepare_systems
+from eqcg.graphs.system import (
+    CGSystem,
+    TypeVocabulary,
+    prepare_systems,
+    require_temperatures,
+)
 from eqcg.graphs.windows import WindowDataset, split_systems
 from eqcg.interrupt import Interrupted, interruptible, signal_of, uninterrupted
 from eqcg.models.checkpoint import (
@@ -255,6 +260,7 @@ class _Data:
     val_windows: WindowDataset
     velocity_scale: float
     acceleration_scale: float
+    temperature_scale: float  # mean temperature of the training systems (1 without them)
     metadata: dict[str, Any]  # dataset, units, frame interval and split, stored in checkpoints
 
 
@@ -407,6 +413,10 @@ def _prepare_data(job: _Job, vocabulary: TypeVocabulary | None) -> _Data:
     windows = WindowDataset(train_systems, config.data.history + int(config.train.pushforward),
                             config.data.dilation, config.data.stride, job.dtype)
     velocity_scale, acceleration_scale = _scales(train_systems, config.data.dilation)
+    temperature_scale = 1.0
+    if config.model.temperature_input:
+        require_temperatures(train_systems + val_systems, f"dataset {dataset.path}")
+        temperature_scale = float(np.mean([system.temperature for system in train_systems]))
     return _Data(
         vocabulary=vocabulary,
         windows=windows,
@@ -415,6 +425,7 @@ def _prepare_data(job: _Job, vocabulary: TypeVocabulary | None) -> _Data:
                                   job.dtype),
         velocity_scale=velocity_scale,
         acceleration_scale=acceleration_scale,
+        temperature_scale=temperature_scale,
         metadata={
             "dataset": str(dataset.path),
             "units": dataset.units,
@@ -433,7 +444,7 @@ def _start_run(
     config = job.config
     simulator = resumed or Simulator(config.model, config.score, data.vocabulary,
                                      config.data.history, data.velocity_scale,
-                                     data.acceleration_scale)
+                                     data.acceleration_scale, data.temperature_scale)
     simulator = simulator.to(device=ctx.device, dtype=job.dtype)
     module = ctx.wrap(_LossModule(simulator))
     optimizer = torch.optim.Adam(simulator.parameters(), lr=config.train.lr)
