@@ -1,17 +1,24 @@
-"""Dynamical metrics: autocorrelation and relaxation times, mean squared displacement, diffusivity.
+"""Dynamical metrics: autocorrelation and relaxation times, mean squared displacement, diffusivity,
+and the statistics of one-step displacements (how the beads of a molecule move together).
 
 Times are in the trajectory's time unit (ps for ``real`` data, tau for ``lj``), lengths in its
-length unit (Å or sigma). Frames are taken to be evenly spaced ``dt`` apart.
+length unit (Å or sigma). Frames are taken to be evenly spaced ``dt`` apart; a "step" is
+``stride`` frames (one learned step of a rollout saved every step, or the same time in the
+reference MD).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
 import scipy.optimize
+import scipy.sparse
+import scipy.sparse.csgraph
 
+from eqcg.metrics.structure import centres_of_mass
 from eqcg.units import unit_system
 
 # complex numbers held at once by one FFT of mean_squared_displacement (bounds its memory)
@@ -279,3 +286,181 @@ def diffusivity_unit(units: str) -> tuple[float, str]:
     if system.name == "real":
         return 1e-4, "cm^2/s"
     return 1.0, f"{system.length}^2/{system.time}"
+
+
+def step_displacements(positions: np.ndarray, stride: int = 1) -> np.ndarray:
+    """``(n_frames - stride, n, 3)`` displacements ``x(t + stride) - x(t)`` from every frame.
+
+    Args:
+        positions: ``(n_frames, n, 3)`` unwrapped positions (length unit).
+        stride: frames per step (>= 1); origins overlap when ``stride > 1``.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    pos = np.asarray(positions, dtype=np.float64)
+    return pos[stride:] - pos[:-stride]
+
+
+def step_correlations(steps: np.ndarray) -> np.ndarray:
+    """``(n, n)`` correlation of the steps of every two particles,
+    ``C_ij = <dx_i . dx_j>_t / sqrt(<|dx_i|^2>_t <|dx_j|^2>_t)`` (``C_ii = 1``; NaN for a
+    particle that never moves).
+
+    Args:
+        steps: ``(n_steps, n, 3)`` displacements (:func:`step_displacements`).
+    """
+    flat = np.moveaxis(np.asarray(steps, dtype=np.float64), 1, 0).reshape(steps.shape[1], -1)
+    gram = flat @ flat.T / steps.shape[0]  # (n, n) <dx_i . dx_j>_t
+    scale = np.sqrt(np.diag(gram))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return gram / np.outer(scale, scale)
+
+
+@dataclass
+class MoleculeSteps:
+    """One-step displacement statistics of every molecule with more than one particle.
+
+    Attributes:
+        molecules: ``(n_chains,)`` molecule index of each.
+        n_particles: ``(n_chains,)`` particles (beads) in each.
+        bead_msd: ``(n_chains,)`` mean over its particles of ``<|dx_i|^2>_t`` (length^2).
+        com_msd: ``(n_chains,)`` ``<|dX|^2>_t`` of its mass-weighted centre (length^2).
+        collective_ratio: ``(n_chains,)`` ``n_particles * com_msd / bead_msd``: 1 for
+            independent equal-mass particles, ``1 + (n - 1) rho`` for equal correlations
+            ``rho``, ``n`` for a rigid translation.
+        correlation: ``(n_chains,)`` mean of :func:`step_correlations` over its ordered pairs
+            ``i != j`` (rho-bar).
+    """
+
+    molecules: np.ndarray
+    n_particles: np.ndarray
+    bead_msd: np.ndarray
+    com_msd: np.ndarray
+    collective_ratio: np.ndarray
+    correlation: np.ndarray
+
+
+def multi_particle_molecules(molecules: np.ndarray) -> np.ndarray:
+    """``(n_chains,)`` indices of the molecules with more than one particle."""
+    return np.flatnonzero(np.bincount(np.asarray(molecules, dtype=np.int64)) > 1)
+
+
+def molecule_steps(
+    steps: np.ndarray,
+    masses: np.ndarray,
+    molecules: np.ndarray,
+    correlations: np.ndarray | None = None,
+) -> MoleculeSteps:
+    """:class:`MoleculeSteps` of ``steps (n_steps, n, 3)`` for particles of ``masses (n,)`` in
+    ``molecules (n,)`` (index ``0..n_molecules-1``); ``correlations``: their
+    :func:`step_correlations` if already computed."""
+    steps = np.asarray(steps, dtype=np.float64)
+    molecules = np.asarray(molecules, dtype=np.int64)
+    chains = multi_particle_molecules(molecules)
+    count = np.bincount(molecules).astype(np.float64)
+    particle_msd = np.mean(np.sum(steps**2, axis=-1), axis=0)  # (n,)
+    bead_msd = np.bincount(molecules, weights=particle_msd) / count
+    com_steps = centres_of_mass(steps, masses, molecules)  # (n_steps, n_molecules, 3)
+    com_msd = np.mean(np.sum(com_steps**2, axis=-1), axis=0)
+    corr = step_correlations(steps) if correlations is None else correlations
+    same = (molecules[:, None] == molecules[None, :]) & ~np.eye(molecules.shape[0], dtype=bool)
+    pair_sum = np.bincount(molecules, weights=np.where(same, corr, 0.0).sum(axis=1))
+    pairs = count * (count - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = pair_sum / pairs
+        collective = count * com_msd / bead_msd
+    return MoleculeSteps(
+        molecules=chains, n_particles=count[chains].astype(np.int64), bead_msd=bead_msd[chains],
+        com_msd=com_msd[chains], collective_ratio=collective[chains],
+        correlation=correlation[chains],
+    )
+
+
+def bond_separation(bonds: np.ndarray, n: int) -> np.ndarray:
+    """``(n, n)`` number of bonds on the shortest path between two particles (``inf`` for
+    particles of different molecules, 0 on the diagonal).
+
+    Args:
+        bonds: ``(n_bonds, 2)`` particle indices.
+        n: number of particles.
+    """
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    graph = scipy.sparse.coo_matrix(
+        (np.ones(bonds.shape[0]), (bonds[:, 0], bonds[:, 1])), shape=(n, n)).tocsr()
+    return scipy.sparse.csgraph.shortest_path(graph, method="D", directed=False, unweighted=True)
+
+
+def correlation_profile(
+    correlations: np.ndarray, separation: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean pair correlation against separation along the bonds.
+
+    Args:
+        correlations: ``(n, n)`` pair statistics (:func:`step_correlations`).
+        separation: ``(n, n)`` bonds between the pairs (:func:`bond_separation`).
+
+    Returns ``separations (k,)`` (1 .. the largest finite one) and the mean of
+    ``correlations`` over the pairs ``i != j`` at each (NaN where there is no pair or every
+    value is NaN); empty arrays without bonded pairs.
+    """
+    finite = np.isfinite(separation) & (separation > 0) & np.isfinite(correlations)
+    if not finite.any():
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    which = separation[finite].astype(np.int64)
+    total = np.bincount(which, weights=correlations[finite])[1:]
+    count = np.bincount(which)[1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.arange(1, total.shape[0] + 1), total / count
+
+
+def velocity_autocorrelation(
+    positions: np.ndarray, stride: int = 1, max_lag: int = 50
+) -> np.ndarray:
+    """Normalised autocorrelation of step velocities, pooled over particles.
+
+    The velocity is the displacement over one step of ``stride`` frames (divided by its time,
+    which the normalisation cancels), taken from every frame; ``C(m) = <v(t) . v(t + m
+    stride)> / <v . v>`` over all origins and particles, for ``m = 0 .. max_lag`` steps (fewer
+    when the trajectory is shorter). A random walk gives ``C(m >= 1) = 0``.
+
+    Args:
+        positions: ``(n_frames, n, 3)`` unwrapped positions (at least ``stride + 2`` frames).
+        stride: frames per step.
+        max_lag: last lag (steps).
+    """
+    velocities = step_displacements(positions, stride)
+    acf = autocorrelation(velocities, subtract_mean=False, max_lag=max_lag * stride)
+    return acf[::stride]
+
+
+def langevin_com_diffusivity(temperature: float, damp: float, mass: float) -> float:
+    """``D = k T / (M gamma)`` of the centre of mass of a molecule of mass ``M`` in a Langevin
+    bath with friction rate ``gamma = 1 / damp`` and no hydrodynamics (LJ units, ``k = 1``).
+
+    LAMMPS' ``fix langevin`` pulls every particle with ``-m v / damp`` plus noise; summed over a
+    molecule the internal forces cancel, so its centre of mass is an Ornstein-Uhlenbeck particle
+    of mass ``M`` and friction ``M / damp`` whatever the molecule's shape.
+    """
+    return float(temperature * damp / mass)
+
+
+def exact_com_diffusivity(
+    attrs: Mapping[str, object], units: str, masses: np.ndarray, molecules: np.ndarray
+) -> float | None:
+    """The exact centre-of-mass diffusivity of a system (sigma^2/tau), when it is known:
+    :func:`langevin_com_diffusivity` of a single molecule in ``lj`` units whose ``attrs``
+    record the Langevin ``temperature`` and ``damp`` (the built-in polymer chains); ``None``
+    otherwise.
+
+    Args:
+        attrs: the reference system's attributes.
+        units: its unit system name.
+        masses: ``(n,)`` masses of its particles (atoms or beads: only their sum is used).
+        molecules: ``(n,)`` molecule index of each particle.
+    """
+    if units != "lj" or not {"temperature", "damp"} <= set(attrs):
+        return None
+    if np.unique(np.asarray(molecules)).shape[0] != 1:
+        return None
+    return langevin_com_diffusivity(float(attrs["temperature"]), float(attrs["damp"]),
+                                    float(np.sum(masses)))
