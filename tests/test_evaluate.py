@@ -148,9 +148,10 @@ def test_evaluate_writes_metrics_report_and_plots(evaluated):
     report = (out / REPORT_FILE).read_text()
     plots = [path for s in metrics["systems"].values() for path in s["plots"].values()]
     plots += list(metrics["aggregate"]["plots"].values())
-    assert set(metrics["systems"]["sys0"]["plots"]) == {"rg", "msd", "structure"}
+    assert set(metrics["systems"]["sys0"]["plots"]) == {"rg", "msd", "structure", "dynamics"}
     assert set(metrics["aggregate"]["plots"]) == {"agreement"}
     assert "| centre\\|partner | view |" in report  # a | in a cell is escaped
+    assert "### Model vs MD beside the MD ceiling" in report
     assert "| Li\\|C+O | model |" in report  # the first-shell rows of each periodic system
     for path in plots:
         assert f"]({path})" in report

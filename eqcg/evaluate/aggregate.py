@@ -1,7 +1,9 @@
 """Numbers over all systems of an evaluation: :func:`aggregate`.
 
 Cross-system agreement pairs ``model_matched`` with ``reference_matched`` (same simulated span,
-same frame spacing) and, separately, ``model`` with ``reference`` (whole trajectories).
+same frame spacing) and, separately, ``model`` with ``reference`` (whole trajectories); the
+MD's first half with its second (``md_halves``: the ceiling the MD sets on the dynamic
+properties), and the exact values, where known, with the whole MD and the whole rollout.
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ import numpy as np
 
 from eqcg.evaluate.results import (
     COORDINATION,
+    EXACT,
+    EXACT_COM,
     RDF_PEAK,
     RDF_PEAK_HEIGHT,
+    REFERENCE_HALVES,
+    STEP_KEYS,
+    VACF_LAG1,
     VIEWS,
     Aggregate,
     AgreementEntry,
@@ -39,6 +46,10 @@ from eqcg.units import unit_system
 
 AGREEMENT_PAIRS = {"matched": ("reference_matched", "model_matched"),
                    "whole": ("reference", "model")}
+# pairs whose values exist for some properties only: agreement of those both sides have
+PARTIAL_PAIRS = {"md_halves": REFERENCE_HALVES,
+                 "exact_reference": (EXACT, "reference"),
+                 "exact_model": (EXACT, "model")}
 
 
 def property_unit(key: str, units: str) -> str:
@@ -46,6 +57,10 @@ def property_unit(key: str, units: str) -> str:
     system = unit_system(units)
     if key.startswith("diffusivity"):
         return diffusivity_unit(units)[1]
+    if key.endswith("_step_msd"):
+        return f"{system.length}²"
+    if key in STEP_KEYS or key.startswith(VACF_LAG1):
+        return "1"
     if key.startswith(COORDINATION):
         return "beads"
     if key.startswith(RDF_PEAK_HEIGHT + "["):
@@ -118,8 +133,49 @@ def _collisions_per_1000_steps(system: SystemEvaluation) -> float | None:
 
 
 def _median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
+    present = [v for v in values if v is not None and np.isfinite(v)]
     return float(np.median(present)) if present else None
+
+
+def _shared_keys(systems: list[SystemEvaluation], reference: str, model: str) -> list[str]:
+    """The property names that both views have in at least one of ``systems``, sorted."""
+    return sorted({key for s in systems
+                   for key in s.values.get(reference, {}).keys() & s.values.get(model, {}).keys()})
+
+
+def _dynamics_medians(systems: list[SystemEvaluation]) -> dict[str, dict[str, float | None]]:
+    """Medians over systems of the one-step statistics, of the model's over the MD's one-step
+    MSDs and of the chain centre-of-mass diffusivity over its exact value (see
+    :attr:`Aggregate.medians`)."""
+    def column(view: str, key: str) -> list[float | None]:
+        return [s.values.get(view, {}).get(key) for s in systems]
+
+    out: dict[str, dict[str, float | None]] = {
+        key: {view: _median(column(view, key)) for view in ("model", "reference")}
+        for key in ("collective_ratio", "step_correlation")}
+    for key in ("com_step_ratio", "bead_step_ratio"):
+        out[key] = {"model/reference": _median([s.dynamics.get(key) for s in systems])}
+    exact = property_column(systems, EXACT, EXACT_COM)
+    if np.isfinite(exact).any():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"{EXACT_COM}/{EXACT}"] = {
+                view: _median(list(property_column(systems, view, EXACT_COM) / exact))
+                for view in ("model", "reference")}
+    return out
+
+
+def _agreement_pairs(
+    systems: list[SystemEvaluation], keys: list[str]
+) -> list[tuple[str, tuple[str, str], list[str]]]:
+    """``(pair, (reference view, model view), property names)`` of every agreement pair:
+    :data:`AGREEMENT_PAIRS` over ``keys``, :data:`PARTIAL_PAIRS` over the names both of their
+    views have (left out when there is none)."""
+    out = [(pair, views, keys) for pair, views in AGREEMENT_PAIRS.items()]
+    for pair, views in PARTIAL_PAIRS.items():
+        shared = _shared_keys(systems, *views)
+        if shared:
+            out.append((pair, views, shared))
+    return out
 
 
 def aggregate(systems: dict[str, SystemEvaluation], units: str) -> Aggregate:
@@ -147,8 +203,8 @@ def aggregate(systems: dict[str, SystemEvaluation], units: str) -> Aggregate:
         ),
         agreement={pair: {key: agreement_entry(property_column(evaluations, ref, key),
                                                property_column(evaluations, mod, key))
-                          for key in keys}
-                   for pair, (ref, mod) in AGREEMENT_PAIRS.items()},
+                          for key in pair_keys}
+                   for pair, (ref, mod), pair_keys in _agreement_pairs(evaluations, keys)},
         mean_over_systems={key: {view: mean(view, key) for view in VIEWS} for key in keys},
         units={key: property_unit(key, units) for key in keys},
         speed=SpeedMedians(
@@ -157,6 +213,7 @@ def aggregate(systems: dict[str, SystemEvaluation], units: str) -> Aggregate:
             reference_median=_median([s.speed.reference_md for s in evaluations]),
             speedup_median=_median([s.speed.speedup for s in evaluations]),
         ),
+        medians=_dynamics_medians(evaluations),
         system_means={
             "collision_free": system_mean(
                 [float(s["collision_free"]) for s in model_stability]),

@@ -11,6 +11,8 @@ from eqcg.evaluate.figures import comparison_figures
 from eqcg.evaluate.markdown import fmt, image, table
 from eqcg.evaluate.results import (
     COORDINATION,
+    EXACT,
+    EXACT_COM,
     PREFERRED_SPECIES,
     RDF_PEAK,
     RDF_PEAK_HEIGHT,
@@ -59,16 +61,36 @@ def _first_shell_entries(aggregate: Aggregate) -> list[AgreementEntry | None]:
             for prefix in (COORDINATION, RDF_PEAK, RDF_PEAK_HEIGHT)]
 
 
+def _median_columns(aggregate: Aggregate) -> dict[str, float | None]:
+    """The comparison columns that are medians over systems (:attr:`Aggregate.medians`)."""
+    medians = aggregate.medians
+    sources = {
+        "com_diffusivity_exact_model": (f"{EXACT_COM}/{EXACT}", "model"),
+        "com_diffusivity_exact_md": (f"{EXACT_COM}/{EXACT}", "reference"),
+        "com_step_ratio": ("com_step_ratio", "model/reference"),
+        "collective_ratio_model": ("collective_ratio", "model"),
+        "collective_ratio_md": ("collective_ratio", "reference"),
+        "step_correlation_model": ("step_correlation", "model"),
+        "step_correlation_md": ("step_correlation", "reference"),
+    }
+    return {column: medians.get(name, {}).get(view) for column, (name, view) in sources.items()}
+
+
 def comparison_row(label: str, report: Path, summary: EvaluationSummary,
                    aggregate: Aggregate | None = None) -> ComparisonRow:
     """The columns of one evaluation (or of ``aggregate``, one group of its systems) with their
     bootstrap intervals: Rg and relaxation agreement at the same simulated span, diffusivity
-    and first-shell agreement over each trajectory's whole span."""
+    and first-shell agreement over each trajectory's whole span, the MD's split-half ceiling
+    of the diffusivity, the chain centre-of-mass D against its exact value, and medians over
+    systems of the one-step statistics (whole trajectories)."""
     aggregate = summary.aggregate if aggregate is None else aggregate
     matched = aggregate.agreement["matched"]
     rg, relaxation = matched.get("rg_mean"), matched.get("rg_relaxation_integrated")
     end_to_end = matched.get("end_to_end_relaxation_integrated")
     diffusivity = _diffusivity_entry(aggregate.agreement["whole"])
+    halves = _diffusivity_entry(aggregate.agreement.get("md_halves", {}))
+    exact_md, exact_model = (aggregate.agreement.get(pair, {}).get(EXACT_COM)
+                             for pair in ("exact_reference", "exact_model"))
     coordination, rdf_peak, rdf_peak_height = _first_shell_entries(aggregate)
     stability, speed, means = aggregate.stability, aggregate.speed, aggregate.system_means
     agreement_columns = {
@@ -78,6 +100,10 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
         "diffusivity_spearman": (diffusivity, "spearman_rho"),
         "diffusivity_within_1_5x": (diffusivity, "within_1_5x"),
         "diffusivity_within_2x": (diffusivity, "within_2x"),
+        "diffusivity_md_halves_spearman": (halves, "spearman_rho"),
+        "diffusivity_md_halves_within_1_5x": (halves, "within_1_5x"),
+        "com_diffusivity_exact_within_1_5x_model": (exact_model, "within_1_5x"),
+        "com_diffusivity_exact_within_1_5x_md": (exact_md, "within_1_5x"),
         "coordination_error": (coordination, "relative_error"),
         "rdf_peak_error": (rdf_peak, "relative_error"),
         "rdf_peak_height_error": (rdf_peak_height, "relative_error"),
@@ -103,11 +129,15 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
         calibration=summary.calibration.get("mean_mahalanobis_squared"),
         model_speed=speed.model_median,
         speedup=speed.speedup_median,
+        **_median_columns(aggregate),
         n_systems=aggregate.n_systems,
         intervals=intervals,
         diffusivity_by_species={
             species: aggregate.agreement["whole"][diffusivity_key(species)]
             for species in diffusing_species(aggregate.agreement["whole"])},
+        diffusivity_ceiling_by_species={
+            species: aggregate.agreement["md_halves"][diffusivity_key(species)]
+            for species in diffusing_species(aggregate.agreement.get("md_halves", {}))},
     )
 
 
@@ -134,6 +164,14 @@ def _cell(value: float | None, interval: list[float | None] | None) -> str:
     return f"{fmt(value)} [{fmt(interval[0])}, {fmt(interval[1])}]"
 
 
+def _ceiling_cells(entry: AgreementEntry | None) -> list[str]:
+    """The MD split-half Spearman and within-1.5x cells (``n/a`` without an entry)."""
+    if entry is None:
+        return [fmt(None), fmt(None)]
+    return [_cell(getattr(entry, name), entry.intervals.get(name))
+            for name in ("spearman_rho", "within_1_5x")]
+
+
 def _markdown(comparison: Comparison) -> str:
     lines = ["# Comparison", "", table(
         ["label", "systems", *comparison.columns.values()],
@@ -148,12 +186,15 @@ def _markdown(comparison: Comparison) -> str:
     lines += [image(path, "comparison of the columns above") for path in comparison.plots.values()]
     lines += ["", "## Diffusivity of every species", "", table(
         ["label", "species", "systems", "Spearman ρ", "within 1.5x", "within 2x",
-         "mean relative error"],
+         "mean relative error", "MD halves Spearman ρ", "MD halves within 1.5x"],
         [[row.label, species, entry.n,
           *(_cell(getattr(entry, name), entry.intervals.get(name))
-            for name in ("spearman_rho", "within_1_5x", "within_2x", "relative_error"))]
+            for name in ("spearman_rho", "within_1_5x", "within_2x", "relative_error")),
+          *_ceiling_cells(row.diffusivity_ceiling_by_species.get(species))]
          for row in comparison.rows for species, entry in row.diffusivity_by_species.items()],
-    ), "", "Each trajectory's whole span; [low, high]: bootstrap 95 % interval over systems.", ""]
+    ), "", "Each trajectory's whole span; [low, high]: bootstrap 95 % interval over systems; "
+           "MD halves: the first half of each MD trajectory against its second (each fitted "
+           "on its own), the agreement the MD itself can resolve.", ""]
     return "\n".join(lines)
 
 

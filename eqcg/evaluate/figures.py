@@ -12,7 +12,13 @@ import numpy as np
 
 from eqcg.evaluate import plots
 from eqcg.evaluate.aggregate import property_column, property_unit
-from eqcg.evaluate.properties import TrajectoryProperties, species_pairs
+from eqcg.evaluate.properties import (
+    ALL_BEADS,
+    CHAIN_COM,
+    TrajectoryProperties,
+    lag_ratio,
+    species_pairs,
+)
 from eqcg.evaluate.results import Aggregate, ComparisonRow, SystemEvaluation
 from eqcg.units import unit_system
 
@@ -28,13 +34,62 @@ def _draw(out: Path, relative: str, panels: list[plots.Panel]) -> str:
     return plots.draw(out / PLOTS_DIR / relative, panels).relative_to(out).as_posix()
 
 
+def _msd_curve(props: TrajectoryProperties, key: str) -> np.ndarray | None:
+    return props.msd_beads if key == ALL_BEADS else props.msd.get(key)
+
+
+def dynamics_panels(
+    name: str, model: TrajectoryProperties, reference: TrajectoryProperties, units: str,
+    exact_com: float | None = None,
+) -> list[plots.Panel]:
+    """Panels of the whole rollout against the whole MD at the same step: MSDs of all beads and
+    of chain centres of mass (with the exact ``6 D t`` where ``exact_com`` gives D), their
+    ratio, velocity autocorrelations and the bead step correlation along the chain."""
+    u = unit_system(units)
+    sides = {"model": model, "MD (whole)": reference}
+    panels = []
+    for key, what in ((ALL_BEADS, "all beads"), (CHAIN_COM, "chain centres of mass")):
+        series = {label: (p.lag_time, _msd_curve(p, key)) for label, p in sides.items()
+                  if p.lag_time is not None and _msd_curve(p, key) is not None}
+        if key == CHAIN_COM and exact_com is not None and series:
+            lag = reference.lag_time
+            series["exact 6 D t"] = (lag, 6.0 * exact_com * lag)
+        if series:
+            panels.append(plots.Panel(f"{name}: MSD of {what}", f"lag [{u.time}]",
+                                      f"MSD [{u.length}²]", log=True, series=series))
+    ratios = {}
+    for key in (ALL_BEADS, CHAIN_COM):
+        a, b = _msd_curve(model, key), _msd_curve(reference, key)
+        if a is not None and b is not None:
+            ratios[key] = lag_ratio(model.lag_time, a, reference.lag_time, b)
+    if ratios:
+        panels.append(plots.Panel(f"{name}: MSD model / MD", f"lag [{u.time}]", "ratio",
+                                  xlog=True, series=ratios, hline=1.0))
+    for key, what in ((ALL_BEADS, "beads"), (CHAIN_COM, "chain centres of mass")):
+        series = {label: (p.step_time * np.arange(p.vacf[key].shape[0]), p.vacf[key])
+                  for label, p in sides.items() if key in p.vacf}
+        if series:
+            panels.append(plots.Panel(f"{name}: step-velocity autocorrelation, {what}",
+                                      f"lag [{u.time}]", "C(t)", series=series, hline=0.0))
+    series = {label: p.correlation_profile for label, p in sides.items()
+              if p.correlation_profile is not None and p.correlation_profile[0].size}
+    if series:
+        panels.append(plots.Panel(f"{name}: one-step correlation of two beads",
+                                  "CG bonds between them", "<dx_i.dx_j> / (|dx_i| |dx_j|)",
+                                  series=series, hline=0.0))
+    return panels
+
+
 def system_figures(
-    out: Path, name: str, views: dict[str, TrajectoryProperties], units: str
+    out: Path, name: str, views: dict[str, TrajectoryProperties], units: str,
+    exact_com: float | None = None,
 ) -> dict[str, str]:
-    """Draw one system's figures (``rg``, ``msd``, ``structure``, those that have panels).
+    """Draw one system's figures (``rg``, ``msd``, ``structure``, ``dynamics``, those that
+    have panels).
 
     Model curves are the whole finite rollout; MD curves the reference at the rollout's frames
-    ("same span") and, for distributions and MSDs, the whole reference.
+    ("same span") and, for distributions and MSDs, the whole reference. ``dynamics``:
+    :func:`dynamics_panels` (``exact_com``: the exact chain centre-of-mass D, if known).
     """
     u = unit_system(units)
     shown = {label: views[view] for view, label in _PLOT_LABELS.items()}
@@ -76,6 +131,8 @@ def system_figures(
         panels["structure"].append(plots.Panel(
             f"{name}: CG bond lengths", f"bond length [{u.length}]", "probability density",
             kind="hist", series={label: p.bond_lengths for label, p in shown.items()}))
+    panels["dynamics"] = dynamics_panels(name, views["model"], views["reference"], units,
+                                         exact_com)
     return {kind: _draw(out, f"{_safe(name)}/{kind}.png", figure)
             for kind, figure in panels.items() if figure}
 

@@ -35,6 +35,7 @@ class Panel:
             series ``(labels, values)``, ``None`` values shown as "n/a").
         series: label -> data, as described for ``kind``.
         log: log-log axes (line panels; non-positive points are dropped).
+        xlog: a logarithmic x axis only (line panels; non-positive x are dropped).
         spans: label -> ``(x0, x1)`` shaded in that series' colour (fit windows).
         hline: y of a dashed horizontal guide (g(r) = 1, C = 0).
         names: point labels of a scatter panel.
@@ -46,6 +47,7 @@ class Panel:
     kind: str = "line"
     series: Mapping[str, object] = field(default_factory=dict)
     log: bool = False
+    xlog: bool = False
     spans: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     hline: float | None = None
     names: Sequence[str] = ()
@@ -54,14 +56,15 @@ class Panel:
 def _line(ax: plt.Axes, panel: Panel) -> None:
     for label, (x, y) in panel.series.items():
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-        if panel.log:
-            keep = (x > 0) & (y > 0)
+        if panel.log or panel.xlog:
+            keep = (x > 0) & ((y > 0) | (not panel.log))
             x, y = x[keep], y[keep]
         (line,) = ax.plot(x, y, label=label, lw=1.2)
         if label in panel.spans:
             ax.axvspan(*panel.spans[label], color=line.get_color(), alpha=0.12)
-    if panel.log:
+    if panel.log or panel.xlog:
         ax.set_xscale("log")
+    if panel.log:
         ax.set_yscale("log")
     ax.legend(fontsize=7)
 

@@ -116,7 +116,8 @@ def evaluate(
     systems = {name: evaluation for name, (evaluation, _) in evaluated.items()}
     if draw_plots:
         for name, (evaluation, views) in evaluated.items():
-            evaluation.plots = system_figures(out, name, views, units)
+            evaluation.plots = system_figures(
+                out, name, views, units, evaluation.dynamics.get("exact_com_diffusivity"))
     summary = EvaluationSummary(
         label=Path(rollout_dir).resolve().name,
         model=" + ".join(sorted({s.model for s in systems.values()} - {""})),

@@ -5,8 +5,11 @@ from __future__ import annotations
 from eqcg.evaluate.markdown import image, table
 from eqcg.evaluate.results import (
     COORDINATION,
+    EXACT,
+    EXACT_COM,
     RDF_PEAK,
     RDF_PEAK_HEIGHT,
+    Aggregate,
     AgreementEntry,
     EvaluationSummary,
     SystemEvaluation,
@@ -32,6 +35,83 @@ def _calibration_markdown(calibration: dict) -> str:
                      "mean squared Mahalanobis distance"],
                     [[calibration["covariance"], calibration["coverage_68"],
                       calibration["coverage_95"], calibration["mean_mahalanobis_squared"]]]))
+
+
+def _ceiling_table(agg: Aggregate) -> str:
+    """Model-vs-MD agreement (whole trajectories) beside the MD's half-vs-half agreement of
+    every dynamic property."""
+    whole, halves = agg.agreement["whole"], agg.agreement.get("md_halves", {})
+    rows = []
+    for key, ceiling in halves.items():
+        model = whole.get(key)
+        rows.append([key, *(getattr(entry, name) if entry else None for entry in (model, ceiling)
+                            for name in ("n", "spearman_rho", "within_1_5x",
+                                         "pearson_r_squared"))])
+    return table(["property", "n", "Spearman ρ", "within 1.5x", "r² (Pearson²)",
+                  "MD halves n", "MD halves Spearman ρ", "MD halves within 1.5x",
+                  "MD halves r² (Pearson²)"], rows)
+
+
+def _exact_table(agg: Aggregate) -> str:
+    """The chain centre-of-mass D of the whole MD and the whole rollout against the exact value
+    (empty without one)."""
+    medians = agg.medians.get(f"{EXACT_COM}/{EXACT}", {})
+    rows = []
+    for label, pair, view in (("MD", "exact_reference", "reference"),
+                              ("model", "exact_model", "model")):
+        entry = agg.agreement.get(pair, {}).get(EXACT_COM)
+        if entry is not None:
+            rows.append([label, entry.n, medians.get(view), entry.within_1_5x, entry.within_2x,
+                         entry.spearman_rho])
+    if not rows:
+        return ""
+    return ("Exact D = kT damp / M of a lone Langevin chain (no hydrodynamics).\n\n"
+            + table(["trajectory", "n", "median D / D_exact", "within 1.5x of exact",
+                     "within 2x of exact", "Spearman ρ with exact"], rows))
+
+
+def _medians_table(agg: Aggregate) -> str:
+    """Medians over systems of the one-step statistics (whole trajectories)."""
+    m = agg.medians
+    rows = [[name, m.get(key, {}).get("model"), m.get(key, {}).get("reference")]
+            for name, key in (("collective ratio", "collective_ratio"),
+                              ("step correlation ρ̄", "step_correlation"))]
+    rows += [[f"{name} model / MD", m.get(key, {}).get("model/reference"), None]
+             for name, key in (("COM one-step MSD", "com_step_ratio"),
+                               ("bead one-step MSD", "bead_step_ratio"))]
+    return table(["median over systems", "model", "MD"], rows)
+
+
+def _system_dynamics_table(summary: EvaluationSummary) -> str:
+    """One row per system: the one-step statistics of the whole rollout and the whole MD, and
+    the chain centre-of-mass D against its exact value."""
+    rows = []
+    for name, s in summary.systems.items():
+        model, md = s.values["model"], s.values["reference"]
+        rows.append([name, s.dynamics.get("com_step_ratio"), model.get("collective_ratio"),
+                     md.get("collective_ratio"), model.get("step_correlation"),
+                     md.get("step_correlation"), model.get(EXACT_COM), md.get(EXACT_COM),
+                     s.values.get(EXACT, {}).get(EXACT_COM)])
+    return table(["system", "COM step MSD model/MD", "collective ratio model",
+                  "collective ratio MD", "ρ̄ model", "ρ̄ MD", "D chain COM model",
+                  "D chain COM MD", "D exact"], rows)
+
+
+def _dynamics_markdown(summary: EvaluationSummary) -> list[str]:
+    """The dynamics section: the MD ceiling, exact values and one-step statistics."""
+    agg = summary.aggregate
+    return [
+        "## Dynamics", "",
+        "A step is one rollout frame interval, in the MD the same time from every frame. "
+        "Collective ratio: n_beads var(COM step) / var(bead step) per multi-bead molecule (1: "
+        "independent beads); ρ̄: mean correlation of the steps of two beads of one molecule. "
+        "MD halves: the first half of each reference trajectory against its second (each "
+        "fitted on its own): what the reference can resolve.", "",
+        "### Model vs MD beside the MD ceiling (whole trajectories)", "",
+        _ceiling_table(agg), "", _exact_table(agg), "",
+        "### One-step statistics", "", _medians_table(agg), "",
+        _system_dynamics_table(summary), "",
+    ]
 
 
 def _diffusivity_table(system: SystemEvaluation) -> str:
@@ -90,6 +170,7 @@ def report_markdown(summary: EvaluationSummary) -> str:
         table(_AGREEMENT_HEADERS, _agreement_rows(agg.agreement["matched"])), "",
         "### Whole trajectories", "",
         table(_AGREEMENT_HEADERS, _agreement_rows(agg.agreement["whole"])), "",
+        *_dynamics_markdown(summary),
         "## Calibration of one-step predictions", "",
         _calibration_markdown(summary.calibration), "",
     ]

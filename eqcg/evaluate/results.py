@@ -24,6 +24,10 @@ VIEWS = {"model": "whole rollout up to its first non-finite frame",
          "model_matched": "rollout over the span the reference covers",
          "reference_matched": "reference beads at the rollout's frames",
          "reference": "whole reference trajectory"}
+# views of the per-system values beyond VIEWS: the reference's halves (dynamic values only,
+# each half treated as a trajectory of its own) and exact values where physics gives them
+REFERENCE_HALVES = ("reference_half1", "reference_half2")
+EXACT = "exact"
 DEFINITIONS = {
     "pearson_r_squared": "squared Pearson correlation over systems (the r² of Fu et al.)",
     "identity_r2": "coefficient of determination of model = reference: "
@@ -35,6 +39,21 @@ DEFINITIONS = {
     "diffusivity": "slope / 6 of a straight line through the MSD over fit_window (periodic "
                    "systems: centre-of-mass drift removed first)",
     "collision": "two beads closer than collision_threshold (minimum image)",
+    "step": "one rollout frame interval (a learned step when the rollout saved every step); "
+            "the reference's steps span the same time (every origin frame used)",
+    "bead_step_msd": "<|dx_i|²> over one step, mean over the beads of multi-bead molecules",
+    "com_step_msd": "<|dX|²> of a multi-bead molecule's centre of mass over one step, mean "
+                    "over molecules",
+    "collective_ratio": "n_beads <|dX|²> / mean_i <|dx_i|²> per multi-bead molecule (1: "
+                        "beads move independently; 1 + (n - 1) rho for equal correlations)",
+    "step_correlation": "rho-bar: mean over bead pairs i != j of one molecule of "
+                        "<dx_i.dx_j> / sqrt(<|dx_i|²> <|dx_j|²>) over one step",
+    "vacf_lag1": "normalised autocorrelation of step velocities at a lag of one step",
+    "reference_half1/2": "the reference trajectory's first / second half (dynamic values, "
+                         "fitted as trajectories of their own): their agreement is the MD "
+                         "ceiling of the model's",
+    "exact": "the exact chain centre-of-mass D = kT damp / M of a lone Langevin chain (lj "
+             "units, attrs temperature and damp)",
 }
 # the diffusivity a comparison shows: the first of these a report has, else its first species
 PREFERRED_SPECIES = ("Li", "chain COM")
@@ -43,11 +62,22 @@ _DIFFUSIVITY = "diffusivity"
 RDF_PEAK = "rdf_peak"
 RDF_PEAK_HEIGHT = "rdf_peak_height"
 COORDINATION = "coordination"
+STEP_KEYS = ("bead_step_msd", "com_step_msd", "collective_ratio", "step_correlation")
+VACF_LAG1 = "vacf_lag1"
 
 
 def diffusivity_key(species: str) -> str:
     """The property name of ``species``' diffusivity, ``diffusivity[<species>]``."""
     return f"{_DIFFUSIVITY}[{species}]"
+
+
+EXACT_COM = diffusivity_key("chain COM")  # the property that has an exact value (view EXACT)
+
+
+def vacf_key(group: str) -> str:
+    """The property name ``vacf_lag1[<group>]`` of the step-velocity autocorrelation at one
+    step of ``group`` (``beads`` or ``chain COM``)."""
+    return f"{VACF_LAG1}[{group}]"
 
 
 def pair_key(prefix: str, centre: str, partner: str) -> str:
@@ -198,6 +228,12 @@ class SystemEvaluation(Record):
         first_shells: ``centre|partner`` -> radius (length unit) of the first coordination
             shell in the whole reference MD (first minimum of its g(r)); every view's
             ``coordination[centre|partner]`` counts partners within it.
+        dynamics: the whole rollout against the whole reference at the same step:
+            ``com_step_ratio`` / ``bead_step_ratio`` (median over multi-bead molecules of the
+            model's over the MD's one-step centre-of-mass / bead MSD), ``msd_ratio``
+            (``beads`` / ``chain COM`` -> steps -> the model's MSD over the MD's at that lag,
+            at 1, 10, 100, ... steps) and ``exact_com_diffusivity`` (sigma²/tau, ``None`` where
+            no exact value is known).
         plots: figure kind -> PNG path relative to the report directory.
     """
 
@@ -215,6 +251,7 @@ class SystemEvaluation(Record):
     distribution_distance: dict[str, float | None]
     speed: Speed
     first_shells: dict[str, float | None] = field(default_factory=dict)
+    dynamics: dict[str, Any] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
 
 
@@ -279,8 +316,15 @@ class Aggregate(Record):
     """Numbers over all systems of an evaluation.
 
     Attributes:
-        agreement: pair (``matched``: same span, ``whole``: whole trajectories) -> property
-            name -> agreement between model and reference values.
+        agreement: pair -> property name -> agreement of the pair's values over systems:
+            ``matched`` (model vs reference MD over the same span), ``whole`` (whole
+            trajectories), ``md_halves`` (the reference's first half vs its second: the MD
+            ceiling, dynamic properties only), ``exact_reference`` / ``exact_model`` (the
+            exact value vs the whole reference / the whole rollout, where one is known).
+        medians: name -> view -> median over systems: ``collective_ratio``,
+            ``step_correlation`` (views ``model``, ``reference``), ``com_step_ratio``,
+            ``bead_step_ratio`` (view ``model/reference``), ``diffusivity[chain COM]/exact``
+            (views ``model``, ``reference``).
         mean_over_systems: property name -> view -> mean over systems.
         system_means: ``collision_free`` (fraction), ``collisions_per_1000_steps`` (colliding
             pairs summed over the rollout's frames per 1000 learned steps),
@@ -297,6 +341,7 @@ class Aggregate(Record):
     units: dict[str, str]
     speed: SpeedMedians
     system_means: dict[str, SystemMean] = field(default_factory=dict)
+    medians: dict[str, dict[str, float | None]] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
 
 
@@ -361,7 +406,8 @@ class ComparisonRow(Record):
     """One evaluation (or one group of its systems) in a comparison; Rg and relaxation
     agreement over systems at the same span, diffusivity and first-shell agreement over each
     trajectory's whole span; ``intervals``: column -> bootstrap 95 % interval over systems;
-    ``diffusivity_by_species``: species -> agreement of its diffusivity (whole spans)."""
+    ``diffusivity_by_species``: species -> agreement of its diffusivity (whole spans);
+    ``diffusivity_ceiling_by_species``: the same for the MD's two halves (the MD ceiling)."""
 
     label: str
     report: str
@@ -375,6 +421,29 @@ class ComparisonRow(Record):
         "diffusivity (Li, else chain COM, else first species; whole spans) Spearman ρ")
     diffusivity_within_1_5x: float | None = column("diffusivity within 1.5x (fraction)")
     diffusivity_within_2x: float | None = column("diffusivity within 2x (fraction)")
+    diffusivity_md_halves_spearman: float | None = column(
+        "diffusivity, MD half vs half Spearman ρ (ceiling)", "the MD's ceiling")
+    diffusivity_md_halves_within_1_5x: float | None = column(
+        "diffusivity, MD halves within 1.5x (ceiling)", "the MD's ceiling")
+    com_diffusivity_exact_model: float | None = column(
+        "chain COM D / exact, model (median)", "closer to 1 is better")
+    com_diffusivity_exact_md: float | None = column(
+        "chain COM D / exact, MD (median)", "closer to 1 is better")
+    com_diffusivity_exact_within_1_5x_model: float | None = column(
+        "chain COM D within 1.5x of exact, model (fraction)")
+    com_diffusivity_exact_within_1_5x_md: float | None = column(
+        "chain COM D within 1.5x of exact, MD (fraction)")
+    com_step_ratio: float | None = column(
+        "COM one-step MSD model / MD (median)", "closer to 1 is better")
+    collective_ratio_model: float | None = column(
+        "collective ratio n var(COM step) / var(bead step), model (median)",
+        "closer to MD is better")
+    collective_ratio_md: float | None = column(
+        "collective ratio, MD (median)", "the MD's value")
+    step_correlation_model: float | None = column(
+        "bead step correlation ρ̄, model (median)", "closer to MD is better")
+    step_correlation_md: float | None = column("bead step correlation ρ̄, MD (median)",
+                                               "the MD's value")
     coordination_error: float | None = column(
         "first-shell coordination (Li, else first species, with its main MD partner) mean "
         "relative error", "lower is better")
@@ -394,6 +463,7 @@ class ComparisonRow(Record):
     n_systems: int | None = None
     intervals: dict[str, list[float | None]] = field(default_factory=dict)
     diffusivity_by_species: dict[str, AgreementEntry] = field(default_factory=dict)
+    diffusivity_ceiling_by_species: dict[str, AgreementEntry] = field(default_factory=dict)
 
     @classmethod
     def columns(cls) -> dict[str, str]:

@@ -10,7 +10,13 @@ settings, and properties are computed on four views:
   ``start_frame``), over the span both cover;
 * ``model_matched`` — the rollout over that same span (the whole finite rollout when the
   reference is long enough);
-* ``reference`` — the whole reference trajectory at its own frame interval.
+* ``reference`` — the whole reference trajectory at its own frame interval; its one-step
+  statistics take steps of one rollout frame interval (from every reference frame).
+
+Beside them, the dynamic values (MSDs, diffusivities, one-step statistics) of each half of the
+reference trajectory (``reference_half1`` / ``reference_half2``, fitted as trajectories of
+their own: their agreement over systems is what the MD can resolve), and the exact chain
+centre-of-mass diffusivity where the reference system's attributes give it (``exact``).
 """
 
 from __future__ import annotations
@@ -25,26 +31,34 @@ from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import DataError
 from eqcg.evaluate.beads import BeadTrajectory, check_same_beads, reference_beads, rollout_beads
 from eqcg.evaluate.properties import (
+    ALL_BEADS,
+    CHAIN_COM,
     PropertyOptions,
     TrajectoryProperties,
     default_rdf_r_max,
+    dynamic_properties,
+    lag_ratio,
     species_pairs,
     trajectory_properties,
     with_fit_windows,
 )
 from eqcg.evaluate.results import (
     COORDINATION,
+    EXACT,
     RDF_PEAK,
     RDF_PEAK_HEIGHT,
+    REFERENCE_HALVES,
+    STEP_KEYS,
     VIEWS,
     FrameCounts,
     Span,
     SystemEvaluation,
     diffusivity_key,
     pair_key,
+    vacf_key,
 )
 from eqcg.evaluate.speed import system_speed
-from eqcg.metrics.dynamics import diffusivity_unit
+from eqcg.metrics.dynamics import diffusivity_unit, exact_com_diffusivity
 from eqcg.metrics.stability import collision_report
 from eqcg.simulate.writer import RolloutAttrs
 from eqcg.units import unit_system
@@ -88,20 +102,33 @@ def _first_shells(reference: TrajectoryProperties) -> dict[tuple[int, int], floa
     return shells
 
 
+def _dynamic_values(props: TrajectoryProperties) -> dict[str, float]:
+    """Diffusivities (in the unit of :func:`~eqcg.metrics.dynamics.diffusivity_unit`), one-step
+    statistics (:data:`STEP_KEYS`, means over multi-bead molecules) and step-velocity
+    autocorrelations at one step of ``props`` (NaN: undefined)."""
+    factor, _ = diffusivity_unit(props.units)
+    values = {diffusivity_key(species): fit.diffusivity * factor if fit else np.nan
+              for species, fit in props.diffusivity.items()}
+    summary = props.steps_summary() or {}
+    values |= {key: summary.get(key, np.nan) for key in STEP_KEYS}
+    for group in (ALL_BEADS, CHAIN_COM):
+        acf = props.vacf.get(group)
+        values[vacf_key(group)] = acf[1] if acf is not None and acf.shape[0] > 1 else np.nan
+    return values
+
+
 def _property_values(
     props: TrajectoryProperties, shells: dict[tuple[int, int], float]
 ) -> dict[str, float]:
     """The per-system numbers that cross-system agreement is computed for (NaN: undefined;
-    diffusivities in the unit of :func:`~eqcg.metrics.dynamics.diffusivity_unit`; first-shell
-    coordination numbers within the radii ``shells`` of :func:`_first_shells`)."""
-    factor, _ = diffusivity_unit(props.units)
+    first-shell coordination numbers within the radii ``shells`` of :func:`_first_shells`;
+    the dynamic ones of :func:`_dynamic_values`)."""
     values = {"rg_mean": props.rg_mean}
     for name in ("rg_relaxation", "end_to_end_relaxation"):
         relaxation = getattr(props, name)
         values[f"{name}_integrated"] = relaxation.integrated.tau if relaxation else np.nan
         values[f"{name}_exponential"] = relaxation.exponential.tau if relaxation else np.nan
-    for species, fit in props.diffusivity.items():
-        values[diffusivity_key(species)] = fit.diffusivity * factor if fit else np.nan
+    values |= _dynamic_values(props)
     if props.rdf is not None:
         names = props.species_names
         for (centre, partner), radius in shells.items():
@@ -123,6 +150,41 @@ def _distribution_distances(views: dict[str, TrajectoryProperties]) -> dict[str,
         a, b = getattr(model, attr), getattr(reference, attr)
         out[name] = (float(scipy.stats.wasserstein_distance(a.ravel(), b.ravel()))
                      if a is not None and b is not None else None)
+    return out
+
+
+def _halves(traj: BeadTrajectory) -> tuple[BeadTrajectory, BeadTrajectory]:
+    """The first and second half of ``traj`` (``n_frames // 2`` frames each)."""
+    half = traj.n_frames // 2
+    return traj.frames(slice(0, half)), traj.frames(slice(half, 2 * half))
+
+
+def _ratio_at_decades(lags: np.ndarray, ratio: np.ndarray, step: float) -> dict[str, float]:
+    """``ratio`` at lags of 1, 10, 100, ... steps of ``step`` (those ``lags`` hold), keyed by
+    the number of steps."""
+    steps = np.round(lags / step).astype(np.int64) if step > 0 else np.zeros(0, np.int64)
+    decades = 10 ** np.arange(int(np.log10(steps.max())) + 1) if steps.size else []
+    return {str(n): float(ratio[steps == n][0]) for n in decades if (steps == n).any()}
+
+
+def _model_over_reference(
+    model: TrajectoryProperties, reference: TrajectoryProperties, exact: float | None
+) -> dict[str, object]:
+    """:attr:`SystemEvaluation.dynamics` of the whole rollout against the whole reference."""
+    out: dict[str, object] = {"com_step_ratio": None, "bead_step_ratio": None}
+    if model.steps is not None and reference.steps is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["com_step_ratio"] = float(np.median(model.steps.com_msd
+                                                    / reference.steps.com_msd))
+            out["bead_step_ratio"] = float(np.median(model.steps.bead_msd
+                                                     / reference.steps.bead_msd))
+    curves = {ALL_BEADS: (model.msd_beads, reference.msd_beads),
+              CHAIN_COM: (model.msd.get(CHAIN_COM), reference.msd.get(CHAIN_COM))}
+    out["msd_ratio"] = {
+        key: _ratio_at_decades(*lag_ratio(model.lag_time, a, reference.lag_time, b),
+                               model.step_time)
+        for key, (a, b) in curves.items() if a is not None and b is not None}
+    out["exact_com_diffusivity"] = exact
     return out
 
 
@@ -168,8 +230,10 @@ def evaluate_system(
         "reference": reference,
     }
     r_max = default_rdf_r_max([model.box, reference.box], options) if model.pbc else None
-    views = {view: trajectory_properties(traj[view], options, r_max)
-             for view in ("reference", "reference_matched")}
+    stride = int(round(model.dt / reference.dt)) if model.n_frames > 1 else 1
+    views = {"reference": trajectory_properties(reference, options, r_max, stride=stride),
+             "reference_matched": trajectory_properties(traj["reference_matched"], options,
+                                                        r_max)}
     md_windows = {species: fit.fit_window
                   for species, fit in views["reference"].diffusivity.items() if fit is not None}
     views["model_matched"] = trajectory_properties(traj["model_matched"], options, r_max)
@@ -178,6 +242,13 @@ def evaluate_system(
         if n_matched == n_finite else
         trajectory_properties(traj["model"], options, r_max, md_windows))
     shells = _first_shells(views["reference"])
+    values = {view: _property_values(views[view], shells) for view in VIEWS}
+    values |= {name: _dynamic_values(dynamic_properties(half, options, stride))
+               for name, half in zip(REFERENCE_HALVES, _halves(reference), strict=True)}
+    exact = exact_com_diffusivity(reference_system.attrs, reference.units, reference.masses,
+                                  reference.molecules)
+    factor, _ = diffusivity_unit(reference.units)
+    values[EXACT] = {diffusivity_key(CHAIN_COM): exact * factor} if exact is not None else {}
     reference_stability = collision_report(traj["reference_matched"].positions,
                                            traj["reference_matched"].box, model.pbc, threshold)
 
@@ -200,11 +271,12 @@ def evaluate_system(
         stability={"model": stability.summary(),
                    "reference_matched": reference_stability.summary()},
         properties={view: views[view].summary() for view in VIEWS},
-        values={view: _property_values(views[view], shells) for view in VIEWS},
+        values=values,
         distribution_distance=_distribution_distances(views),
         speed=system_speed(rollout, attrs, reference_system, reference.span),
         first_shells={f"{model.species_names[c]}|{model.species_names[p]}":
                       radius if np.isfinite(radius) else None
                       for (c, p), radius in shells.items()},
+        dynamics=_model_over_reference(views["model"], views["reference"], exact),
     )
     return evaluation, views
