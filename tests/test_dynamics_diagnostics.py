@@ -184,13 +184,13 @@ def _com(reference: SystemTrajectory) -> np.ndarray:
 
 def _direct_d(com: np.ndarray, dt: float, stride: int, fraction=(0.1, 0.5)) -> float:
     """D of a COM trajectory by a direct MSD and a straight line over the default window
-    (10 - 200 steps of ``stride`` frames, capped at ``fraction`` of the longest lag)."""
+    (5 - 50 steps of ``stride`` frames, capped at ``fraction`` of the longest lag)."""
     n = com.shape[0]
     lags = np.arange(n)
     msd = np.array([0.0] + [np.mean(np.sum((com[k:] - com[:-k]) ** 2, -1)) for k in lags[1:]])
     t = dt * lags
-    start = min(10 * stride * dt, fraction[0] * t[-1])
-    stop = min(200 * stride * dt, fraction[1] * t[-1])
+    start = min(5 * stride * dt, fraction[0] * t[-1])
+    stop = min(50 * stride * dt, fraction[1] * t[-1])
     inside = (t >= start * (1 - 1e-12)) & (t <= stop * (1 + 1e-12))
     return np.polyfit(t[inside], msd[inside], 1)[0] / 6
 
