@@ -190,7 +190,6 @@ class TrajectoryProperties:
             "step_correlation": float(steps.correlation.mean()),
             "correlation_by_separation": dict(zip(separations.tolist(), profile.tolist(),
                                                   strict=True)),
-            "vacf": {key: acf.tolist() for key, acf in self.vacf.items()},
         }
 
     def summary(self) -> dict[str, object]:
@@ -226,6 +225,7 @@ class TrajectoryProperties:
             for species, fit in self.diffusivity.items()
         }
         out["steps"] = self.steps_summary()
+        out["vacf"] = {key: acf.tolist() for key, acf in self.vacf.items()}
         out["rdf"] = None
         if self.rdf is not None:
             out["rdf"] = {"r_max": float(self.rdf.edges[-1]), "peaks": {
