@@ -16,7 +16,16 @@ scaled by 0.8). The workflow per system:
    printed to the log (``eqcg npt_density_g_cm3``) and the box is rescaled to the mean volume.
 5. ``write_data equilibrated.data`` (the topology of the dataset), then **NVT production**
    (``fix nvt``, 2 fs) dumping unwrapped ``xu yu zu`` sorted by atom id every
-   ``frame_interval_ps``.
+   ``frame_interval_ps``, in runs of ``restart_every_ps`` each followed by a restart file.
+
+**Interruptions.** A generation killed during a production continues from the last restart
+file (``in.continue``: the dump cut back to that point and appended to), so it loses at most
+``restart_every_ps`` of production; killed before the first one (during equilibration) the
+system starts over. The continuation is bit-exact: its dump and final restart file are
+byte-identical to an uninterrupted run's (tested on ``tiny``), because the uninterrupted run
+also starts a new ``run`` at every restart point and ``fix nvt`` (Nose-Hoover) keeps its
+thermostat state in the restart file. ``fix langevin`` (compression) keeps no random-number
+state there, so the stages before the production are not continued, only rerun.
 
 Interactions: ``lj/cut/coul/long`` (cut-off ``cutoff`` Å) with PPPM (``kspace_accuracy``),
 geometric mixing, 1-4 scaling 0.5, long-range LJ tail correction.
@@ -35,7 +44,8 @@ from the preset's grid in a seed-dependent order; any number of systems may be a
   1:8 and 425 / 475 / 525 K (hot, so that Li+ moves measurably within the run), 3-8 LiTFSI
   (~500-600 atoms, an ~18 Å box, cut-off 8 Å), 20 ps compression, 50 ps NPT, 250 ps
   production with a frame every 2 ps (126 frames; a learned step of 10 frames is 20 ps):
-  5-8 min per system with two jobs at once, 49 min for all 16 on a 2-core machine (measured).
+  5-8 min per system with two jobs at once, 49 min for all 16 on a 2-core machine (measured,
+  before the production ran in restart chunks).
   At 525 K the Li+ MSD is linear from ~50 ps (D ~ 0.07 Å²/ps), so 250 ps leaves a fit window
   at every temperature.
 * ``paper`` — realistic (hours per system): 50 systems over five chain lengths, six salt
@@ -68,6 +78,9 @@ INITIAL_DATA = "initial.data"
 FORCEFIELD_FILE = "forcefield.lmp"
 EQUILIBRATED_DATA = "equilibrated.data"
 DUMP_FILE = "production.dump"
+CONTINUE_FILE = "in.continue"
+RESTART_PREFIX = "production.restart."  # + the production step it was written at
+RESTART_TEMP = "production.restart.tmp"
 DENSITY_TAG = "eqcg npt_density_g_cm3"
 _MAX_PLACEMENT_TRIES = 2000
 _AVERAGE_EVERY = 10  # MD steps between the NPT density samples
@@ -87,6 +100,8 @@ class ElectrolytePreset:
         npt_ps: NPT equilibration at 1 atm (ps).
         production_ps: NVT production (ps).
         frame_interval_ps: time between recorded frames (ps).
+        restart_every_ps: production time between restart files (ps, rounded to whole
+            frames): an interrupted run continues from the last one.
         compress_chunks: number of separate ``fix deform`` runs the compression is split into.
         dt_ps: MD time step of NPT and production (ps; 2 fs with SHAKE on C-H).
         compress_dt_ps: MD time step of the compression (ps).
@@ -107,6 +122,7 @@ class ElectrolytePreset:
     npt_ps: float
     production_ps: float
     frame_interval_ps: float
+    restart_every_ps: float = 10.0
     compress_chunks: int = 5
     dt_ps: float = 0.002
     compress_dt_ps: float = 0.001
@@ -396,24 +412,104 @@ def _steps(time_ps: float, dt_ps: float) -> int:
     return max(1, round(time_ps / dt_ps))
 
 
+@dataclass(frozen=True)
+class StageSteps:
+    """MD steps of a recipe's LAMMPS stages.
+
+    Attributes:
+        compress_chunk: steps of each of the ``compress_chunks`` compression runs.
+        npt: steps of the NPT equilibration.
+        frame_every: steps between recorded frames.
+        production: steps of the NVT production (whole frames).
+        restart_every: production steps between restart files (whole frames).
+        equilibration: steps before the production (compression and NPT).
+    """
+
+    compress_chunk: int
+    npt: int
+    frame_every: int
+    production: int
+    restart_every: int
+    equilibration: int
+
+    @property
+    def total(self) -> int:
+        return self.equilibration + self.production
+
+    def restart_points(self) -> list[int]:
+        """Production steps with a restart file: 0, every ``restart_every``, and the end."""
+        points = list(range(0, self.production, self.restart_every))
+        return points + [self.production]
+
+
+def stage_steps(preset: ElectrolytePreset) -> StageSteps:
+    """The MD steps of ``preset``'s stages."""
+    p = preset
+    chunk = _steps(p.compress_ps / p.compress_chunks, p.compress_dt_ps)
+    npt = _AVERAGE_EVERY * _steps(p.npt_ps, _AVERAGE_EVERY * p.dt_ps)
+    frame_every = _steps(p.frame_interval_ps, p.dt_ps)
+    return StageSteps(
+        compress_chunk=chunk,
+        npt=npt,
+        frame_every=frame_every,
+        production=frame_every * _steps(p.production_ps, p.frame_interval_ps),
+        restart_every=frame_every * _steps(p.restart_every_ps, p.frame_interval_ps),
+        equilibration=p.compress_chunks * chunk + npt,
+    )
+
+
+def restart_file(step: int) -> str:
+    """Name of the production restart file written at production step ``step``."""
+    return f"{RESTART_PREFIX}{step}"
+
+
+def _production_settings(recipe: ElectrolyteRecipe, after: int | None = None) -> str:
+    """The NVT production's fixes and dump; a run continued from production step ``after``
+    appends to the dump only the frames after that step (the dump holds the frame at it as the
+    first run wrote it: a continuation's first frame, written after ``read_restart`` wrapped the
+    positions into the box, can differ from it in the last digit)."""
+    p = recipe.preset
+    dt_fs = 1000 * p.dt_ps
+    temp = recipe.temperature
+    steps = stage_steps(p)
+    return f"""fix integrate all nvt temp {temp} {temp} {100 * dt_fs}
+dump trajectory all custom {steps.frame_every} {DUMP_FILE} id type xu yu zu
+dump_modify trajectory sort id{"" if after is None else f" append yes delay {after + 1}"}
+"""
+
+
+def _production_chunks(recipe: ElectrolyteRecipe, start: int) -> str:
+    """The production after step ``start`` (a restart point): one ``run`` up to each next
+    restart point, then its restart file, written whole and renamed (a kill mid-write leaves
+    the previous one), the previous one removed."""
+    points = [s for s in stage_steps(recipe.preset).restart_points() if s >= start]
+    lines = []
+    for previous, point in itertools.pairwise(points):
+        lines += [f"run {point} upto", f"write_restart {RESTART_TEMP}",
+                  f"shell mv {RESTART_TEMP} {restart_file(point)}",
+                  f"shell rm -f {restart_file(previous)}"]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _save_first_restart() -> str:
+    return (f"write_restart {RESTART_TEMP}\nshell mv {RESTART_TEMP} {restart_file(0)}\n")
+
+
 def lammps_input(recipe: ElectrolyteRecipe) -> tuple[str, int]:
     """The LAMMPS input script of a recipe and the number of MD steps it runs."""
     p = recipe.preset
     temp = recipe.temperature
     rng = np.random.default_rng([recipe.seed, 1])  # a stream apart from the packing's
     seed_velocity, seed_langevin = (int(s) for s in rng.integers(1, 900_000_000, size=2))
-    chunk_steps = _steps(p.compress_ps / p.compress_chunks, p.compress_dt_ps)
-    npt_steps = _AVERAGE_EVERY * _steps(p.npt_ps, _AVERAGE_EVERY * p.dt_ps)
-    frame_every = _steps(p.frame_interval_ps, p.dt_ps)
-    production_steps = frame_every * _steps(p.production_ps, p.frame_interval_ps)
+    steps = stage_steps(p)
     thermo_every = max(1, _steps(1.0, p.dt_ps))
     scale = (p.pack_density / p.target_density) ** (1 / (3 * p.compress_chunks))
     shake_type = ff.bond_type(ff.SHAKE_BOND) + 1
     dt_fs, compress_dt_fs = 1000 * p.dt_ps, 1000 * p.compress_dt_ps
-    half = max(1, npt_steps // (2 * _AVERAGE_EVERY))  # samples in the second half of NPT
+    half = max(1, steps.npt // (2 * _AVERAGE_EVERY))  # samples in the second half of NPT
     compress = "\n".join(
         f"fix squeeze all deform 1 x scale {scale:.8f} y scale {scale:.8f} "
-        f"z scale {scale:.8f} remap x\nrun {chunk_steps}\nunfix squeeze"
+        f"z scale {scale:.8f} remap x\nrun {steps.compress_chunk}\nunfix squeeze"
         for _ in range(p.compress_chunks)
     )
     script = f"""# PEO/LiTFSI electrolyte {recipe.name} (written by eqcg.systems.electrolyte)
@@ -455,8 +551,8 @@ fix integrate all npt temp {temp} {temp} {100 * dt_fs} iso {p.pressure_atm} {p.p
 {1000 * dt_fs}
 variable density equal density
 variable volume equal vol
-fix npt_mean all ave/time {_AVERAGE_EVERY} {half} {npt_steps} v_density v_volume
-run {npt_steps}
+fix npt_mean all ave/time {_AVERAGE_EVERY} {half} {steps.npt} v_density v_volume
+run {steps.npt}
 print "{DENSITY_TAG} $(f_npt_mean[1]:%.5f)"
 variable edge_scale equal (f_npt_mean[2]/vol)^(1.0/3.0)
 change_box all x scale ${{edge_scale}} y scale ${{edge_scale}} z scale ${{edge_scale}} remap
@@ -464,25 +560,85 @@ unfix npt_mean
 unfix integrate
 write_data {EQUILIBRATED_DATA} nocoeff
 
-# 4. NVT production, unwrapped positions every {p.frame_interval_ps} ps
+# 4. NVT production, unwrapped positions every {p.frame_interval_ps} ps and a restart file
+#    every {steps.restart_every * p.dt_ps:g} ps (in.continue goes on from the last one)
 reset_timestep 0
-fix integrate all nvt temp {temp} {temp} {100 * dt_fs}
-dump trajectory all custom {frame_every} {DUMP_FILE} id type xu yu zu
-dump_modify trajectory sort id
-run {production_steps}
-"""
-    total = p.compress_chunks * chunk_steps + npt_steps + production_steps
-    return script, total
+{_production_settings(recipe)}{_save_first_restart()}{_production_chunks(recipe, 0)}"""
+    return script, steps.total
+
+
+def continuation_input(recipe: ElectrolyteRecipe, step: int) -> str:
+    """The LAMMPS script continuing a recipe's production from its restart file at production
+    step ``step``: what a restart file does not hold is set again as in the first script, the
+    fixes under the same IDs (``fix nvt`` takes its thermostat state back from the file), the
+    log and the dump are appended to."""
+    p = recipe.preset
+    shake_type = ff.bond_type(ff.SHAKE_BOND) + 1
+    return f"""# continues {INPUT_FILE} of {recipe.name} from production step {step} \
+(written by eqcg.systems.electrolyte)
+log {LOG_FILE} append
+read_restart {restart_file(step)}
+kspace_style pppm {p.kspace_accuracy}
+neighbor 2.0 bin
+neigh_modify delay 0 every 1 check yes
+thermo_style custom step temp press density pe
+thermo {max(1, _steps(1.0, p.dt_ps))}
+timestep {1000 * p.dt_ps}
+fix shake all shake 1.0e-4 20 0 b {shake_type}
+{_production_settings(recipe, after=step)}{_production_chunks(recipe, step)}"""
 
 
 def write_inputs(recipe: ElectrolyteRecipe, workdir: Path) -> LammpsJob:
-    """Build the box and write the data file, force field and input script into ``workdir``."""
+    """Build the box and write the data file, force field and input script into ``workdir``
+    (removing the restart files of an earlier start)."""
+    for old in _restart_steps(workdir):
+        (workdir / restart_file(old)).unlink()
     box = build_box(recipe)
     write_data_file(workdir / INITIAL_DATA, box, f"PEO/LiTFSI {recipe.name} (eqcg)")
     (workdir / FORCEFIELD_FILE).write_text(ff.lammps_coefficients())
     script, total_steps = lammps_input(recipe)
     (workdir / INPUT_FILE).write_text(script)
     return LammpsJob(input_file=INPUT_FILE, total_steps=total_steps)
+
+
+def _restart_steps(workdir: Path) -> list[int]:
+    """Production steps of the restart files in ``workdir``, ascending."""
+    names = (path.name[len(RESTART_PREFIX):] for path in workdir.glob(f"{RESTART_PREFIX}*"))
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def truncate_dump(path: Path, step: int) -> list[int]:
+    """Cut the text dump at ``path`` before its first frame after timestep ``step`` (and
+    before a truncated timestep line); returns the timesteps of the frames kept."""
+    kept: list[int] = []
+    with open(path, "r+b") as f:
+        while line := f.readline():
+            if line.startswith(b"ITEM: TIMESTEP"):
+                start = f.tell() - len(line)
+                value = f.readline().strip()
+                if not value.isdigit() or int(value) > step:
+                    f.truncate(start)
+                    break
+                kept.append(int(value))
+    return kept
+
+
+def continue_inputs(recipe: ElectrolyteRecipe, workdir: Path) -> LammpsJob | None:
+    """Prepare the continuation of an interrupted run in ``workdir`` from its last restart file:
+    the dump cut back to the frames up to it, ``in.continue`` written. ``None`` when there is
+    no restart file, or the dump lacks a frame up to it (the run then starts over)."""
+    points = _restart_steps(workdir)
+    if not points or not (workdir / DUMP_FILE).is_file():
+        return None
+    *stale, step = points
+    for old in stale:  # left by a kill between writing a restart file and removing the last
+        (workdir / restart_file(old)).unlink()
+    steps = stage_steps(recipe.preset)
+    if truncate_dump(workdir / DUMP_FILE, step) != list(range(0, step + 1, steps.frame_every)):
+        return None
+    (workdir / CONTINUE_FILE).write_text(continuation_input(recipe, step))
+    return LammpsJob(input_file=CONTINUE_FILE, total_steps=steps.total,
+                     done_steps=steps.equilibration + step, log_file=None)
 
 
 def npt_density(workdir: str | os.PathLike) -> float:
@@ -519,6 +675,7 @@ def recipe_spec(recipe: ElectrolyteRecipe) -> SystemSpec:
         name=recipe.name,
         write_inputs=lambda workdir: write_inputs(recipe, workdir),
         read_output=lambda workdir: read_output(recipe, workdir),
+        continue_inputs=lambda workdir: continue_inputs(recipe, workdir),
     )
 
 

@@ -5,7 +5,9 @@ A generator module (``polymer``, ``electrolyte``) turns a preset into a list of
 ``OUT/lammps/<name>/`` (kept beside the dataset so a user can rerun or inspect them), LAMMPS runs
 there, and the spec reads the result back as a :class:`~eqcg.data.trajectory.SystemTrajectory`.
 Systems whose LAMMPS run already finished are not run again, so an interrupted generation
-resumes where it stopped. Each system's directory records what generated it
+resumes where it stopped; a spec that can continue an interrupted run from its last restart
+file (``continue_inputs``) continues it instead of starting it over. Each system's directory
+records what generated it
 (``eqcg-system.json``: preset, seed, number of systems), and a generation with other settings
 refuses to reuse it. The dataset file is written once, atomically, at the end.
 """
@@ -16,6 +18,7 @@ import hashlib
 import json
 import os
 import queue
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
@@ -29,7 +32,12 @@ from eqcg.data.store import write_dataset
 from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory
 from eqcg.errors import ConfigError
 from eqcg.run_info import write_run_info
-from eqcg.systems.lammps_runner import lammps_finished, lammps_wall_seconds, run_lammps
+from eqcg.systems.lammps_runner import (
+    LOG_FILE,
+    lammps_finished,
+    lammps_wall_seconds,
+    run_lammps,
+)
 
 LAMMPS_DIR = "lammps"
 RECORD_FILE = "eqcg-system.json"  # in each system's LAMMPS directory: what generated it
@@ -37,10 +45,20 @@ RECORD_FILE = "eqcg-system.json"  # in each system's LAMMPS directory: what gene
 
 @dataclass
 class LammpsJob:
-    """What LAMMPS must run for one system: the input script and its total MD steps."""
+    """What LAMMPS must run for one system.
+
+    Attributes:
+        input_file: the input script, relative to the system's directory.
+        total_steps: MD steps of the whole simulation.
+        done_steps: steps done before this script starts (a continued run).
+        log_file: the log LAMMPS opens; ``None`` for a script that opens it itself (a
+            continuation appending to the log of the run it continues).
+    """
 
     input_file: str
     total_steps: int
+    done_steps: int = 0
+    log_file: str | None = LOG_FILE
 
 
 @dataclass
@@ -51,11 +69,15 @@ class SystemSpec:
         name: unique system name (also its directory under ``OUT/lammps``).
         write_inputs: writes the LAMMPS input files into the given directory.
         read_output: reads the finished run in the given directory as a trajectory.
+        continue_inputs: writes the inputs that continue an interrupted run in the given
+            directory from its last restart file; returns ``None`` when there is none (the run
+            then starts over with ``write_inputs``). ``None``: runs always start over.
     """
 
     name: str
     write_inputs: Callable[[Path], LammpsJob]
     read_output: Callable[[Path], SystemTrajectory]
+    continue_inputs: Callable[[Path], LammpsJob | None] | None = None
 
 
 def generation_record(name: str, preset: Any, seed: int, n_systems: int) -> dict[str, Any]:
@@ -105,6 +127,23 @@ def _with_wall_time(system: SystemTrajectory, workdir: Path) -> SystemTrajectory
     return replace(system, attrs={**system.attrs, LAMMPS_WALL_SECONDS: wall})
 
 
+def prepare_job(spec: SystemSpec, workdir: Path) -> LammpsJob:
+    """The LAMMPS job of an unfinished system: its continuation from the last restart file
+    when the spec can continue one and there is one, else a fresh start."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if spec.continue_inputs is not None and (job := spec.continue_inputs(workdir)) is not None:
+        return job
+    return spec.write_inputs(workdir)
+
+
+def _overall_bar(jobs: dict[str, LammpsJob], n_systems: int, show: bool) -> tqdm:
+    """A bar over all systems, in systems (fractions of a running one count), starting at what
+    is already done; its ETA is for the whole generation."""
+    done = n_systems - len(jobs) + sum(job.done_steps / job.total_steps for job in jobs.values())
+    return tqdm(total=n_systems, initial=done, desc="systems", unit="system", disable=not show,
+                position=0, bar_format="{l_bar}{bar}| {n:.2f}/{total} [{elapsed}<{remaining}]")
+
+
 def run_specs(
     specs: list[SystemSpec],
     out: str | os.PathLike,
@@ -119,7 +158,9 @@ def run_specs(
 
     ``record`` (JSON-able: preset, seed, ...) is what generates these specs; it is written into
     every system's directory and must match what an earlier generation there recorded, so runs
-    of other settings are never reused. Returns the path of the dataset file.
+    of other settings are never reused. Finished systems are skipped and interrupted ones
+    continued where their spec can (:func:`prepare_job`). Progress: one bar per running system
+    and one over all systems, each with its ETA. Returns the path of the dataset file.
     """
     out = Path(out)
     jobs = jobs or max(1, (os.cpu_count() or 1) // threads_per_job)
@@ -127,38 +168,40 @@ def run_specs(
     if record is not None:  # every directory is checked before any is written
         for workdir in [w for w in workdirs.values() if check_workdir(w, record)]:
             _write_record(workdir, record)
+    pending = {spec.name: prepare_job(spec, workdirs[spec.name]) for spec in specs
+               if not lammps_finished(workdirs[spec.name])}
 
     free_lines: queue.SimpleQueue[int] = queue.SimpleQueue()
     for line in range(1, jobs + 1):  # one progress-bar line per running job, below the total
         free_lines.put(line)
+    overall = _overall_bar(pending, len(specs), show_progress)
+    overall_lock = threading.Lock()
 
-    def simulate(spec: SystemSpec) -> None:
-        workdir = workdirs[spec.name]
-        if lammps_finished(workdir):
-            return
-        workdir.mkdir(parents=True, exist_ok=True)
-        job = spec.write_inputs(workdir)
+    def advance(job: LammpsJob, steps: int) -> None:
+        with overall_lock:
+            overall.update(steps / job.total_steps)
+
+    def simulate(name: str, job: LammpsJob) -> None:
         line = free_lines.get()
         try:
             run_lammps(
                 job.input_file,
-                workdir,
+                workdirs[name],
                 total_steps=job.total_steps,
-                description=spec.name,
+                done_steps=job.done_steps,
+                log_file=job.log_file,
+                description=name,
                 threads=threads_per_job,
                 show_progress=show_progress,
                 position=line,
+                on_progress=lambda steps: advance(job, steps),
             )
         finally:
             free_lines.put(line)
 
-    overall = tqdm(total=len(specs), desc="systems", unit="system", disable=not show_progress,
-                   position=0)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(simulate, spec) for spec in specs]
-        for future in as_completed(futures):
+        for future in as_completed([pool.submit(simulate, n, j) for n, j in pending.items()]):
             future.result()
-            overall.update()
     overall.close()
     systems = (_with_wall_time(spec.read_output(workdirs[spec.name]), workdirs[spec.name])
                for spec in specs)  # one at a time

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -34,44 +34,80 @@ def lammps_executable() -> str:
     return found
 
 
+class StepCounter:
+    """MD steps done so far, read from LAMMPS' thermo lines.
+
+    Each run's first thermo line is its starting step (runs may or may not reset the step
+    counter), so the steps of a run are its step minus that first one; ``Loop time`` ends a run.
+    """
+
+    def __init__(self, done: int, total: int):
+        self.done = done
+        self.total = total
+        self._base: int | None = None  # steps done before the current run, minus its start
+
+    def read(self, line: str) -> int:
+        """Steps newly done according to ``line`` (0 for lines that are not thermo rows)."""
+        fields = line.split()
+        if line.startswith("Loop time"):
+            self._base = None
+            return 0
+        if not (fields and fields[0].isdigit() and len(fields) > 1 and _is_number(fields[1])):
+            return 0
+        step = int(fields[0])
+        if self._base is None:
+            self._base = self.done - step
+        new_done = min(self._base + step, self.total)
+        gained = max(0, new_done - self.done)
+        self.done += gained
+        return gained
+
+
 def run_lammps(
     input_file: str | os.PathLike,
     workdir: str | os.PathLike,
     *,
     total_steps: int,
+    done_steps: int = 0,
+    log_file: str | None = LOG_FILE,
     description: str = "LAMMPS",
     threads: int = 1,
     launcher: Sequence[str] = (),
     show_progress: bool = True,
     position: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Run ``input_file`` with LAMMPS in ``workdir``, showing a progress bar over MD steps.
 
     Args:
         input_file: LAMMPS input script (path relative to ``workdir`` or absolute).
-        workdir: directory LAMMPS runs in; its log goes to ``workdir/log.lammps``.
-        total_steps: number of MD steps the script runs in all (for the progress bar).
+        workdir: directory LAMMPS runs in.
+        total_steps: number of MD steps of the whole simulation (for the progress bar).
+        done_steps: steps already done before this script starts (a continued run; the bar
+            starts there and its ETA counts only what is left).
+        log_file: LAMMPS' log, ``workdir/log.lammps`` by default; ``None`` starts LAMMPS
+            without one (a script that opens it itself, e.g. ``log log.lammps append``).
         description: label of the progress bar.
         threads: OpenMP threads (``-sf omp -pk omp N`` when > 1).
         launcher: an MPI launcher prefix, e.g. ``("mpirun", "-np", "4")``.
         show_progress: draw the progress bar.
         position: terminal line of the bar (for several runs at once).
+        on_progress: called with the number of MD steps newly done, as they are done.
 
-    Returns the path of the LAMMPS log. Raises :class:`SimulationError` with LAMMPS' error
-    line and the log path when LAMMPS fails.
+    Returns the path of the LAMMPS log (``log_file``, :data:`LOG_FILE` for a script that
+    opens its own). Raises :class:`SimulationError` with LAMMPS' error line and the log path
+    when LAMMPS fails.
     """
     workdir = Path(workdir)
-    cmd = [*launcher, lammps_executable(), "-in", str(input_file), "-log", LOG_FILE]
+    cmd = [*launcher, lammps_executable(), "-in", str(input_file), "-log", log_file or "none"]
     if threads > 1:
         cmd += ["-sf", "omp", "-pk", "omp", str(threads)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     errors: list[str] = []
     last_lines: list[str] = []
-    bar = tqdm(total=total_steps, desc=description, unit="step", disable=not show_progress,
-               leave=False, dynamic_ncols=True, position=position)
-    done_steps = 0
-    run_offset = 0
-    last_step = None
+    bar = tqdm(total=total_steps, initial=done_steps, desc=description, unit="step",
+               disable=not show_progress, leave=False, dynamic_ncols=True, position=position)
+    counter = StepCounter(done_steps, total_steps)
     with subprocess.Popen(
         cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:
@@ -80,22 +116,13 @@ def run_lammps(
             last_lines = (last_lines + [line.rstrip()])[-20:]
             if line.startswith("ERROR"):
                 errors.append(line.strip())
-            fields = line.split()
-            if fields and fields[0].isdigit() and len(fields) > 1 and _is_number(fields[1]):
-                step = int(fields[0])
-                if last_step is not None and step < last_step:
-                    run_offset = done_steps
-                last_step = step
-                new_total = min(run_offset + step, total_steps)
-                if new_total > done_steps:
-                    bar.update(new_total - done_steps)
-                    done_steps = new_total
-            elif line.startswith("Loop time"):
-                run_offset = done_steps
-                last_step = None
+            if gained := counter.read(line):
+                bar.update(gained)
+                if on_progress is not None:
+                    on_progress(gained)
         returncode = proc.wait()
     bar.close()
-    log = workdir / LOG_FILE
+    log = workdir / (log_file or LOG_FILE)
     if returncode != 0 or errors:
         message = errors[-1] if errors else "\n".join(last_lines[-5:])
         raise SimulationError(
