@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from eqcg.ablation import load_spec, variant_config
+from eqcg.data.lammps_data_file import read_lammps_data
 from eqcg.data.store import load_dataset
 from eqcg.errors import SimulationError
+from eqcg.graphs.windows import split_systems
 from eqcg.systems import peo_litfsi_forcefield as ff
 from eqcg.systems.electrolyte import (
     MIN_DISTANCE,
@@ -17,6 +21,7 @@ from eqcg.systems.electrolyte import (
     electrolyte_recipes,
     get_preset,
     recipe_spec,
+    write_inputs,
 )
 from eqcg.systems.generate import run_specs
 from eqcg.testing import lammps_available
@@ -183,15 +188,16 @@ def _production_temperature(log: Path) -> float:
 
 
 @needs_lammps
-def test_medium_preset_systems_differ_in_their_declared_salt_ratio_and_temperature(tmp_path):
-    """The medium preset's composition/temperature grid, on tiny boxes and runs: what LAMMPS
-    simulated (Li+ per EO unit counted in the topology, production temperature from the log)
-    is what each system declares, and the systems differ in both."""
-    medium = get_preset("medium")
-    tiny_medium = replace(get_preset("tiny"), name="medium-tiny",
-                          li_eo_ratios=medium.li_eo_ratios, temperatures=medium.temperatures,
-                          production_ps=5.0, npt_ps=5.0, compress_ps=5.0)
-    recipes = electrolyte_recipes(tiny_medium, seed=0, n_systems=medium.n_systems)
+@pytest.mark.parametrize("name", ["medium", "transport"])
+def test_preset_systems_differ_in_their_declared_salt_ratio_and_temperature(tmp_path, name):
+    """A preset's composition/temperature grid, on tiny boxes and runs: what LAMMPS simulated
+    (Li+ per EO unit counted in the topology, production temperature from the log) is what
+    each system declares, and the systems differ in both."""
+    grid = get_preset(name)
+    tiny_grid = replace(get_preset("tiny"), name=f"{name}-tiny",
+                        li_eo_ratios=grid.li_eo_ratios, temperatures=grid.temperatures,
+                        production_ps=5.0, npt_ps=5.0, compress_ps=5.0)
+    recipes = electrolyte_recipes(tiny_grid, seed=0, n_systems=grid.n_systems)
     first = recipes[0]
     second = next(r for r in recipes if r.temperature != first.temperature
                   and r.n_salt != first.n_salt)
@@ -210,4 +216,42 @@ def test_medium_preset_systems_differ_in_their_declared_salt_ratio_and_temperatu
             assert temperature == pytest.approx(system.attrs["temperature_K"], rel=0.08)
             declared.append((system.attrs["li_eo_ratio"], system.attrs["temperature_K"]))
     assert declared[0][0] != declared[1][0] and declared[0][1] != declared[1][1]
-    assert {t for _, t in declared} <= set(medium.temperatures)
+    assert {t for _, t in declared} <= set(grid.temperatures)
+
+
+def _lammps_temperatures(script: str) -> set[float]:
+    """Target temperatures (K) of the production's ``fix nvt`` in a LAMMPS input script."""
+    found = re.findall(r"^fix integrate all nvt temp (\S+) (\S+) ", script, flags=re.M)
+    return {float(t) for pair in found for t in pair}
+
+
+def test_transport_boxes_hold_the_declared_li_count_ratio_and_temperature(tmp_path):
+    """Every box of the transport preset, read back from the LAMMPS data file and input script
+    it would run (no MD): at least 12 Li+, the declared Li:EO ratio (EO units counted from the
+    ether oxygens) and production temperature; the grid, length and held-out count of issue 23.
+    """
+    preset = get_preset("transport")
+    assert preset.production_ps >= 1000.0 and preset.frame_interval_ps <= 2.0
+    assert len(preset.temperatures) >= 3 and len(preset.li_eo_ratios) >= 2
+    recipes = electrolyte_recipes(preset)
+    seen = set()
+    for recipe in recipes:
+        workdir = tmp_path / recipe.name
+        workdir.mkdir()
+        write_inputs(recipe, workdir)
+        data = read_lammps_data(workdir / "initial.data")
+        names = np.asarray(ff.TYPE_NAMES)[data.topology.types]
+        n_li = int((names == "Li").sum())
+        n_eo = int((names == "OS").sum()) - recipe.n_chains  # n + 1 ether oxygens per chain
+        assert n_li == recipe.n_salt >= 12
+        assert n_li / n_eo == pytest.approx(recipe.li_eo_ratio)
+        assert min(abs(n_li / n_eo - r) for r in preset.li_eo_ratios) < 1e-9
+        script = (workdir / "in.electrolyte").read_text()
+        assert _lammps_temperatures(script) == {recipe.temperature}
+        seen.add((recipe.li_eo_ratio, recipe.temperature))
+    assert len(seen) == len(preset.li_eo_ratios) * len(preset.temperatures)
+    spec = load_spec(Path(__file__).parent.parent / "configs/ablation/electrolyte_transport.yaml")
+    assert spec.data == {"generate": "electrolyte", "preset": "transport", "seed": 0}
+    split = variant_config(spec, "equivariant").data
+    _, _, test = split_systems([r.name for r in recipes], split.split, split.split_seed)
+    assert len(test) >= 6

@@ -48,6 +48,18 @@ from the preset's grid in a seed-dependent order; any number of systems may be a
   before the production ran in restart chunks).
   At 525 K the Li+ MSD is linear from ~50 ps (D ~ 0.07 Å²/ps), so 250 ps leaves a fit window
   at every temperature.
+* ``transport`` — long enough to rank Li+ mobility between boxes
+  (``configs/ablation/electrolyte_transport.yaml``): 12-18 Li+ per box, 16 systems from the
+  grid of two chain sets (6 x n = 24, 8 x n = 18: 144 EO units), Li:EO 1:12 / 1:8 (12 or 18
+  LiTFSI) and the medium preset's 425 / 475 / 525 K (12 grid points; systems 12-15 repeat the
+  first four with new packings and velocities, a measure of the MD's own spread), 1,254-1,368
+  atoms (an ~26 Å box, cut-off 8 Å as in ``medium``; force field and settings unchanged),
+  20 ps compression, 50 ps NPT, 1 ns production with a frame every 2 ps (501 frames) and a
+  restart file every 10 ps. Measured on the 2-core machine (one LAMMPS job per core, other
+  jobs sharing it: 87-94 % CPU): 10 ps of production in 19.7 s (1,254 atoms) and 20.0 s
+  (1,368 atoms), 44 and 43 ns/day; with equilibration ~36 min per system, so ~4.9 h for all
+  16 with two jobs (16 x 36 min / 2), to be run in two pieces of under 3 h (an interrupted
+  generation continues, see above).
 * ``paper`` — realistic (hours per system): 50 systems over five chain lengths, six salt
   ratios (Li:EO 1:33 to 1:8) and three temperatures, 2 ns NPT, 10 ns production with a frame
   every 2 ps (the reference work used 50 ns; pass a modified :class:`ElectrolytePreset` for
@@ -149,6 +161,11 @@ PRESETS: dict[str, ElectrolytePreset] = {
         name="medium", chains=((4, 15), (6, 10)), li_eo_ratios=(0.05, 1 / 12, 0.125),
         temperatures=(425.0, 475.0, 525.0), n_systems=16, compress_ps=20.0, npt_ps=50.0,
         production_ps=250.0, frame_interval_ps=2.0, cutoff=8.0,
+    ),
+    "transport": ElectrolytePreset(
+        name="transport", chains=((6, 24), (8, 18)), li_eo_ratios=(1 / 12, 0.125),
+        temperatures=(425.0, 475.0, 525.0), n_systems=16, compress_ps=20.0, npt_ps=50.0,
+        production_ps=1000.0, frame_interval_ps=2.0, cutoff=8.0,
     ),
     "paper": ElectrolytePreset(
         name="paper", chains=((20, 8), (15, 10), (10, 15), (6, 25), (5, 30)),
