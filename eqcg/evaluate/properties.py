@@ -79,7 +79,7 @@ class PropertyOptions:
             fraction window. Chosen on the exact D of the 144 MD chains of the polymer
             ``medium`` data (``results/com_fit_window``, 5 tau steps): 5-50 steps spreads
             D / D_exact by 0.12 (std; all within 1.5x) where the fraction window spreads it
-            by 0.78 (34 % within 1.5x) and 10-200 steps by 0.24. Shorter windows are tighter
+            by 0.77 (34 % within 1.5x) and 10-200 steps by 0.24. Shorter windows are tighter
             still on the MD, whose centre of mass is exactly Markovian, but would read a
             model's memory over its first steps as transport.
         vacf_lags: last lag (steps) of the velocity autocorrelations.
