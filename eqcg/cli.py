@@ -1,20 +1,26 @@
 """The ``eqcg`` command line (also ``python -m eqcg``).
 
 Exit codes: 0 success, 1 a simulation or rollout failed, 2 bad input (data, config,
-checkpoint, arguments), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+checkpoint, arguments, an output that cannot be written), 3 an internal error (a bug),
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from eqcg.arguments import COUNT, INDEX, NON_NEGATIVE, POSITIVE, SEED
+from eqcg.boundary import describe_os_error
 from eqcg.errors import ConfigError, EqcgError, SimulationError
 from eqcg.interrupt import Interrupted
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 _EXAMPLES = """examples:
   eqcg ablate configs/ablation/demo.yaml --out eqcg-demo
@@ -50,13 +56,20 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         print(dataset.summary())
 
 
+def _preset_names() -> list[str]:
+    """Every built-in system's preset names (a system refuses one it does not have)."""
+    from eqcg.systems import electrolyte, polymer
+
+    return sorted(set(polymer.PRESETS) | set(electrolyte.PRESETS))
+
+
 def _cmd_ingest(args: argparse.Namespace) -> None:
     from eqcg.data.ingest import ingest
     from eqcg.data.store import load_dataset
 
     path = ingest(args.topology, args.trajectory, args.out, fmt=args.format, name=args.name,
                   units=args.units, timestep=args.timestep, frame_interval=args.frame_interval,
-                  temperature=args.temperature)
+                  temperature=args.temperature, overwrite=args.overwrite)
     with load_dataset(path) as dataset:
         print(dataset.summary())
 
@@ -113,7 +126,7 @@ def _rollout_options(args: argparse.Namespace):
         refinement_changes={k: v for k, v in chosen.items() if v is not None},
         save_every=args.save_every, start_frame=args.start_frame, seed=args.seed,
         device=args.device, dtype=_dtype(args.dtype), command=sys.argv, resume=args.resume,
-        compile=args.compile,
+        compile=args.compile, overwrite=args.overwrite,
     )
 
 
@@ -159,16 +172,16 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
 def _add_rollout_arguments(p: argparse.ArgumentParser) -> None:
     """The options ``rollout`` and ``simulate`` share: checkpoint, sampling, refinement,
     saving, device."""
-    p.add_argument("--steps", type=int, required=True, help="learned steps")
+    p.add_argument("--steps", type=COUNT, required=True, help="learned steps")
     p.add_argument("--out", required=True)
     p.add_argument("--checkpoint", default="best.pt", choices=["best.pt", "last.pt"])
     p.add_argument("--deterministic", action="store_true", help="mean acceleration, no sampling")
     p.add_argument("--no-refine", action="store_true", help="switch score refinement off")
-    p.add_argument("--langevin-steps", type=int, default=None,
+    p.add_argument("--langevin-steps", type=COUNT, default=None,
                    help="Langevin steps per level (default: the run's score.langevin_steps)")
-    p.add_argument("--step-size", type=float, default=None,
+    p.add_argument("--step-size", type=POSITIVE, default=None,
                    help="Langevin step at the smallest level (default: score.step_size)")
-    p.add_argument("--levels", type=int, default=None,
+    p.add_argument("--levels", type=COUNT, default=None,
                    help="noise levels visited, geometric down to sigma_end "
                         "(default: score.refine_levels, else score.n_levels)")
     p.add_argument("--schedule", default=None,
@@ -179,13 +192,13 @@ def _add_rollout_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: score.refine_start)")
     p.add_argument("--denoise", default=None, action=argparse.BooleanOptionalAction,
                    help="end with a noise-free denoising step (default: score.denoise)")
-    p.add_argument("--excluded-volume", type=float, default=None,
+    p.add_argument("--excluded-volume", type=NON_NEGATIVE, default=None,
                    help="push beads closer than this apart (default: "
                         "score.excluded_volume)")
-    p.add_argument("--save-every", type=int, default=1)
-    p.add_argument("--start-frame", type=int, default=0,
+    p.add_argument("--save-every", type=COUNT, default=1)
+    p.add_argument("--start-frame", type=INDEX, default=0,
                    help="first history frame of the starting trajectory")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the sampling noise")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--compile", action="store_true",
@@ -194,6 +207,7 @@ def _add_rollout_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted rollout in OUT (same arguments; --steps may "
                         "grow)")
+    p.add_argument("--overwrite", action="store_true", help="replace the rollout OUT holds")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -241,11 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("generate", _cmd_generate, "run reference MD with LAMMPS and write a dataset")
     p.add_argument("system", choices=["polymer", "electrolyte"])
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "medium", "paper"])
+    p.add_argument("--preset", default="tiny", choices=_preset_names(),
+                   help="size and physics (each system's own presets: eqcg.systems.<system>)")
     p.add_argument("--out", required=True, help="output directory (dataset + LAMMPS files)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-systems", type=int, default=None, help="override the preset's count")
-    p.add_argument("--jobs", type=int, default=None, help="parallel LAMMPS jobs (default: cores)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--n-systems", type=COUNT, default=None, help="override the preset's count")
+    p.add_argument("--jobs", type=COUNT, default=None,
+                   help="parallel LAMMPS jobs (default: cores)")
 
     p = add("ingest", _cmd_ingest, "convert existing trajectories (LAMMPS, mdtraj, ASE)")
     p.add_argument("--topology", required=True, help="LAMMPS data, PDB/PSF/prmtop, or extxyz")
@@ -255,13 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default=None, choices=["lammps", "mdtraj", "ase"])
     p.add_argument("--name", default=None, help="system name (default: topology file stem)")
     p.add_argument("--units", default=None, choices=["real", "lj"])
-    p.add_argument("--timestep", type=float, default=None,
+    p.add_argument("--timestep", type=POSITIVE, default=None,
                    help="MD step in ps (real) or tau (lj), for LAMMPS dumps")
-    p.add_argument("--frame-interval", type=float, default=None,
+    p.add_argument("--frame-interval", type=POSITIVE, default=None,
                    help="time between frames when the files carry none")
-    p.add_argument("--temperature", type=float, default=None,
+    p.add_argument("--temperature", type=POSITIVE, default=None,
                    help="thermostat temperature of the MD (K, or epsilon/k_B for lj); models "
                         "trained with model.temperature_input need it")
+    p.add_argument("--overwrite", action="store_true", help="replace the dataset OUT holds")
 
     p = add("info", _cmd_info, "summarise a dataset, run directory or rollout")
     p.add_argument("path")
@@ -270,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config (not needed with --resume)")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
-    p.add_argument("--stop-after", type=int, default=None,
+    p.add_argument("--max-steps", type=COUNT, default=None, help="override train.max_steps")
+    p.add_argument("--stop-after", type=INDEX, default=None,
                    help="stop after N steps in all (time-limited jobs); continue with --resume")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoints/last.pt (with the run's config unless a "
@@ -304,22 +321,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="system name (default: topology file stem)")
     p.add_argument("--units", default=None, choices=["real", "lj"],
                    help="units of the files (default: the training data's)")
-    p.add_argument("--timestep", type=float, default=None,
+    p.add_argument("--timestep", type=POSITIVE, default=None,
                    help="MD step in ps (real) or tau (lj), for LAMMPS dumps")
-    p.add_argument("--frame-interval", type=float, default=None,
+    p.add_argument("--frame-interval", type=POSITIVE, default=None,
                    help="time between frames when the files carry none")
-    p.add_argument("--stride", type=int, default=None,
+    p.add_argument("--stride", type=COUNT, default=None,
                    help="trajectory frames per learned step (default: the model's learned "
                         "step over the trajectory's frame interval)")
-    p.add_argument("--temperature", type=float, default=None,
+    p.add_argument("--temperature", type=POSITIVE, default=None,
                    help="thermostat temperature of the MD (K, or epsilon/k_B for lj); models "
                         "trained with model.temperature_input need it")
     p.add_argument("--generate-history", default=None, choices=["polymer", "electrolyte"],
                    help="instead of files: run a short LAMMPS job of one built-in system "
                         "(in OUT/history) for the history")
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "medium", "paper"],
+    p.add_argument("--preset", default="tiny", choices=_preset_names(),
                    help="preset of the generated system (its size and physics)")
-    p.add_argument("--history-seed", type=int, default=0,
+    p.add_argument("--history-seed", type=SEED, default=0,
                    help="seed of the generated system (composition, start, thermostat)")
     _add_rollout_arguments(p)
 
@@ -327,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rollout")
     p.add_argument("--reference", required=True, help="reference dataset")
     p.add_argument("--out", required=True)
-    p.add_argument("--collision-threshold", type=float, default=None,
+    p.add_argument("--collision-threshold", type=POSITIVE, default=None,
                    help="collision distance (default: 1 Å for real units, 0.5 sigma for LJ)")
     p.add_argument("--run", default=None,
                    help="run whose one-step calibration is measured (default: the rollout's)")
@@ -350,26 +367,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("check-equivariance", _cmd_check_equivariance,
             "measure E(3) equivariance errors of every registered variant (a run dir or a config)")
     p.add_argument("target", help="run directory, checkpoint or YAML config")
-    p.add_argument("--trials", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trials", type=COUNT, default=5)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default=None, help="also write the table as JSON here")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; return the exit code.
+
+    Nothing escapes as a traceback: eqcg's errors, the operating system's (read-only, full
+    disk, not a directory ...) and decode errors are one line naming the file; anything else is
+    an internal error (exit code 3; ``EQCG_TRACEBACK=1`` prints the traceback).
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or arguments argparse refused (it printed why)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    command = f"eqcg {args.command}"
     try:
         args.handler(args)
     except SimulationError as exc:
-        print(f"eqcg {args.command}: {exc}", file=sys.stderr)
+        print(f"{command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except EqcgError as exc:
-        print(f"eqcg {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
-        print(f"eqcg {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
+        print(f"{command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return exc.exit_code if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
+    except OSError as exc:
+        print(f"{command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (UnicodeError, json.JSONDecodeError) as exc:
+        print(f"{command}: error: a file could not be decoded ({exc})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        if os.environ.get("EQCG_TRACEBACK"):
+            traceback.print_exc()
+        print(f"{command}: internal error: {type(exc).__name__}: {exc} (a bug in eqcg: please "
+              "report it; EQCG_TRACEBACK=1 shows where it happened)", file=sys.stderr)
+        return EXIT_INTERNAL
     return EXIT_OK
 
 
