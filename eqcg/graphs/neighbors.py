@@ -32,11 +32,13 @@ def minimum_image(
 
     Returns ``(E, 3)`` displacements reduced to the nearest periodic image (exact for cells whose
     reduced shape is not too skewed, which LAMMPS' tilt limits guarantee). Each system's cell is
-    inverted once, not once per displacement.
+    inverted once, not once per displacement, without the host sync of ``torch.linalg.inv``'s
+    singularity check (a cell is never singular: open systems use the identity).
     """
     eye = torch.eye(3, dtype=cells.dtype, device=cells.device)
     safe_cells = torch.where(periodic[:, None, None], cells, eye)
-    frac = torch.einsum("ei,eij->ej", vectors, torch.linalg.inv(safe_cells)[graph])
+    inverse = torch.linalg.inv_ex(safe_cells).inverse
+    frac = torch.einsum("ei,eij->ej", vectors, inverse[graph])
     frac = torch.where(periodic[graph][:, None], frac - torch.round(frac), frac)
     return torch.einsum("ei,eij->ej", frac, safe_cells[graph])
 
@@ -99,11 +101,18 @@ def _search(
 def _within(
     pos: torch.Tensor, edge_index: torch.Tensor, shift: torch.Tensor, cutoff: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pairs of ``edge_index`` closer than ``cutoff``, by this module's own arithmetic (so
+    """The pairs of ``edge_index`` closer than ``cutoff``."""
+    keep = _inside(pos, edge_index, shift, cutoff)
+    return edge_index[:, keep], shift[keep]
+
+
+def _inside(
+    pos: torch.Tensor, edge_index: torch.Tensor, shift: torch.Tensor, cutoff: float
+) -> torch.Tensor:
+    """``(E,)`` whether each pair is closer than ``cutoff``, by this module's own arithmetic (so
     a fresh list and one filtered from a longer list agree at the boundary)."""
     vec = pos.detach()[edge_index[1]] - pos.detach()[edge_index[0]] + shift
-    keep = vec.norm(dim=-1) < cutoff
-    return edge_index[:, keep], shift[keep]
+    return vec.norm(dim=-1) < cutoff
 
 
 def _without(
@@ -126,9 +135,11 @@ class VerletList:
     the CG bonds of a rollout). One list serves one batch whose boxes do not change (a
     rollout). ``builds`` counts the rebuilds.
 
-    Each call compares the largest displacement with the skin on the host: one scalar sync,
-    instead of the neighbour search (and its per-system pair-count syncs) at every call. The
-    batch layout is read from the host once, at the first build.
+    Host syncs: a call between rebuilds reads one pair of numbers from the device, the number
+    of pairs within the cut-off (the edge list's size, which the filter needs however the
+    decision is made) and whether a bead has crossed half the skin; the rebuild decision rides
+    on that read and costs no sync of its own. A rebuild syncs as the neighbour search needs.
+    The batch layout is read from the host once, at the first build.
     """
 
     def __init__(self, cutoff: float, skin: float):
@@ -148,25 +159,39 @@ class VerletList:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``edge_index (2, E)`` and ``shift (E, 3)`` as :func:`radius_edges` returns them,
         without the pairs of ``exclude (2, E_x)``."""
-        if self._needs_build(pos):
-            if self._layout is None or len(self._layout.bounds) != ptr.shape[0]:
-                self._layout = BatchLayout.of(pbc, ptr)
-            self._index, self._shift = _search(pos, box, self._layout, self.cutoff + self.skin)
-            self._reference = pos.detach().clone()
-            self._excluded = None
-            self.builds += 1
+        if self._reference is None or self._reference.shape != pos.shape:
+            self._build(pos, box, pbc, ptr)
+            return _within(pos, *self._candidates(pos, exclude), self.cutoff)
+        index, shift = self._candidates(pos, exclude)
+        keep = _inside(pos, index, shift, self.cutoff)
+        moved = (pos.detach() - self._reference).norm(dim=-1).max()
+        n_kept, stale = torch.stack([keep.sum(), (moved > 0.5 * self.skin).long()]).tolist()
+        if stale:
+            self._build(pos, box, pbc, ptr)
+            return _within(pos, *self._candidates(pos, exclude), self.cutoff)
+        kept = torch.nonzero_static(keep, size=n_kept).squeeze(1)  # no second sync
+        return index[:, kept], shift[kept]
+
+    def _build(self, pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor,
+               ptr: torch.Tensor) -> None:
+        """Search the pairs within ``cutoff + skin`` of ``pos``."""
+        if self._layout is None or len(self._layout.bounds) != ptr.shape[0]:
+            self._layout = BatchLayout.of(pbc, ptr)
+        self._index, self._shift = _search(pos, box, self._layout, self.cutoff + self.skin)
+        self._reference = pos.detach().clone()
+        self._excluded = None
+        self.builds += 1
+
+    def _candidates(
+        self, pos: torch.Tensor, exclude: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The listed pairs, less those of ``exclude`` (filtered once per build and tensor)."""
         if exclude is None:
-            return _within(pos, self._index, self._shift, self.cutoff)
+            return self._index, self._shift
         if self._excluded is not exclude:
             self._kept = _without(self._index, self._shift, exclude, pos.shape[0])
             self._excluded = exclude
-        return _within(pos, *self._kept, self.cutoff)
-
-    def _needs_build(self, pos: torch.Tensor) -> bool:
-        if self._reference is None or self._reference.shape != pos.shape:
-            return True
-        moved = (pos.detach() - self._reference).norm(dim=-1).max()
-        return bool(moved > 0.5 * self.skin)
+        return self._kept
 
 
 def cg_edges(
