@@ -2,14 +2,21 @@
 
 The Python functions (``train``, ``run_rollout``, ...) call these themselves, so a bad value
 is a :class:`~eqcg.errors.ConfigError` naming the argument whether it came from the command
-line or from Python.
+line or from Python. The command line also types every numeric option with a :class:`Range`,
+so a value out of range is refused while the arguments are parsed, before any work.
 """
 
 from __future__ import annotations
 
-import torch
+import argparse
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from eqcg.errors import ConfigError
+
+if TYPE_CHECKING:  # the command line parses its options without loading torch
+    import torch
 
 
 def at_least(name: str, value: int, minimum: int) -> int:
@@ -19,10 +26,49 @@ def at_least(name: str, value: int, minimum: int) -> int:
     return value
 
 
+def positive_number(name: str, value: float) -> float:
+    """``value`` if it is a finite number > 0; else a :class:`ConfigError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The ``type=`` of a numeric command-line option: an integer (``integer``) or a finite
+    number at least ``minimum`` (or above it, ``strict``)."""
+
+    minimum: float
+    integer: bool = True
+    strict: bool = False
+
+    def __call__(self, text: str) -> int | float:
+        try:
+            value = int(text) if self.integer else float(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < self.minimum or (
+                self.strict and value == self.minimum):
+            kind = "an integer" if self.integer else "a finite number"
+            bound = f"{'>' if self.strict else '>='} {self.minimum:g}"
+            raise argparse.ArgumentTypeError(f"must be {kind} {bound}, got {text}")
+        return value
+
+
+COUNT = Range(1)  # how many of something: >= 1
+INDEX = Range(0)  # a frame, a step count that may be 0: >= 0
+SEED = Range(0)  # random seeds are >= 0
+POSITIVE = Range(0, integer=False, strict=True)  # lengths, times, temperatures: finite, > 0
+NON_NEGATIVE = Range(0, integer=False)  # finite, >= 0
+
+
 def resolve_device(name: str | torch.device) -> torch.device:
     """The torch device of a ``--device`` value: ``auto`` (CUDA when present, else CPU),
     ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; one that is not available is a
     :class:`ConfigError` saying why."""
+    import torch
+
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -1,16 +1,23 @@
 """Atomic file writes: a file appears complete under its name or not at all.
 
 Every checkpoint, dataset, mapping cache, rollout and record is written through
-:func:`atomic_path`: to a temporary file beside the target, flushed to disk, then renamed
-over the target, so an interrupted write never leaves a truncated file behind.
+:func:`atomic_path` (or :func:`atomic_hdf5` for HDF5 files): to a temporary file beside the
+target, flushed to disk, then renamed over the target, so an interrupted or failed write never
+leaves a truncated file behind and the previous file stays as it was.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import h5py
+
+from eqcg.interrupt import raise_pending, uninterrupted
 
 
 @contextmanager
@@ -23,18 +30,114 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
-        descriptor = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        sync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def sync(path: str | os.PathLike) -> None:
+    """Flush ``path``'s content to disk (where a full disk may first show)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically; returns ``path``."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+class _LatchedFile(io.RawIOBase):
+    """The file HDF5 writes through (h5py's file-object driver): the first failed write (full
+    disk, read-only, size limit) is kept, and it and every later write are discarded as if
+    done. HDF5 cannot close a file whose writes fail without crashing the process; this one
+    it closes normally, and :meth:`check` raises the kept error from Python."""
+
+    def __init__(self, path: Path, mode: str):
+        super().__init__()
+        self._raw = open(path, mode, buffering=0)  # closed by close()
+        self.error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readinto(self, buffer) -> int:
+        return self._raw.readinto(buffer)
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if self.error is None:
+            try:
+                self._raw.write(data)
+            except OSError as exc:
+                self.error = exc
+        return size
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._raw.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return self.tell() if size is None else size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+    def check(self) -> None:
+        """Raise the first failed write, if any."""
+        if self.error is not None:
+            raise self.error
+
+
+class HDF5Output:
+    """An HDF5 file being written by :func:`atomic_hdf5`: :attr:`file`, and :meth:`check`."""
+
+    def __init__(self, file: h5py.File, latch: _LatchedFile):
+        self.file, self._latch = file, latch
+
+    def check(self) -> None:
+        """Raise a failed write or a held-back interruption now (call between large parts)."""
+        self._latch.check()
+        raise_pending()
+
+
+@contextmanager
+def atomic_hdf5(path: str | os.PathLike, *, copy_of: str | os.PathLike | None = None
+                ) -> Iterator[HDF5Output]:
+    """An HDF5 file written atomically at ``path`` (as :func:`atomic_path`), empty or a copy of
+    ``copy_of`` to change. A failed write raises its OSError, and Ctrl-C or SIGTERM (inside
+    :func:`~eqcg.interrupt.interruptible`) their interruption, once HDF5 has closed the file
+    (at :meth:`HDF5Output.check`, else when the block ends): the temporary file is removed and
+    ``path`` is left as it was."""
+    with atomic_path(path) as tmp, uninterrupted():
+        if copy_of is not None:
+            shutil.copyfile(copy_of, tmp)
+        latch = _LatchedFile(tmp, "r+b" if copy_of is not None else "w+b")
+        try:
+            with h5py.File(latch, "a" if copy_of is not None else "w") as f:
+                yield HDF5Output(f, latch)
+        finally:
+            latch.close()
+        latch.check()

@@ -22,3 +22,13 @@ class CheckpointError(EqcgError):
 
 class SimulationError(EqcgError):
     """A simulation that failed: a LAMMPS error, or a learned rollout that exploded."""
+
+
+class OutputError(EqcgError):
+    """An output directory eqcg may not write: not a directory, holding another kind of output
+    or a finished one, or being written by another process."""
+
+
+class FileSystemError(EqcgError):
+    """The operating system refused a read or write (read-only file system, no space left,
+    permission, name too long): says which file and what was being done."""

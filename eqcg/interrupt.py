@@ -3,7 +3,8 @@
 Inside :func:`interruptible` SIGINT and SIGTERM raise :class:`Interrupted`, a
 :class:`KeyboardInterrupt`, so the code that saves state on Ctrl-C saves it on preemption too.
 A signal that arrives inside an :func:`uninterrupted` block (an optimizer update, a write of
-resumable state) is raised when the block ends, so saved state is never half-updated. The
+resumable state) is raised when the block ends, or earlier at a :func:`raise_pending` the block
+calls where stopping is safe, so saved state is never half-updated. The
 command line exits with ``128 + signal`` (130 for SIGINT, 143 for SIGTERM).
 """
 
@@ -82,5 +83,13 @@ def uninterrupted() -> Iterator[None]:
     finally:
         _deferral.depth -= 1
     if not _deferral.depth and _deferral.pending is not None:
+        signum, _deferral.pending = _deferral.pending, None
+        raise _interruption(signum)
+
+
+def raise_pending() -> None:
+    """Raise the interruption an :func:`uninterrupted` block is holding back, if any (a point
+    in the block where stopping is safe); not inside an outer such block, which must finish."""
+    if _deferral.depth <= 1 and _deferral.pending is not None:
         signum, _deferral.pending = _deferral.pending, None
         raise _interruption(signum)

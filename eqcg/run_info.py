@@ -28,14 +28,16 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def write_run_info(
-    out_dir: str | os.PathLike,
+RUN_INFO_FILE = "run.json"
+
+
+def run_info_text(
     config: dict[str, Any] | None,
     seed: int | None,
     command: Sequence[str],
     extra: dict[str, Any] | None = None,
-) -> Path:
-    """Write ``out_dir/run.json`` (atomically) and return its path."""
+) -> str:
+    """The content of a ``run.json`` (see :func:`write_run_info`)."""
     info = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": list(command) or sys.argv,
@@ -46,4 +48,16 @@ def write_run_info(
         "config": config,
         **(extra or {}),
     }
-    return write_text_atomic(Path(out_dir) / "run.json", json.dumps(info, indent=2, default=str))
+    return json.dumps(info, indent=2, default=str)
+
+
+def write_run_info(
+    out_dir: str | os.PathLike,
+    config: dict[str, Any] | None,
+    seed: int | None,
+    command: Sequence[str],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``out_dir/run.json`` (atomically) and return its path."""
+    return write_text_atomic(Path(out_dir) / RUN_INFO_FILE,
+                             run_info_text(config, seed, command, extra))

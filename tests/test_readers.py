@@ -28,7 +28,7 @@ from eqcg.data.lammps_files import read_lammps
 from eqcg.data.mdtraj_reader import read_mdtraj
 from eqcg.data.store import load_dataset
 from eqcg.data.unwrap import unwrap_trajectory
-from eqcg.errors import DataError
+from eqcg.errors import DataError, OutputError
 from eqcg.systems.lammps_runner import run_lammps
 from eqcg.testing import lammps_available
 
@@ -759,9 +759,9 @@ def test_cli_ingest_bad_input_exits_2_before_any_work(tmp_path, capsys):
     common = ["ingest", "--topology", str(data), "--units", "real", "--timestep", "1"]
     assert main([*common, "--trajectory", str(dump), "--out", str(tmp_path / "taken")]) == 2
     assert "--out" in capsys.readouterr().err
-    with pytest.raises(DataError, match=r"--out .*taken/sub: .*taken is an existing file, not a "):
+    with pytest.raises(OutputError, match=r"--out .*taken/sub: .*taken is an existing file, not "):
         ingest(data, [dump], tmp_path / "taken" / "sub", units="real", timestep=1.0)
-    with pytest.raises(DataError, match=r"--out .*taken: it is an existing file, not a directory"):
+    with pytest.raises(OutputError, match=r"--out .*taken: it is an existing file, not a "):
         ingest(tmp_path / "missing.data", [dump], tmp_path / "taken", units="real", timestep=1.0)
     (tmp_path / "bin.lammpstrj").write_bytes(bytes(range(256)))
     out = tmp_path / "out"

@@ -69,7 +69,7 @@ def test_non_positive_step_counts_are_refused_before_anything_is_written(
     message = error_of(capsys, ["train", "configs/polymer_baseline.yaml", "--data",
                                 str(polymer_data), "--out", str(out), flag, value])
     name = flag.removeprefix("--").replace("-", "_")
-    assert message == (f"eqcg train: error: {name} ({flag}) must be an integer >= {minimum}, "
+    assert message == (f"eqcg train: error: argument {flag}: must be an integer >= {minimum}, "
                        f"got {value}")
     assert not out.exists()
     with pytest.raises(ConfigError, match=f"{name} .* got {value}"):
@@ -114,12 +114,12 @@ def test_unavailable_cuda_is_named_by_train_and_rollout(polymer_data, run_dir, t
 # --- rollout arguments --------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, expected", [
-    (["--steps", "0"], "n_steps (--steps) must be an integer >= 1, got 0"),
-    (["--steps", "-5"], "n_steps (--steps) must be an integer >= 1, got -5"),
+    (["--steps", "0"], "argument --steps: must be an integer >= 1, got 0"),
+    (["--steps", "-5"], "argument --steps: must be an integer >= 1, got -5"),
     (["--steps", "3", "--save-every", "0"],
-     "save_every (--save-every) must be an integer >= 1, got 0"),
+     "argument --save-every: must be an integer >= 1, got 0"),
     (["--steps", "3", "--start-frame", "-3"],
-     "start_frame (--start-frame) must be an integer >= 0, got -3"),
+     "argument --start-frame: must be an integer >= 0, got -3"),
 ])
 def test_bad_rollout_counts_are_named(polymer_data, run_dir, tmp_path, capsys, args, expected):
     out = tmp_path / "r"
@@ -157,7 +157,7 @@ def test_rollout_into_an_existing_file_fails_before_any_work(polymer_data, run_d
     target.write_text("keep me")
     message = error_of(capsys, ["rollout", str(run_dir), "--data", str(polymer_data),
                                 "--steps", "2", "--out", str(target)])
-    assert message == (f"eqcg rollout: error: --out {target}: is an existing file, not a "
+    assert message == (f"eqcg rollout: error: --out {target}: it is an existing file, not a "
                        "directory for the rollout")
     assert target.read_text() == "keep me"
 

@@ -12,7 +12,7 @@ import torch
 from eqcg import load_dataset
 from eqcg.cli import main
 from eqcg.config import load_config
-from eqcg.errors import CheckpointError, ConfigError
+from eqcg.errors import CheckpointError, OutputError
 from eqcg.models.checkpoint import load_checkpoint, load_simulator
 from eqcg.simulate.writer import ROLLOUT_FILE
 from eqcg.train.trainer import train
@@ -57,7 +57,7 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(polymer_data, 
     train(polymer_config(*overrides), polymer_data, tmp_path / "straight", show_progress=False)
     train(polymer_config(*overrides), polymer_data, tmp_path / "split", stop_after=6,
           show_progress=False)
-    with pytest.raises(ConfigError, match="already holds a run"):
+    with pytest.raises(OutputError, match="already holds a run"):
         train(polymer_config(*overrides), polymer_data, tmp_path / "split", show_progress=False)
     train(polymer_config(*overrides), polymer_data, tmp_path / "split", resume=True,
           show_progress=False)

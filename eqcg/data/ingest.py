@@ -22,13 +22,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from eqcg.atomic import atomic_path, sync
+from eqcg.boundary import doing
 from eqcg.data.ase_reader import read_ase
 from eqcg.data.lammps_files import read_lammps
 from eqcg.data.mdtraj_reader import read_mdtraj
 from eqcg.data.store import write_dataset
 from eqcg.data.trajectory import TEMPERATURE_ATTRS, SystemTrajectory
 from eqcg.errors import DataError
-from eqcg.run_info import write_run_info
+from eqcg.interrupt import interruptible
+from eqcg.names import check_name
+from eqcg.outputs import claim_output
+from eqcg.run_info import RUN_INFO_FILE, run_info_text
 
 PathLike = str | os.PathLike
 
@@ -144,6 +149,7 @@ def ingest(
     timestep: float | None = None,
     frame_interval: float | None = None,
     temperature: float | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Read one system's files and write them as the dataset ``out/dataset.h5``.
 
@@ -161,20 +167,27 @@ def ingest(
         temperature: the thermostat temperature the trajectory was run at (K, or epsilon/k_B
             in LJ units), stored as the system's attribute ``temperature`` (models with
             ``model.temperature_input`` read it).
+        overwrite: replace the dataset ``out`` holds (refused otherwise).
 
-    Returns the path of the written dataset file. ``out`` must be a directory (or not exist
-    yet); an existing file there is a DataError raised before any file is read.
+    Returns the path of the written dataset file. ``out`` is claimed as a dataset
+    (:func:`~eqcg.outputs.claim_output`) before any file is read: an existing file, another
+    kind of output, another writer, or a dataset without ``overwrite`` is an error. The dataset
+    and its ``run.json`` replace the old ones only once both are written; Ctrl-C or SIGTERM
+    leave the old ones as they were.
     """
-    _check_output_directory(Path(out))
     top, paths = Path(topology), [Path(p) for p in trajectories]
     fmt = fmt or detect_format(top, paths)
-    system = read_system(top, paths, fmt=fmt, name=name, units=units, timestep=timestep,
-                         frame_interval=frame_interval, temperature=temperature)
-    files = [str(p) for p in [top, *paths]]
-    path = write_dataset(out, [system], source=f"eqcg ingest ({fmt}): {', '.join(files)}")
-    write_run_info(path.parent, None, None, [],
-                   extra={"format": fmt, "files": files, "units": system.units})
-    return path
+    with interruptible(), claim_output(out, "dataset", overwrite=overwrite) as directory:
+        system = read_system(top, paths, fmt=fmt, name=name, units=units, timestep=timestep,
+                             frame_interval=frame_interval, temperature=temperature)
+        files = [str(p) for p in [top, *paths]]
+        with atomic_path(directory / RUN_INFO_FILE) as info:
+            with doing("writing the run record", directory / RUN_INFO_FILE):
+                info.write_text(run_info_text(None, None, [], extra={
+                    "format": fmt, "files": files, "units": system.units}), encoding="utf-8")
+                sync(info)  # on disk before the dataset replaces the old one
+            return write_dataset(directory, [system],
+                                 source=f"eqcg ingest ({fmt}): {', '.join(files)}")
 
 
 def read_system(
@@ -193,25 +206,15 @@ def read_system(
         raise DataError(f"--temperature must be a finite number > 0 (K, or epsilon/k_B in LJ "
                         f"units), got {temperature}")
     top, paths = Path(topology), [Path(p) for p in trajectories]
+    name = check_name(name or top.stem, "system name (--name)", DataError)
     fmt = fmt or detect_format(top, paths)
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    system = FORMATS[fmt].read(top, paths, _Options(name or top.stem, units, timestep,
-                                                    frame_interval))
+    system = FORMATS[fmt].read(top, paths, _Options(name, units, timestep, frame_interval))
     if temperature is None:
         return system
     return dataclasses.replace(system, attrs={**system.attrs,
                                               TEMPERATURE_ATTRS[0]: float(temperature)})
-
-
-def _check_output_directory(out: Path) -> None:
-    """DataError when ``out``, or the nearest of its parents that exists, is not a directory."""
-    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
-    if not existing.is_dir():
-        raise DataError(
-            f"--out {out}: {'it' if existing == out else existing} is an existing file, not a "
-            f"directory (the dataset is written as DIR/dataset.h5; choose a directory)"
-        )
 
 
 def detect_format(topology: Path, trajectories: list[Path]) -> str:

@@ -2,7 +2,7 @@
 
 Layout of ``DIR/dataset.h5``::
 
-    /                      attrs: format, format_version, units, created, source
+    /                      attrs: format, format_version, units, created, source, content_hash
     /systems/<name>/       attrs: pbc, units, source, frame_interval, attrs_json
         positions          (n_frames, n_atoms, 3) float, unwrapped, chunked along frames
         box                (n_frames, 3, 3) cell vectors as rows
@@ -15,12 +15,15 @@ Layout of ``DIR/dataset.h5``::
         charges            (n_atoms,)  (optional)
 
 Any window of frames is read without loading the whole trajectory. Files are written to a
-temporary name and renamed into place, so an interrupted write never leaves a valid-looking
-dataset behind.
+temporary name and renamed into place (:func:`~eqcg.atomic.atomic_hdf5`), so an interrupted or
+failed write never leaves a valid-looking dataset behind and never damages the one it replaces.
+``content_hash`` (:func:`system_digest`) identifies what the systems hold, whatever the file's
+layout: a rollout records it, and evaluation checks its reference against it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time as _time
@@ -30,9 +33,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from eqcg.atomic import atomic_path
+from eqcg.atomic import atomic_hdf5
+from eqcg.boundary import doing
 from eqcg.data.trajectory import SystemTrajectory, Topology
 from eqcg.errors import DataError
+from eqcg.names import check_name
 from eqcg.units import unit_system
 
 DATASET_FILE = "dataset.h5"
@@ -40,6 +45,7 @@ ROLLOUT_FILE = "rollout.h5"  # the bead-level dataset a rollout directory holds
 FORMAT_NAME = "eqcg-trajectories"
 FORMAT_VERSION = 1
 _FRAMES_PER_CHUNK = 16
+_FRAMES_PER_HASH = 256
 
 
 def dataset_file(path: str | os.PathLike) -> Path:
@@ -58,13 +64,16 @@ def write_dataset(
     unit system. Returns the path of the written HDF5 file; on any error nothing is left.
     """
     target = dataset_file(path)
-    with atomic_path(target) as tmp, h5py.File(tmp, "w") as f:
+    digests: dict[str, bytes] = {}
+    with doing("writing the dataset", target), atomic_hdf5(target) as out:
+        f = out.file
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["created"] = _time.strftime("%Y-%m-%dT%H:%M:%S%z")
         f.attrs["source"] = source
         group = f.create_group("systems")
         for system in systems:
+            check_name(system.name, f"{path}: system name", DataError)
             if system.name in group:
                 raise DataError(f"{path}: system name {system.name!r} appears twice")
             units = f.attrs.setdefault("units", system.units)
@@ -75,9 +84,44 @@ def write_dataset(
                 )
             system.validate()
             write_system_group(group.create_group(system.name), system)
+            digests[system.name] = system_digest(system)
+            out.check()
         if not len(group):
             raise DataError(f"{path}: refusing to write a dataset with no systems")
+        f.attrs["content_hash"] = combined_hash(digests)
     return target
+
+
+def system_digest(s: SystemTrajectory) -> bytes:
+    """SHA-256 of what system ``s`` holds (name, units, periodicity, frames, cells, times and
+    topology, in canonical types), independent of how a file stores it."""
+    h = hashlib.sha256(json.dumps([s.name, s.units, bool(s.pbc)]).encode())
+
+    def add(label: str, array: object, dtype: type) -> None:
+        data = np.ascontiguousarray(np.asarray(array), dtype=dtype)
+        h.update(f"{label}{data.shape}".encode())
+        h.update(data.tobytes())
+
+    for start in range(0, s.n_frames, _FRAMES_PER_HASH):
+        add("positions", s.positions[start:start + _FRAMES_PER_HASH], np.float64)
+    top = s.topology
+    for label, array, dtype in (("box", s.box, np.float64), ("time", s.time, np.float64),
+                                ("masses", top.masses, np.float64), ("types", top.types, np.int64),
+                                ("bonds", top.bonds.reshape(-1, 2), np.int64),
+                                ("bond_types", top.bond_types, np.int64)):
+        add(label, array, dtype)
+    if top.charges is not None:
+        add("charges", top.charges, np.float64)
+    h.update("\0".join(top.type_names).encode("utf-8", "surrogatepass"))
+    return h.digest()
+
+
+def combined_hash(digests: dict[str, bytes]) -> str:
+    """The content hash of a dataset whose systems have these digests (by name)."""
+    h = hashlib.sha256()
+    for name in sorted(digests):
+        h.update(digests[name])
+    return h.hexdigest()
 
 
 def write_system_group(g: h5py.Group, s: SystemTrajectory, *, extendable: bool = False) -> None:
@@ -130,22 +174,29 @@ class TrajectoryDataset:
             self._file = h5py.File(self.path, "r")
         except OSError as exc:
             raise DataError(f"{self.path}: not a readable HDF5 dataset ({exc})") from None
-        if self._file.attrs.get("format") != FORMAT_NAME:
+        try:
+            self._check_format()
+            self.units = str(self._file.attrs["units"])
+            unit_system(self.units, str(self.path))
+            self.source = str(self._file.attrs.get("source", ""))
+            self.systems: list[SystemTrajectory] = [
+                self._read_system(name, g) for name, g in self._file["systems"].items()
+            ]
+        except BaseException as exc:
             self._file.close()
+            if isinstance(exc, KeyError):
+                raise DataError(f"{self.path}: missing field {exc}") from None
+            raise
+
+    def _check_format(self) -> None:
+        if self._file.attrs.get("format") != FORMAT_NAME:
             raise DataError(f"{self.path}: not an eqcg trajectory dataset")
         version = int(self._file.attrs["format_version"])
         if version > FORMAT_VERSION:
-            self._file.close()
             raise DataError(
                 f"{self.path}: dataset format version {version} is newer than this eqcg "
                 f"understands ({FORMAT_VERSION}); upgrade eqcg"
             )
-        self.units = str(self._file.attrs["units"])
-        unit_system(self.units, str(self.path))
-        self.source = str(self._file.attrs.get("source", ""))
-        self.systems: list[SystemTrajectory] = [
-            self._read_system(name, g) for name, g in self._file["systems"].items()
-        ]
 
     def _read_system(self, name: str, g: h5py.Group) -> SystemTrajectory:
         where = f"{self.path}: system {name!r}"
@@ -171,6 +222,8 @@ class TrajectoryDataset:
             )
         except KeyError as exc:
             raise DataError(f"{where}: missing field {exc}") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, bad shapes
+            raise DataError(f"{where}: damaged metadata ({exc})") from None
 
     def __len__(self) -> int:
         return len(self.systems)
@@ -189,6 +242,15 @@ class TrajectoryDataset:
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.systems]
+
+    @property
+    def content_hash(self) -> str:
+        """The hash of what the systems hold (see :func:`system_digest`): the one stored when
+        the file was written, else computed from the file (reads every frame)."""
+        stored = self._file.attrs.get("content_hash")
+        if stored is not None:
+            return str(stored)
+        return combined_hash({s.name: system_digest(s) for s in self.systems})
 
     def summary(self) -> str:
         """A human-readable table of the systems in this dataset."""

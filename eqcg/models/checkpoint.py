@@ -10,6 +10,7 @@ loading never executes pickled code.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -20,6 +21,7 @@ import torch
 import yaml
 
 from eqcg.atomic import atomic_path
+from eqcg.boundary import doing
 from eqcg.config import Config, config_from_dict
 from eqcg.errors import CheckpointError, ConfigError, EqcgError
 from eqcg.graphs.system import TypeVocabulary
@@ -37,9 +39,12 @@ RESUMABLE_KEYS = ("train.max_steps", "train.val_every", "train.log_every",
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically to ``path``."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}, tmp)
+    """Write ``state`` atomically to ``path`` (serialised in memory first, so that a full disk
+    is an OSError from Python's write, named by :func:`~eqcg.boundary.doing`)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}, buffer)
+    with doing("writing the checkpoint", path), atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -90,11 +95,24 @@ def build_simulator(state: dict[str, Any], where: str) -> tuple[Simulator, Confi
         tuple(state["vocabulary"]["atom_types"]), tuple(state["vocabulary"]["bond_types"])
     )
     simulator = Simulator(config.model, config.score, vocabulary, state["history"])
+    _check_finite(state["model"], where)
     try:
         simulator.load_state_dict(_without_e3nn_constants(state["model"], simulator))
     except RuntimeError as exc:
         raise CheckpointError(f"{where}: weights do not fit the stored config ({exc})") from None
     return simulator, config
+
+
+def _check_finite(weights: dict[str, torch.Tensor], where: str) -> None:
+    """:class:`CheckpointError` naming the first weight that holds NaN or inf."""
+    for key, value in weights.items():
+        if torch.is_tensor(value) and value.is_floating_point():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                raise CheckpointError(
+                    f"{where}: weight {key} holds {bad} non-finite value(s) (NaN or inf) of "
+                    f"{value.numel()}: the training diverged or the file is damaged; roll out "
+                    "another checkpoint (--checkpoint last.pt / best.pt) or retrain")
 
 
 def _without_e3nn_constants(weights: dict[str, torch.Tensor], simulator: Simulator

@@ -18,6 +18,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from eqcg.interrupt import Interrupted, interruptible, signal_of, uninterrupted
 from eqcg.models.checkpoint import BEST, load_simulator, resolve_checkpoint
 from eqcg.models.gaussian import gaussian_noise
 from eqcg.models.simulator import Simulator
+from eqcg.outputs import check_output, claim_output
 from eqcg.run_info import write_run_info
 from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import RolloutFailure, RolloutResult, rollout
@@ -95,6 +97,7 @@ class RolloutOptions:
         show_progress: draw a progress bar.
         command: the command line recorded in ``run.json``.
         resume: continue the interrupted rollout in the output directory.
+        overwrite: replace the rollout the output directory holds.
         flush_seconds: least wall-clock seconds between two chunks written to ``rollout.h5``.
         compile: compile the networks (:meth:`~eqcg.models.simulator.Simulator.compile_networks`).
     """
@@ -111,6 +114,7 @@ class RolloutOptions:
     show_progress: bool = True
     command: Sequence[str] = ()
     resume: bool = False
+    overwrite: bool = False
     flush_seconds: float = 10.0
     compile: bool = False
 
@@ -119,9 +123,11 @@ class RolloutOptions:
         at_least("n_steps (--steps)", n_steps, 1)
         at_least("save_every (--save-every)", self.save_every, 1)
         at_least("start_frame (--start-frame)", self.start_frame, 0)
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out}: is an existing file, not a directory for the "
-                              "rollout")
+        at_least("seed (--seed)", self.seed, 0)
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues the rollout in --out, --overwrite replaces "
+                              "it: give one of them")
+        check_output(out, "rollout", resume=self.resume, overwrite=self.overwrite)
 
     def resolved_refinement(self, score: ScoreConfig) -> Refinement:
         """:attr:`refinement` (else the run's) with :attr:`refinement_changes` applied."""
@@ -158,12 +164,15 @@ class RolloutSource:
         stride: recorded frames per learned step in the source trajectories.
         request: JSON-able description of where the frames come from (stored in
             ``rollout.h5`` and compared on resume).
+        dataset_hash: the content hash of the dataset the systems come from (recorded in
+            ``run.json``; evaluation checks its reference against it), ``None`` without one.
     """
 
     names: list[str]
     coarse_grain: Callable[[list[str]], list[CGSystem]]
     stride: int
     request: dict[str, Any]
+    dataset_hash: str | None = None
 
 
 def _check_systems(names: Sequence[str], dataset: TrajectoryDataset) -> None:
@@ -184,6 +193,21 @@ def _check_systems(names: Sequence[str], dataset: TrajectoryDataset) -> None:
             )
 
 
+def _default_systems(loaded: LoadedRun, dataset: TrajectoryDataset) -> list[str]:
+    """The run's test systems when ``dataset`` is the one it was trained on, else all."""
+    if Path(loaded.metadata.get("dataset", "")).resolve() != Path(dataset.path).resolve():
+        return dataset.names
+    test = loaded.metadata.get("split", {}).get("test", [])
+    if not test:
+        split = loaded.config.data.split
+        raise ConfigError(
+            f"--systems: the run of {loaded.checkpoint} has no test systems "
+            f"(data.split {list(split)} over {len(dataset)} systems), and rolling out the "
+            "systems it was trained on would say nothing about held-out ones; name the "
+            "systems with --systems")
+    return test
+
+
 def run_rollout(
     run: str | os.PathLike,
     data: str | os.PathLike,
@@ -196,17 +220,18 @@ def run_rollout(
 ) -> Path:
     """Roll the model of ``run`` out on ``systems`` of dataset ``data``; write into ``out``.
 
-    ``systems`` defaults to the run's test split (all systems when the split is empty or the
-    dataset is another one). ``options`` (default :class:`RolloutOptions`), with the fields
-    named in ``changes`` replaced (``save_every=2``, ``refinement=...``), say how. Returns the
-    output directory. Saved frames stream into ``out/rollout.h5`` in chunks at least
-    ``flush_seconds`` apart (and at the end, on failure and on interruption); ``resume=True``
-    continues the rollout there, with the same arguments, up to ``n_steps`` (which may exceed
-    the original). When a system blows up, the frames before it are kept and
-    :class:`~eqcg.simulate.rollout.RolloutFailure` is raised; Ctrl-C or SIGTERM raise
-    :class:`~eqcg.interrupt.Interrupted` after the last chunk is written. Under ``torchrun``
-    the systems are split across ranks (rank ``r`` takes every ``world``-th) and rank 0 writes
-    them all at the end (not resumable).
+    ``systems`` defaults to the run's test split (all systems when the dataset is another one; a
+    :class:`ConfigError` when the split is empty). ``options`` (default
+    :class:`RolloutOptions`), with the fields named in ``changes`` replaced (``save_every=2``,
+    ``refinement=...``), say how; ``out`` is claimed as a rollout
+    (:func:`~eqcg.outputs.claim_output`). Returns the output directory. Saved frames stream into
+    ``out/rollout.h5`` in chunks at least ``flush_seconds`` apart (and at the end, on failure
+    and on interruption); ``resume=True`` continues the rollout there, with the same arguments,
+    up to ``n_steps`` (which may exceed the original). When a system blows up, the frames before
+    it are kept and :class:`~eqcg.simulate.rollout.RolloutFailure` is raised; Ctrl-C or SIGTERM
+    raise :class:`~eqcg.interrupt.Interrupted` after the last chunk is written. Under
+    ``torchrun`` the systems are split across ranks (rank ``r`` takes every ``world``-th) and
+    rank 0 writes them all at the end (not resumable).
     """
     options = dataclasses.replace(options or RolloutOptions(), **changes)
 
@@ -214,17 +239,13 @@ def run_rollout(
         dataset = load_dataset(data)
         if systems is not None:
             _check_systems(systems, dataset)
-        names = systems
-        if names is None:
-            same_data = (Path(loaded.metadata.get("dataset", "")).resolve()
-                         == Path(dataset.path).resolve())
-            test = loaded.metadata.get("split", {}).get("test", [])
-            names = test if (same_data and test) else dataset.names
+        names = systems if systems is not None else _default_systems(loaded, dataset)
         settings = CGSettings.from_config(loaded.config.data)
         return RolloutSource(
             list(names),
             lambda chosen: prepare_systems(dataset, settings, loaded.simulator.vocabulary, chosen),
-            loaded.config.data.dilation, {"data": str(Path(dataset.path).resolve())})
+            loaded.config.data.dilation, {"data": str(Path(dataset.path).resolve())},
+            dataset.content_hash)
 
     return execute_rollout(run, out, n_steps, options, source)
 
@@ -246,7 +267,9 @@ def execute_rollout(
         if options.resume and ctx.world > 1:
             raise ConfigError("--resume: a rollout under torchrun cannot be resumed; run the "
                               "rollout in one process to make it resumable")
-        with interruptible():
+        claim = (claim_output(out, "rollout", resume=options.resume, overwrite=options.overwrite)
+                 if ctx.is_main else nullcontext())
+        with interruptible(), claim:
             return _execute(run, out, n_steps, options, source, ctx)
     finally:
         ctx.close()
@@ -266,6 +289,7 @@ class _Rollout:
     request: dict[str, Any]
     refinement: Refinement
     options: RolloutOptions
+    dataset_hash: str | None
 
     @property
     def path(self) -> Path:
@@ -279,7 +303,8 @@ class _Rollout:
 
     def write_info(self, wall_seconds: float, ranks: int, failures: list[str] | None) -> None:
         write_run_info(self.out, self.config.to_dict(), self.options.seed, self.options.command,
-                       extra={**self.request, "run": self.run, "steps": self.n_steps,
+                       extra={**self.request, "dataset_hash": self.dataset_hash,
+                              "run": self.run, "steps": self.n_steps,
                               "compile": self.options.compile, "wall_seconds": wall_seconds,
                               "ranks": ranks, "failed": failures})
 
@@ -304,7 +329,7 @@ def _execute(
         "dtype": str(options.dtype).removeprefix("torch."), "device": ctx.device.type,
     }))
     job = _Rollout(str(run), out, n_steps, config, metadata, source.names, source.stride,
-                   request, refinement, options)
+                   request, refinement, options, source.dataset_hash)
     state = _resume_state(job) if options.resume else None
     if state is not None and state.status == COMPLETE and state.step == n_steps:
         _finish(job)

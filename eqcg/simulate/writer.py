@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time as _time
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -29,7 +28,8 @@ import h5py
 import mdtraj
 import numpy as np
 
-from eqcg.atomic import atomic_path
+from eqcg.atomic import atomic_hdf5, atomic_path
+from eqcg.boundary import doing
 from eqcg.cg.mapping import CGSettings
 from eqcg.data.store import FORMAT_NAME, FORMAT_VERSION, ROLLOUT_FILE, write_system_group
 from eqcg.data.trajectory import SystemTrajectory, Topology
@@ -208,12 +208,10 @@ def _write_state(f: h5py.File, state: RolloutState) -> None:
 
 def _replace_atomically(target: Path, write: Any, start_from_target: bool) -> None:
     """Run ``write(h5py.File)`` on a temporary copy (of ``target``, or empty) and rename it
-    over ``target`` once it is complete and on disk."""
-    with atomic_path(target) as tmp:
-        if start_from_target:
-            shutil.copyfile(target, tmp)
-        with h5py.File(tmp, "a" if start_from_target else "w") as f:
-            write(f)
+    over ``target`` once it is complete and on disk (:func:`~eqcg.atomic.atomic_hdf5`)."""
+    with doing("writing the rollout", target), atomic_hdf5(
+            target, copy_of=target if start_from_target else None) as out:
+        write(out.file)
 
 
 def create_rollout_file(

@@ -23,6 +23,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ from eqcg.models.checkpoint import (
 )
 from eqcg.models.registry import check_variant
 from eqcg.models.simulator import Simulator
+from eqcg.outputs import check_output, claim_output
 from eqcg.run_info import write_run_info
 from eqcg.train.losses import LossTerms, compute_losses
 
@@ -311,7 +313,8 @@ def train(
         config: validated run configuration.
         data: dataset directory (or its ``dataset.h5``).
         run_dir: output directory (``config.yaml``, ``run.json``, ``metrics.csv``,
-            ``tensorboard/``, ``checkpoints/{last,best}.pt``).
+            ``tensorboard/``, ``checkpoints/{last,best}.pt``), claimed as a run
+            (:func:`~eqcg.outputs.claim_output`): one holding ``last.pt`` needs ``resume``.
         max_steps: overrides ``config.train.max_steps`` (the length of the run and of its
             learning-rate schedule).
         stop_after: stop once this many steps are done, writing ``last.pt`` as an interruption
@@ -340,9 +343,11 @@ def train(
     job = _Job(config=config, data=Path(data), run_dir=Path(run_dir), stop_after=stop_after,
                resume=resume, force_data=force_data, dtype=dtype, show_progress=show_progress,
                command=command)
+    check_output(job.run_dir, "run", resume=resume)
     ctx = distributed_context(resolve_device(device))
     try:
-        with interruptible():
+        claim = claim_output(job.run_dir, "run", resume=resume) if ctx.is_main else nullcontext()
+        with interruptible(), claim:
             return _train(job, ctx)
     finally:
         ctx.close()
@@ -373,10 +378,7 @@ def _resume_state(job: _Job, device: torch.device) -> dict[str, Any] | None:
     """The checkpoint a resumed run continues from (None for a new run), checked to be the
     run's config and dataset before anything is written."""
     where = job.last_path
-    if not job.resume:
-        if where.exists():
-            raise ConfigError(f"{job.run_dir} already holds a run; pass --resume to continue it "
-                              "or choose a new --out")
+    if not job.resume:  # (a finished run is refused by its claim: eqcg.outputs)
         return None
     if not where.exists():
         raise ConfigError(f"--resume: no checkpoint at {where}")
@@ -408,6 +410,12 @@ def _prepare_data(job: _Job, vocabulary: TypeVocabulary | None) -> _Data:
         vocabulary = TypeVocabulary.from_systems(dataset.systems)
     train_systems = prepare_systems(dataset, settings, vocabulary, train_names)
     _warn_single_beads(train_systems, config.data.cg_level)
+    if not val_names:
+        warnings.warn(
+            f"no validation systems (data.split {list(config.data.split)} over "
+            f"{len(dataset)} systems): best.pt is chosen by the NLL on the training systems, "
+            "which rewards overfitting; give data.split a validation fraction (and the dataset "
+            "enough systems for it)", stacklevel=3)
     val_systems = prepare_systems(dataset, settings, vocabulary, val_names or train_names)
     # the pushforward term needs one more history frame than the model sees (train.losses)
     windows = WindowDataset(train_systems, config.data.history + int(config.train.pushforward),
