@@ -25,8 +25,8 @@ from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.graphs.system import CGSystem, TypeVocabulary, prepare_systems
 from eqcg.graphs.windows import history_frames
+from eqcg.models.gaussian import gaussian_noise
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.langevin import gaussian_noise
 from eqcg.simulate.rollout import Refinement, rollout
 from eqcg.systems.electrolyte import generate_electrolyte
 from eqcg.testing import random_system

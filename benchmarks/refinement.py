@@ -71,7 +71,7 @@ from eqcg.graphs.system import prepare_systems
 from eqcg.metrics.agreement import agreement
 from eqcg.metrics.stability import COLLISION_THRESHOLDS, collision_report
 from eqcg.models.checkpoint import load_simulator
-from eqcg.simulate.langevin import gaussian_noise
+from eqcg.models.gaussian import gaussian_noise
 from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import RolloutFailure, rollout
 from eqcg.simulate.runner import run_rollout, start_batch

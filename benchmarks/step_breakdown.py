@@ -52,7 +52,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from eqcg import keys, profiling
 from eqcg.graphs.system import CGSystem
-from eqcg.simulate.langevin import gaussian_noise
+from eqcg.models.gaussian import gaussian_noise
 from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import rollout
 from eqcg.simulate.runner import StreamRecorder

@@ -59,6 +59,11 @@ class ModelConfig:
     covariance: str = "diagonal"
     min_std: float = 0.05  # floor of the predicted acceleration std (normalised units)
     property_head: bool = False  # predict the whole-system Rg residual (one chain per system)
+    # Gaussian noise vectors shared by the beads of each molecule (0: beads independent); a
+    # molecule's beads move together over a learned step (eqcg.models.gaussian)
+    shared_noise_rank: int = 0
+    # the system's thermostat temperature is an input of the dynamics and score networks
+    temperature_input: bool = False
     # variant name -> its options, written as ``model.<variant>: {...}`` (none: the defaults);
     # plain mappings here, typed and checked by the variant registry
     options: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"yaml": False})
@@ -299,6 +304,9 @@ def _check(config: Config, where: str) -> None:
     if config.data.test_min_atoms < 0:
         raise ConfigError(f"{where}: data.test_min_atoms must be >= 0 (0: off), got "
                           f"{config.data.test_min_atoms}")
+    if config.model.shared_noise_rank < 0:
+        raise ConfigError(f"{where}: model.shared_noise_rank must be >= 0 (0: independent "
+                          f"beads), got {config.model.shared_noise_rank}")
     if config.train.max_beads < 0:
         raise ConfigError(f"{where}: train.max_beads must be >= 0 (0: no bead budget), got "
                           f"{config.train.max_beads}")

@@ -106,7 +106,7 @@ def _outputs(sim: Simulator, batch: Batch, noise: torch.Tensor, sigma: torch.Ten
     target = acceleration_target(history, batch[keys.TARGET_POS])
     noisy = batch[keys.TARGET_POS] + sigma[:, None] * noise
     score = sim.score(batch, noisy, history[:, -1], sigma, features, pred.latent)
-    return {"mean": pred.acceleration.mean, "covariance": pred.acceleration.covariance,
+    return {"mean": pred.acceleration.mean, "covariance": pred.acceleration.marginal_covariance(),
             "nll": pred.acceleration.nll(target), "score": score}
 
 

@@ -20,6 +20,7 @@ POS_HISTORY: Final = "pos_history"  # (n_beads, k, 3) float, unwrapped, oldest f
 TARGET_POS: Final = "target_pos"  # (n_beads, 3) float, position one learned step later
 BEAD_MASSES: Final = "bead_masses"  # (n_beads,) float
 BEAD_SPECIES: Final = "bead_species"  # (n_beads,) long, molecule kind within its system
+BEAD_MOLECULE: Final = "bead_molecule"  # (n_beads,) long, molecule of each bead (unique in a batch)
 
 # --- per CG bond edge (both directions) --------------------------------------------------------
 CG_BOND_INDEX: Final = "cg_bond_index"  # (2, n_cg_bond_edges) long, bead indices
@@ -28,6 +29,8 @@ CG_BOND_INDEX: Final = "cg_bond_index"  # (2, n_cg_bond_edges) long, bead indice
 BOX: Final = "box"  # (n_graphs, 3, 3) float, cell vectors as rows (zeros if not periodic)
 PBC: Final = "pbc"  # (n_graphs,) bool
 TARGET_RG: Final = "target_rg"  # (n_graphs,) float, radius of gyration at the target frame
+# (n_graphs,) float, thermostat temperature (K or epsilon/k_B; nan: unknown)
+TEMPERATURE: Final = "temperature"
 
 # the fields indexed by bead (reordered together by permutation checks)
-BEAD_FIELDS: Final = (POS_HISTORY, TARGET_POS, BEAD_MASSES, BEAD_SPECIES)
+BEAD_FIELDS: Final = (POS_HISTORY, TARGET_POS, BEAD_MASSES, BEAD_SPECIES, BEAD_MOLECULE)

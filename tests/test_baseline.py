@@ -4,6 +4,8 @@ rotation equivariance output by output."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from e3nn import o3
@@ -35,10 +37,10 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 class TestBaseline(VariantTests):
     history = HISTORY
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture(scope="class", params=[0, 1], ids=["independent", "shared1"])
     @classmethod
-    def model(cls) -> ModelConfig:
-        return MODEL
+    def model(cls, request: pytest.FixtureRequest) -> ModelConfig:
+        return dataclasses.replace(MODEL, shared_noise_rank=request.param)
 
     def test_diagonal_covariance_above_the_floor(self, simulator: Simulator) -> None:
         batch, _ = random_batch(history=HISTORY, pbc=True, triclinic=True)

@@ -34,10 +34,11 @@ TOLERANCE = 1e-9
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def small_model(covariance: str, lmax: int = 2) -> ModelConfig:
+def small_model(covariance: str, lmax: int = 2, shared_noise_rank: int = 0) -> ModelConfig:
     return ModelConfig(
         variant="equivariant", covariance=covariance, radius=5.0, embed_dim=8, latent_dim=16,
         message_passing_steps=2, score_message_passing_steps=2,
+        shared_noise_rank=shared_noise_rank,
         options={"equivariant": {"vector_channels": 8, "lmax": lmax, "radial_basis": 4}},
     )
 
@@ -71,6 +72,9 @@ def assert_equivariant(
     assert relative_error(moved.latent, ref.latent @ latent_rep.T) < TOLERANCE
     assert relative_error(moved.invariant_latent, ref.invariant_latent) < TOLERANCE
     assert relative_error(moved.score, ref.score @ rotation.T) < TOLERANCE
+    if ref.shared_factor is not None:
+        assert relative_error(moved.shared_factor,
+                              rotation @ ref.shared_factor @ rotation.T) < TOLERANCE
 
 
 def random_shift(generator: torch.Generator) -> torch.Tensor:
@@ -81,8 +85,9 @@ class TestEquivariant(VariantTests):
     history = HISTORY
     tolerance = TOLERANCE
 
-    @pytest.fixture(scope="class", params=[("isotropic", 2), ("full", 2), ("full", 1)],
-                    ids=["isotropic-l2", "full-l2", "full-l1"])
+    @pytest.fixture(scope="class",
+                    params=[("isotropic", 2), ("full", 2), ("full", 1), ("full", 1, 2)],
+                    ids=["isotropic-l2", "full-l2", "full-l1", "full-l1-shared2"])
     @classmethod
     def model(cls, request: pytest.FixtureRequest) -> ModelConfig:
         return small_model(*request.param)

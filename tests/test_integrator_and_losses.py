@@ -7,9 +7,14 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from eqcg.models.gaussian import GaussianAcceleration, diagonal_covariance, full_covariance
+from eqcg.models.gaussian import (
+    GaussianAcceleration,
+    diagonal_covariance,
+    full_covariance,
+    gaussian_noise,
+)
 from eqcg.models.integrator import acceleration_target, append_frame, euler_step
-from eqcg.simulate.langevin import annealed_langevin, gaussian_noise
+from eqcg.simulate.langevin import annealed_langevin
 from eqcg.train.losses import score_matching_loss
 
 D = torch.float64

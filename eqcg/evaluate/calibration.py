@@ -58,8 +58,9 @@ class Calibration:
 
 
 def mahalanobis_squared(prediction: GaussianAcceleration, target: torch.Tensor) -> torch.Tensor:
-    """``(n,)`` squared Mahalanobis distance of ``target (n, 3)`` under ``prediction``."""
-    chol = torch.linalg.cholesky(prediction.covariance)
+    """``(n,)`` squared Mahalanobis distance of ``target (n, 3)`` under each bead's marginal
+    Gaussian (its own covariance plus its share of the noise shared per molecule)."""
+    chol = torch.linalg.cholesky(prediction.marginal_covariance())
     residual = (target - prediction.mean).unsqueeze(-1)
     white = torch.linalg.solve_triangular(chol, residual, upper=False).squeeze(-1)
     return white.pow(2).sum(-1)

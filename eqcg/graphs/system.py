@@ -8,6 +8,7 @@ the fine level, with bead trajectories computed once. :meth:`CGSystem.graph` cut
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ class CGGraph(Data):
             return self[keys.ATOM_TYPES].shape[0]
         if key in (keys.ATOM_TO_BEAD, keys.CG_BOND_INDEX):
             return self.num_nodes
+        if key == keys.BEAD_MOLECULE:
+            return int(self[keys.BEAD_MOLECULE].max()) + 1
         return super().__inc__(key, value, *args, **kwargs)
 
     def __cat_dim__(self, key: str, value: object, *args: object, **kwargs: object) -> object:
@@ -119,6 +122,7 @@ class CGSystem:
         atom_masses: ``(n_atoms,)``.
         fine_edge_index: ``(2, 2 n_bonds)`` fine bonds, both directions.
         fine_edge_types: ``(2 n_bonds,)`` bond-type vocabulary indices.
+        temperature: thermostat temperature (K or epsilon/k_B), ``nan`` when unknown.
     """
 
     name: str
@@ -132,6 +136,7 @@ class CGSystem:
     atom_masses: np.ndarray
     fine_edge_index: np.ndarray
     fine_edge_types: np.ndarray
+    temperature: float = math.nan
 
     @property
     def n_frames(self) -> int:
@@ -165,6 +170,7 @@ class CGSystem:
             atom_masses=top.masses,
             fine_edge_index=np.concatenate([top.bonds.T, top.bonds.T[::-1]], axis=1),
             fine_edge_types=np.concatenate([bond_types, bond_types]),
+            temperature=math.nan if system.temperature is None else system.temperature,
         )
 
     def graph(
@@ -190,11 +196,13 @@ class CGSystem:
             ),
             keys.BEAD_MASSES: torch.as_tensor(self.mapping.bead_masses, dtype=dtype),
             keys.BEAD_SPECIES: torch.as_tensor(self.mapping.bead_species, dtype=torch.long),
+            keys.BEAD_MOLECULE: torch.as_tensor(self.mapping.bead_molecule, dtype=torch.long),
             keys.CG_BOND_INDEX: torch.as_tensor(
                 np.concatenate([cg_bonds.T, cg_bonds.T[::-1]], axis=1), dtype=torch.long
             ),
             keys.BOX: torch.as_tensor(self.box[history_frames[-1]], dtype=dtype)[None],
             keys.PBC: torch.tensor([self.pbc]),
+            keys.TEMPERATURE: torch.tensor([self.temperature], dtype=dtype),
         }
         if target_frame is not None:
             target = self.bead_positions[target_frame]
@@ -222,3 +230,16 @@ def prepare_systems(
         cache_dir = parent / "cg_cache" if os.access(parent, os.W_OK) else None
     chosen = dataset.systems if names is None else [dataset[name] for name in names]
     return [CGSystem.from_trajectory(s, settings, vocabulary, cache_dir) for s in chosen]
+
+
+def require_temperatures(systems: list[CGSystem], where: str) -> None:
+    """:class:`DataError` naming the systems of ``systems`` without a thermostat temperature
+    (a model with ``model.temperature_input`` needs one for each) and how to give it."""
+    missing = [system.name for system in systems if not math.isfinite(system.temperature)]
+    if missing:
+        raise DataError(
+            f"{where}: the model reads each system's temperature (model.temperature_input), but "
+            f"{len(missing)} system(s) have none: {', '.join(missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''}; give it with --temperature (eqcg ingest, "
+            "eqcg simulate) or as the attribute 'temperature' of the dataset's systems"
+        )

@@ -6,7 +6,9 @@ does *not* rotate the output: the baseline is translation invariant but not equi
 purpose (it is the ablation of the equivariant variant). Edge inputs are the edge vector over
 the radius, its length and the one-hot edge type. Each processor step updates edges from
 ``[e, h_src, h_dst]`` and nodes from ``[h, Σ incoming e]``, both residual, both MLPs ending in
-LayerNorm. The acceleration spread is a per-axis std: a diagonal covariance in the lab frame.
+LayerNorm. The acceleration spread is a per-axis std: a diagonal covariance in the lab frame;
+noise shared per molecule (``model.shared_noise_rank``) enters through diagonal lab-frame
+factors.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch_geometric.utils import scatter
 
 from eqcg.config import ModelConfig
 from eqcg.graphs.neighbors import N_EDGE_TYPES
-from eqcg.models.gaussian import GaussianAcceleration, diagonal_covariance
+from eqcg.models.gaussian import GaussianAcceleration, diagonal_covariance, molecule_noise
 from eqcg.models.interface import DynamicsNetwork, DynamicsOutput, GraphInputs, ScoreNetwork
 from eqcg.models.mlp import mlp
 from eqcg.models.registry import Variant, register_variant
@@ -96,22 +98,29 @@ class BaselineDynamics(DynamicsNetwork):
         super().__init__()
         self.invariant_dim = model.latent_dim
         self.min_std = model.min_std
+        self.shared_rank = model.shared_noise_rank
         node_dim = 3 * (history - 1) + model.embed_dim
         self.network = EncodeProcess(
             node_dim, model.latent_dim, model.message_passing_steps, model.mlp_layers
         )
         self.decoder = mlp(
-            model.latent_dim, model.latent_dim, 6, model.mlp_layers, layer_norm=False
+            model.latent_dim, model.latent_dim, 6 + 3 * self.shared_rank, model.mlp_layers,
+            layer_norm=False,
         )
 
     def forward(self, graph: GraphInputs, velocities: torch.Tensor) -> DynamicsOutput:
-        """``velocities (n, k - 1, 3)`` -> Gaussian (mean, per-axis std), latent ``(n, latent)``."""
+        """``velocities (n, k - 1, 3)`` -> Gaussian (mean, per-axis std, diagonal shared-noise
+        factors), latent ``(n, latent)``."""
         nodes = torch.cat([velocities.flatten(1), graph.bead_features], dim=-1)
         h = self.network(nodes, graph)
         out = self.decoder(h)
-        std = nn.functional.softplus(out[:, 3:]) + self.min_std
+        std = nn.functional.softplus(out[:, 3:6]) + self.min_std
+        shared = None
+        if self.shared_rank:
+            factor = torch.diag_embed(out[:, 6:].reshape(-1, self.shared_rank, 3))
+            shared = molecule_noise(factor, graph.molecule)
         return DynamicsOutput(
-            acceleration=GaussianAcceleration(out[:, :3], diagonal_covariance(std)),
+            acceleration=GaussianAcceleration(out[:, :3], diagonal_covariance(std), shared),
             latent=h,
             invariant_latent=h,
         )

@@ -11,7 +11,9 @@ tensor-product convolutions with gates (:class:`~eqcg.models.equivariant_layers.
 Dynamics inputs: scalars = bead features and the speed of each history velocity; vectors =
 the ``k - 1`` velocities as ``(k-1)x1o``. Outputs: mean ``1x1o``; spread either ``1x0e``
 (isotropic std ``softplus + min_std``) or a symmetric ``S`` from ``0e``, ``2e`` and products
-of ``1o`` outputs with covariance ``expm(S) + min_std² I`` (full). Score inputs: the dynamics
+of ``1o`` outputs with covariance ``expm(S) + min_std² I`` (full); factors of noise shared per
+molecule (``model.shared_noise_rank``) are symmetric matrices of the same form (``R U Rᵀ``).
+Score inputs: the dynamics
 latent (irreps), the noisy displacement ``1x1o``, its length, ``log sigma`` and the bead
 features; output ``1x1o``.
 
@@ -43,11 +45,18 @@ from eqcg.models.equivariant_layers import (
     radial_mlp,
     sender_irreps,
 )
-from eqcg.models.gaussian import GaussianAcceleration, full_covariance, isotropic_covariance
+from eqcg.models.gaussian import (
+    GaussianAcceleration,
+    full_covariance,
+    isotropic_covariance,
+    molecule_noise,
+)
 from eqcg.models.interface import DynamicsNetwork, DynamicsOutput, GraphInputs, ScoreNetwork
 from eqcg.models.registry import Variant, register_variant
 
 COVARIANCES = ("full", "isotropic")
+# bound on the Frobenius norm of a shared-noise factor (normalised units; no expm to guard)
+SHARED_FACTOR_MAX_NORM = 20.0
 
 
 @dataclass
@@ -136,6 +145,10 @@ class EquivariantDynamics(DynamicsNetwork):
         full = model.covariance == "full"
         self.std = None if full else IrrepsLinear(self.decoder.irreps_out, "1x0e")
         self.log_covariance = SymmetricMatrixHead(self.decoder.irreps_out) if full else None
+        self.shared_factors = nn.ModuleList(
+            SymmetricMatrixHead(self.decoder.irreps_out, max_norm=SHARED_FACTOR_MAX_NORM)
+            for _ in range(model.shared_noise_rank)
+        )
 
     def forward(self, graph: GraphInputs, velocities: torch.Tensor) -> DynamicsOutput:
         """``velocities (n, k - 1, 3)`` -> Gaussian, latent ``(n, irreps_latent.dim)``."""
@@ -149,8 +162,12 @@ class EquivariantDynamics(DynamicsNetwork):
             covariance = isotropic_covariance(std)
         else:
             covariance = full_covariance(self.log_covariance(decoded), self.min_std)
+        shared = None
+        if len(self.shared_factors):
+            factor = torch.stack([head(decoded) for head in self.shared_factors], dim=1)
+            shared = molecule_noise(factor, graph.molecule)
         return DynamicsOutput(
-            acceleration=GaussianAcceleration(self.mean(decoded), covariance),
+            acceleration=GaussianAcceleration(self.mean(decoded), covariance, shared),
             latent=h,
             invariant_latent=h[:, : self.invariant_dim],
         )

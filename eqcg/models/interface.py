@@ -26,6 +26,9 @@ class GraphInputs:
         edge_vec: ``(n_edges, 3)`` displacement source -> target (minimum image) / radius.
         edge_type: ``(n_edges,)`` ``RADIUS_EDGE`` or ``BOND_EDGE`` (:mod:`eqcg.graphs.neighbors`).
         batch: ``(n_beads,)`` system index of each bead.
+        molecule: ``(n_beads,)`` molecule index of each bead, unique over the batch and below
+            ``n_beads`` (for noise shared per molecule:
+            :func:`~eqcg.models.gaussian.molecule_noise`).
     """
 
     bead_features: torch.Tensor
@@ -33,6 +36,7 @@ class GraphInputs:
     edge_vec: torch.Tensor
     edge_type: torch.Tensor
     batch: torch.Tensor
+    molecule: torch.Tensor
 
 
 @dataclass

@@ -55,6 +55,8 @@ class Simulator(nn.Module):
         history: ``k``, history frames per prediction.
         velocity_scale: RMS velocity per learned step in the training data (length units).
         acceleration_scale: RMS acceleration per learned step in the training data.
+        temperature_scale: mean thermostat temperature of the training systems (K or
+            epsilon/k_B), with ``model.temperature_input``: the networks read ``T / scale``.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class Simulator(nn.Module):
         history: int,
         velocity_scale: float = 1.0,
         acceleration_scale: float = 1.0,
+        temperature_scale: float = 1.0,
     ):
         super().__init__()
         self.vocabulary = vocabulary
@@ -82,6 +85,14 @@ class Simulator(nn.Module):
             if model.property_head
             else None
         )
+        # the temperature enters every bead's features, which both networks read
+        self.temperature_embedding = (
+            mlp(1, model.embed_dim, model.embed_dim, model.mlp_layers, layer_norm=False)
+            if model.temperature_input
+            else None
+        )
+        if model.temperature_input:
+            self.register_buffer("temperature_scale", torch.tensor(float(temperature_scale)))
         self.register_buffer("velocity_scale", torch.tensor(float(velocity_scale)))
         self.register_buffer("acceleration_scale", torch.tensor(float(acceleration_scale)))
         sigmas = torch.logspace(
@@ -102,10 +113,21 @@ class Simulator(nn.Module):
         self.dynamics = torch.compile(self.dynamics, dynamic=True)
         self.score_network = torch.compile(self.score_network, dynamic=True)
 
+    @property
+    def requires_temperature(self) -> bool:
+        """Whether the model reads each system's thermostat temperature (``keys.TEMPERATURE``)."""
+        return self.temperature_embedding is not None
+
     def embed(self, batch: Batch) -> torch.Tensor:
-        """``(n_beads, embed_dim)`` bead features (topology only: compute once per rollout)."""
+        """``(n_beads, embed_dim)`` bead features: the embedding GNN's (topology only), plus an
+        embedding of the system's temperature where the model reads it. Constant over a
+        rollout: compute once."""
         with record_function(EMBEDDING):
-            return self.embedding(batch)
+            features = self.embedding(batch)
+            if self.temperature_embedding is not None:
+                scaled = batch[keys.TEMPERATURE] / self.temperature_scale
+                features = features + self.temperature_embedding(scaled[batch.batch, None])
+            return features
 
     def graph_inputs(
         self, batch: Batch, pos: torch.Tensor, bead_features: torch.Tensor,
@@ -121,7 +143,8 @@ class Simulator(nn.Module):
             batch[keys.CG_BOND_INDEX], self.radius, neighbors,
         )
         return GraphInputs(
-            bead_features, edge_index, edge_vec / self.radius, edge_type, batch.batch
+            bead_features, edge_index, edge_vec / self.radius, edge_type, batch.batch,
+            batch[keys.BEAD_MOLECULE],
         )
 
     def predict(

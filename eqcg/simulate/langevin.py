@@ -39,17 +39,12 @@ from collections.abc import Callable
 
 import torch
 
+from eqcg.models.gaussian import NoiseFunction
+
 ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-NoiseFunction = Callable[[torch.Tensor], torch.Tensor]
 LANGEVIN_SCHEDULES = ("constant", "ncsn")
 LEVEL_SCHEDULES = ("ancestral", "geometric", "ddim")
 SCHEDULES = LANGEVIN_SCHEDULES + LEVEL_SCHEDULES
-
-
-def gaussian_noise(generator: torch.Generator | None = None) -> NoiseFunction:
-    """``like -> z``: standard normal noise shaped like ``like``, drawn from ``generator``."""
-    return lambda like: torch.randn(like.shape, generator=generator, dtype=like.dtype,
-                                    device=like.device)
 
 
 def geometric_ladder(

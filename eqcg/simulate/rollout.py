@@ -23,10 +23,10 @@ from eqcg import keys
 from eqcg.arguments import at_least
 from eqcg.errors import SimulationError
 from eqcg.graphs.neighbors import VerletList, cg_edges
+from eqcg.models.gaussian import NoiseFunction, gaussian_noise
 from eqcg.models.integrator import append_frame, euler_step
 from eqcg.models.simulator import Prediction, Simulator
 from eqcg.profiling import EXCLUDED_VOLUME, GUARDS, INTEGRATOR, REFINEMENT, SAVE
-from eqcg.simulate.langevin import NoiseFunction, gaussian_noise
 from eqcg.simulate.refinement import Refinement, noise_ladder, push_apart
 
 # Verlet skin of the rollout's neighbour list, as a fraction of the model's cut-off radius
@@ -133,7 +133,7 @@ def rollout(
                 if deterministic:
                     acceleration = accel.mean
                 else:
-                    acceleration = accel.sample(noise(accel.mean))
+                    acceleration = accel.draw(noise)
                 next_pos = euler_step(history, acceleration)
             if refine:
                 next_pos = _refine(simulator, batch, next_pos, last, features, prediction,
@@ -177,7 +177,8 @@ def _refine(
         return simulator.score(batch, x, last, sigma, features, prediction.latent, neighbors)
 
     with record_function(REFINEMENT):
-        sigmas = noise_ladder(refinement, simulator.sigmas, prediction.acceleration.covariance,
+        sigmas = noise_ladder(refinement, simulator.sigmas,
+                              prediction.acceleration.marginal_covariance(),
                               batch.batch, batch.num_graphs)
         refined = refinement.sample(score, next_pos, sigmas, noise)
     if refinement.excluded_volume > 0:

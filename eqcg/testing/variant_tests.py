@@ -62,6 +62,7 @@ class Outputs:
     latent: torch.Tensor  # (n, ...) dynamics latent (the score network's context)
     invariant_latent: torch.Tensor  # (n, invariant_dim) rotation-invariant latent
     score: torch.Tensor  # (n, 3) sigma times the score
+    shared_factor: torch.Tensor | None  # (n, r, 3, 3) factors of noise shared per molecule
 
 
 def variant_outputs(
@@ -77,9 +78,10 @@ def variant_outputs(
     noisy = batch[keys.TARGET_POS] + sigma[:, None] * noise
     score = sim.score_times_sigma(batch, noisy, pos_history[:, -1], sigma, bead_features,
                                   pred.latent)
-    return Outputs(pred.acceleration.mean, pred.acceleration.covariance,
-                   pred.normalized.covariance, pred.acceleration.nll(target), pred.latent,
-                   dynamics.invariant_latent, score)
+    return Outputs(pred.acceleration.mean, pred.acceleration.marginal_covariance(),
+                   pred.normalized.marginal_covariance(), pred.acceleration.nll(target),
+                   pred.latent, dynamics.invariant_latent, score,
+                   None if pred.acceleration.shared is None else pred.acceleration.shared.factor)
 
 
 def score_inputs(n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +155,12 @@ class VariantTests:
         assert out.invariant_latent.shape == (n, simulator.dynamics.invariant_dim)
         torch.testing.assert_close(out.covariance, out.covariance.transpose(-1, -2))
         assert (torch.linalg.eigvalsh(out.covariance) > 0).all()
+        if out.shared_factor is not None:
+            rank = out.shared_factor.shape[1]
+            assert out.shared_factor.shape == (n, rank, 3, 3) and rank >= 1
         for name, value in vars(out).items():
+            if value is None:
+                continue
             assert torch.isfinite(value).all(), name
             assert value.dtype == torch.float64, name
 

@@ -20,7 +20,7 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
 from eqcg import keys
-from eqcg.models.gaussian import GaussianAcceleration, predicted_spread
+from eqcg.models.gaussian import GaussianAcceleration, gaussian_noise, predicted_spread
 from eqcg.models.integrator import acceleration_target, append_frame, euler_step
 from eqcg.models.simulator import Prediction, Simulator
 
@@ -114,7 +114,8 @@ def score_noise_levels(
     if simulator.training_levels == "ladder":
         level = torch.randint(len(sigmas), (n_graphs,), generator=generator, device=sigmas.device)
         return sigmas[level]
-    spread = predicted_spread(prediction.acceleration.covariance.detach(), batch.batch, n_graphs)
+    spread = predicted_spread(prediction.acceleration.marginal_covariance().detach(),
+                              batch.batch, n_graphs)
     top = torch.log(spread.clamp(min=sigmas[-1]).minimum(sigmas[0]))
     u = torch.rand(n_graphs, generator=generator, dtype=sigmas.dtype, device=sigmas.device)
     return torch.exp(torch.log(sigmas[-1]) + u * (top - torch.log(sigmas[-1])))
@@ -186,9 +187,7 @@ def pushforward_nll(
     (n, k, 3)`` (the history one frame before), without a gradient through that first step."""
     with torch.no_grad():
         first = simulator.predict(batch, earlier, features).acceleration
-        noise = torch.randn(first.mean.shape, generator=generator, dtype=first.mean.dtype,
-                            device=first.mean.device)
-        pushed = append_frame(earlier, euler_step(earlier, first.sample(noise)))
+        pushed = append_frame(earlier, euler_step(earlier, first.draw(gaussian_noise(generator))))
     prediction = simulator.predict(batch, pushed, features)
     target = acceleration_target(pushed, target_pos) / simulator.acceleration_scale
     return gaussian_nll(prediction.normalized, target)
