@@ -4,7 +4,10 @@ Many systems run batched in one graph. The loop keeps everything on the model's 
 system whose positions turn non-finite or jump farther than ``max_displacement`` in one step is
 frozen at its last good positions and its first bad step is recorded on the device; the host
 looks at that record only at save points, then stops with an error naming system and step.
-Frames produced before the failure are returned with the error, so nothing is lost.
+Frames produced before the failure are returned with the error, so nothing is lost. Between
+save points the loop makes no host sync of its own; each network evaluation reads one edge
+count from its neighbour list, which decides on rebuilds in that same read
+(:class:`~eqcg.graphs.neighbors.VerletList`; ``tests/test_rollout_sync.py`` counts them).
 """
 
 from __future__ import annotations
