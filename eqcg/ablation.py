@@ -49,7 +49,7 @@ _EVALUATE_KEYS = {"group_by"}
 _SPEC_KEYS = {"data", "config", "set", "rollout", "evaluate", "variants"}
 # score keys read only when rolling out (eqcg.simulate.refinement.Refinement.from_config)
 REFINEMENT_KEYS = ("refine", "langevin_steps", "step_size", "refine_levels", "step_schedule",
-                   "refine_start", "denoise", "excluded_volume")
+                   "refine_start", "denoise", "excluded_volume", "refine_keeps_com")
 VARIANTS_FILE = "variants.json"
 
 

@@ -120,6 +120,7 @@ def _rollout_options(args: argparse.Namespace):
         "steps_per_level": args.langevin_steps, "step_size": args.step_size,
         "levels": args.levels, "schedule": args.schedule, "start": args.refine_start,
         "denoise": args.denoise, "excluded_volume": args.excluded_volume,
+        "keep_com": args.keep_com,
     }
     return RolloutOptions(
         checkpoint=args.checkpoint, deterministic=args.deterministic,
@@ -195,6 +196,9 @@ def _add_rollout_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--excluded-volume", type=NON_NEGATIVE, default=None,
                    help="push beads closer than this apart (default: "
                         "score.excluded_volume)")
+    p.add_argument("--keep-com", default=None, action=argparse.BooleanOptionalAction,
+                   help="keep each molecule's centre of mass where the dynamics sample put it "
+                        "(default: score.refine_keeps_com)")
     p.add_argument("--save-every", type=COUNT, default=1)
     p.add_argument("--start-frame", type=INDEX, default=0,
                    help="first history frame of the starting trajectory")

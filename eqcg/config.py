@@ -93,6 +93,8 @@ class ScoreConfig:
     refine_start: str = "top"
     denoise: bool = False  # end refinement with the noise-free step x + sigma_end² score
     excluded_volume: float = 0.0  # push beads closer than this apart (length; 0: off)
+    # refinement keeps each molecule's centre of mass where the dynamics sample put it
+    refine_keeps_com: bool = False
     # DSM noise levels: ladder = uniform over the n_levels (paper) / spread = log-uniform from
     # sigma_end to each system's predicted spread (the levels a spread-started sampler visits)
     training_levels: str = "ladder"

@@ -7,22 +7,27 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from torch_geometric.utils import scatter
 
 from eqcg import keys
 from eqcg.config import ModelConfig, ScoreConfig
 from eqcg.equivariance import random_orthogonal, transform_batch
 from eqcg.evaluate.calibration import calibration_from_distances, mahalanobis_squared
 from eqcg.graphs.neighbors import VerletList, radius_edges
-from eqcg.models.gaussian import GaussianAcceleration
+from eqcg.models.gaussian import GaussianAcceleration, gaussian_noise
 from eqcg.models.simulator import Simulator
 from eqcg.simulate import rollout as rollout_module
 from eqcg.simulate.langevin import (
     annealed_langevin,
-    gaussian_noise,
     geometric_ladder,
     level_to_level,
 )
-from eqcg.simulate.refinement import Refinement, noise_ladder, push_apart
+from eqcg.simulate.refinement import (
+    Refinement,
+    keep_molecule_centres,
+    noise_ladder,
+    push_apart,
+)
 from eqcg.simulate.rollout import rollout
 from eqcg.testing import random_batch
 
@@ -101,11 +106,12 @@ def test_spread_ladder_starts_at_each_systems_spread_clamped_to_the_training_ran
     torch.testing.assert_close(top[:, 0], model_sigmas)
 
 
-def small_simulator(lmax: int = 1) -> tuple[Simulator, object]:
+def small_simulator(lmax: int = 1, shared_noise_rank: int = 0) -> tuple[Simulator, object]:
     torch.manual_seed(0)
     batch, vocabulary = random_batch(n_systems=2, history=4)
     model = ModelConfig(variant="equivariant", covariance="full", radius=5.0, embed_dim=8,
                         latent_dim=16, message_passing_steps=2, score_message_passing_steps=2,
+                        shared_noise_rank=shared_noise_rank,
                         options={"equivariant": {"vector_channels": 8, "lmax": lmax,
                                                  "radial_basis": 4}})
     sim = Simulator(model, ScoreConfig(sigma_begin=0.5), vocabulary, history=4,
@@ -188,10 +194,14 @@ def test_rollout_reusing_the_neighbour_list_equals_rebuilding_at_every_evaluatio
     assert torch.equal(reused, rebuilt)
 
 
+@pytest.mark.parametrize("shared, keep_com", [(0, False), (1, True)],
+                         ids=["independent", "shared-keep-com"])
 @pytest.mark.parametrize("improper", [False, True])
-def test_refined_rollout_is_equivariant(improper):
-    sim, batch = small_simulator()
-    refinement = Refinement(levels=4, schedule="geometric", start="spread", excluded_volume=1.0)
+def test_refined_rollout_is_equivariant(improper, shared, keep_com):
+    """Sampled (shared noise drawn through the same rotated noise source) and refined."""
+    sim, batch = small_simulator(shared_noise_rank=shared)
+    refinement = Refinement(levels=4, schedule="geometric", start="spread", excluded_volume=1.0,
+                            keep_com=keep_com)
     generator = torch.Generator().manual_seed(11)
     rotation = random_orthogonal(generator, improper=improper).to(D)
     shift = 5.0 * torch.randn(3, generator=generator, dtype=D)
@@ -248,3 +258,35 @@ def test_calibration_matches_an_independent_numpy_computation():
         torch.tensor(target)).numpy())
     assert wide.mean_mahalanobis_squared == pytest.approx(calibration.mean_mahalanobis_squared / 4)
     assert wide.coverage_95 > 0.99
+
+
+def test_keep_molecule_centres_against_numpy():
+    rng = np.random.default_rng(3)
+    molecule = np.array([0, 0, 0, 1, 2, 2, 3, 3, 3, 3])
+    n = molecule.size
+    masses, refined = rng.uniform(1, 3, n), rng.normal(size=(n, 3))
+    sampled = rng.normal(size=(n, 3))
+    kept = keep_molecule_centres(torch.tensor(refined), torch.tensor(sampled),
+                                 torch.tensor(masses), torch.tensor(molecule)).numpy()
+    for m in range(4):
+        beads = molecule == m
+        weights = masses[beads, None] / masses[beads].sum()
+        np.testing.assert_allclose((weights * kept[beads]).sum(0),
+                                   (weights * sampled[beads]).sum(0), atol=1e-12)
+        shape = kept[beads] - refined[beads]  # one rigid shift per molecule
+        np.testing.assert_allclose(shape, np.broadcast_to(shape[0], shape.shape), atol=1e-12)
+
+
+def test_refinement_keeping_centres_moves_no_molecule_centre():
+    """One deterministic refined step with ``keep_com`` leaves every molecule's centre where
+    the unrefined dynamics step puts it, and still changes the positions."""
+    sim, batch = small_simulator()
+    plain = rollout(sim, batch, 1, deterministic=True, refinement=None,
+                    show_progress=False).positions[-1]
+    kept = rollout(sim, batch, 1, deterministic=True, show_progress=False,
+                   refinement=Refinement(levels=4, keep_com=True)).positions[-1]
+    masses, molecule = batch[keys.BEAD_MASSES], batch[keys.BEAD_MOLECULE]
+    n = molecule.numel()
+    centre = lambda x: scatter(masses[:, None] * x, molecule, dim=0, dim_size=n)  # noqa: E731
+    torch.testing.assert_close(centre(kept), centre(plain), rtol=0, atol=1e-10)
+    assert (kept - plain).abs().max() > 1e-4

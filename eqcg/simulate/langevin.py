@@ -93,7 +93,7 @@ def annealed_langevin(
             (length units).
         steps_per_level: Langevin steps per level.
         step_size: ``eps`` (length² units), the step at the last (smallest) level.
-        noise: source of the Langevin noise (e.g. :func:`gaussian_noise`).
+        noise: source of the Langevin noise (e.g. :func:`~eqcg.models.gaussian.gaussian_noise`).
         schedule: ``constant`` or ``ncsn`` (see the module docstring).
         denoise: finish with the noise-free step ``x + sigma_min² score(x, sigma_min)``.
 

@@ -30,7 +30,12 @@ from eqcg.models.gaussian import NoiseFunction, gaussian_noise
 from eqcg.models.integrator import append_frame, euler_step
 from eqcg.models.simulator import Prediction, Simulator
 from eqcg.profiling import EXCLUDED_VOLUME, GUARDS, INTEGRATOR, REFINEMENT, SAVE
-from eqcg.simulate.refinement import Refinement, noise_ladder, push_apart
+from eqcg.simulate.refinement import (
+    Refinement,
+    keep_molecule_centres,
+    noise_ladder,
+    push_apart,
+)
 
 # Verlet skin of the rollout's neighbour list, as a fraction of the model's cut-off radius
 NEIGHBOR_SKIN = 0.1
@@ -191,6 +196,9 @@ def _refine(
                 batch[keys.CG_BOND_INDEX], simulator.radius, neighbors,
             )
             refined = push_apart(refined, edge_index, edge_vec, refinement.excluded_volume)
+    if refinement.keep_com:
+        refined = keep_molecule_centres(refined, next_pos, batch[keys.BEAD_MASSES],
+                                        batch[keys.BEAD_MOLECULE])
     return refined
 
 
