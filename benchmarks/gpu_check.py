@@ -8,8 +8,9 @@
 none in DATA) and records wall time, steps per second and the peak memory: the largest
 ``torch.cuda.max_memory_allocated`` on CUDA, the process's peak resident set on the CPU. A
 SIGTERM (``timeout``) stops it cleanly: the steps done so far are reported as the status
-``time limit``. ``report`` gathers what the phases left in WORK into one JSON file and one
-Markdown table under ``--out``, named after the device, and says plainly when CUDA is absent.
+``time limit``; a rollout that blows up reports ``blew up: <why>``. ``report`` gathers what the
+phases left in WORK into one JSON file and one Markdown table under ``--out``, named after the
+device, and says plainly when CUDA is absent.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from eqcg.interrupt import Interrupted, interruptible
 from eqcg.models.checkpoint import load_checkpoint, resolve_checkpoint
+from eqcg.simulate.rollout import RolloutFailure
 from eqcg.simulate.runner import run_rollout
 from eqcg.simulate.writer import ROLLOUT_FILE, read_rollout_state
 
@@ -74,6 +76,8 @@ def timed_rollout(args: argparse.Namespace) -> dict[str, Any]:
                         flush_seconds=60.0)
     except Interrupted:
         status = "time limit"
+    except RolloutFailure as failure:
+        status = f"blew up: {failure}"
     wall = time.perf_counter() - started
     path = args.out / ROLLOUT_FILE
     header, state = read_rollout_state(path) if path.is_file() else (None, None)

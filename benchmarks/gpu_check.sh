@@ -20,7 +20,10 @@
 #
 # On the CPU (CI-sized, tests/test_gpu_check.py), so that the script cannot rot:
 #   bash benchmarks/gpu_check.sh --device cpu --data DATA --run RUN --steps 3 --copies 1 \
-#       --repeats 1 --no-compile --tests "tests/test_rollout_sync.py -k verlet" --out OUT
+#       --repeats 1 --no-compile --out OUT -- tests/test_rollout_sync.py -k verlet
+#
+# Arguments after `--` go to pytest (default: the CUDA runs of tests/test_cuda.py and
+# tests/test_rollout_sync.py).
 #
 # Missing packages (vesin, mdtraj, ...) are installed from --wheels (default .gpu-wheels) into
 # a temporary folder; eqcg runs from this checkout (PYTHONPATH), installed or not. Each phase
@@ -34,7 +37,8 @@ usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 DEVICE=cuda DATA="" RUN="" OUT="$REPO/results/gpu" STEPS=10000 COPIES="1 50 1000"
-REPEATS=5 COMPILE=(--compile) TESTS="tests/test_cuda.py tests/test_rollout_sync.py"
+REPEATS=5 COMPILE=(--compile)
+TEST_ARGS=(tests/test_cuda.py tests/test_rollout_sync.py -k "not cpu")
 WHEELS="$REPO/.gpu-wheels" LIMITS=(150 150 150)
 while (($#)); do
     case $1 in
@@ -46,9 +50,9 @@ while (($#)); do
         --copies) COPIES=$2; shift ;;
         --repeats) REPEATS=$2; shift ;;
         --no-compile) COMPILE=() ;;
-        --tests) TESTS=$2; shift ;;
         --wheels) WHEELS=$(realpath -m "$2"); shift ;;
         --limits) LIMITS=($2); shift ;;
+        --) shift; TEST_ARGS=("$@"); break ;;
         -h|--help) usage ;;
         *) echo "gpu_check: unknown argument $1" >&2; usage 2 ;;
     esac
@@ -90,10 +94,9 @@ phase() {
     ((code == 0)) || { echo "gpu_check: $name exited $code; its log:"; tail -n 40 "$WORK/$name.log"; }
 }
 
-read -r -a test_args <<<"$TESTS"
 read -r -a copies <<<"$COPIES"
 phase tests "${LIMITS[0]}" "$PYTHON" -m pytest -q -p no:cacheprovider \
-    --junitxml "$WORK/tests.xml" "${test_args[@]}"
+    --junitxml "$WORK/tests.xml" "${TEST_ARGS[@]}"
 phase benchmark "${LIMITS[1]}" "$PYTHON" benchmarks/learned_vs_lammps.py --data "$DATA" \
     --device "$DEVICE" --copies "${copies[@]}" --repeats "$REPEATS" "${COMPILE[@]}" \
     --baseline-config configs/polymer_baseline.yaml \

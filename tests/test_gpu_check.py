@@ -49,7 +49,7 @@ def run_dir(polymer_data, tmp_path_factory):
 def test_cpu_form_runs_every_phase_and_says_cuda_is_absent(polymer_data, run_dir, tmp_path):
     done = gpu_check("--device", "cpu", "--data", str(polymer_data), "--run", str(run_dir),
                      "--steps", "3", "--copies", "1", "--repeats", "1", "--no-compile",
-                     "--tests", "tests/test_rollout_sync.py -k verlet", "--out", str(tmp_path))
+                     "--out", str(tmp_path), "--", "tests/test_rollout_sync.py", "-k", "verlet")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [report_file] = tmp_path.glob("gpu_check-cpu-*.json")
     report = json.loads(report_file.read_text())
