@@ -48,9 +48,13 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         from eqcg.systems.polymer import generate_polymer as generate
     else:
         from eqcg.systems.electrolyte import generate_electrolyte as generate
-    path = generate(args.out, preset=args.preset, seed=args.seed, n_systems=args.n_systems,
-                    jobs=args.jobs)
     from eqcg.data.store import load_dataset
+    from eqcg.interrupt import interruptible
+    from eqcg.outputs import claim_output
+
+    with interruptible(), claim_output(args.out, "dataset", resume=True):  # (finished runs kept)
+        path = generate(args.out, preset=args.preset, seed=args.seed, n_systems=args.n_systems,
+                        jobs=args.jobs)
 
     with load_dataset(path) as dataset:
         print(dataset.summary())
@@ -218,14 +222,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from eqcg.evaluate.report import evaluate
 
     evaluate(args.rollout, args.reference, args.out, collision_threshold=args.collision_threshold,
-             run=args.run, calibrate=not args.no_calibration, group_by=args.group_by)
+             run=args.run, calibrate=not args.no_calibration, group_by=args.group_by,
+             overwrite=args.overwrite, force_reference=args.force_reference)
     print(f"report written to {args.out}/report.md (metrics.json, plots)")
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
     from eqcg.evaluate.comparison import compare
 
-    compare(args.reports, args.out)
+    compare(args.reports, args.out, overwrite=args.overwrite, allow_mixed=args.allow_mixed)
     print(f"comparison written to {args.out}/comparison.md")
 
 
@@ -357,10 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-by", default=None, metavar="ATTR",
                    help="also summarise per value of this reference-system attribute "
                         "(e.g. length_group: trained vs longer polymer chains)")
+    p.add_argument("--overwrite", action="store_true", help="replace the report OUT holds")
+    p.add_argument("--force-reference", action="store_true",
+                   help="evaluate against a reference other than the dataset the rollout "
+                        "started from (the report says so)")
 
     p = add("compare", _cmd_compare, "put several evaluation reports side by side")
     p.add_argument("reports", nargs="+")
     p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace the comparison OUT holds")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="compare reports in different unit systems")
 
     p = add("ablate", _cmd_ablate,
             "train, roll out, evaluate and compare several variants on the same data")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from eqcg.evaluate.figures import comparison_figures
 from eqcg.evaluate.markdown import fmt, image, table
+from eqcg.evaluate.provenance import check_comparable, read_report
 from eqcg.evaluate.results import (
     COORDINATION,
     EXACT,
@@ -26,6 +27,7 @@ from eqcg.evaluate.results import (
     key_pairs,
     pair_key,
 )
+from eqcg.outputs import claims_output
 
 COMPARISON_FILES = ("comparison.md", "comparison.json", "comparison.csv")
 
@@ -198,7 +200,9 @@ def _markdown(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> dict:
+@claims_output("comparison", "out_dir")
+def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, *,
+            overwrite: bool = False, allow_mixed: bool = False) -> dict:
     """Line up evaluations (directories written by :func:`~eqcg.evaluate.report.evaluate`) in
     one table and plots.
 
@@ -215,12 +219,17 @@ def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) ->
     first-shell columns are those of Li (else the first species centring a pair) with its main
     partner in MD.
 
+    ``out_dir`` is claimed as a comparison (:func:`~eqcg.outputs.claim_output`): one holding a
+    comparison needs ``overwrite``. Reports in different unit systems are refused unless
+    ``allow_mixed`` (reports over different systems are warned about).
+
     Returns the content of ``comparison.json`` (:class:`Comparison` as a dict).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     directories = [Path(d) for d in report_dirs]
-    summaries = [EvaluationSummary.read(d) for d in directories]
+    summaries = [read_report(d) for d in directories]
+    if not allow_mixed:
+        check_comparable(directories, summaries)
     rows = [row for label, d, s in
             zip(_labels(directories, summaries), directories, summaries, strict=True)
             for row in summary_rows(label, d, s)]

@@ -8,21 +8,23 @@ plots, :mod:`eqcg.evaluate.report_markdown` the report.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
 
+from eqcg.arguments import positive_number
 from eqcg.data.store import ROLLOUT_FILE, TrajectoryDataset, load_dataset
-from eqcg.errors import DataError
+from eqcg.errors import ConfigError, DataError
 from eqcg.evaluate.aggregate import aggregate
 from eqcg.evaluate.figures import agreement_figures, calibration_figure, system_figures
 from eqcg.evaluate.properties import DEFAULT_OPTIONS, PropertyOptions
+from eqcg.evaluate.provenance import check_reference, check_time_axes, rollout_record
 from eqcg.evaluate.report_markdown import report_markdown
 from eqcg.evaluate.results import DEFINITIONS, VIEWS, EvaluationSummary
 from eqcg.evaluate.system_evaluation import evaluate_system
 from eqcg.metrics.dynamics import diffusivity_unit
 from eqcg.metrics.stability import COLLISION_THRESHOLDS
+from eqcg.outputs import claims_output
 from eqcg.run_info import write_run_info
 from eqcg.simulate.writer import RolloutAttrs
 from eqcg.units import unit_system
@@ -32,8 +34,7 @@ REPORT_FILE = "report.md"
 
 def _recorded_run(rollout_dir: Path) -> str | None:
     """The run directory recorded in ``rollout_dir/run.json`` by ``eqcg rollout``, if any."""
-    info = rollout_dir / "run.json"
-    return json.loads(info.read_text()).get("run") if info.exists() else None
+    return rollout_record(rollout_dir).get("run")
 
 
 def _groups(reference: TrajectoryDataset, systems: dict[str, str], attribute: str
@@ -51,6 +52,7 @@ def _groups(reference: TrajectoryDataset, systems: dict[str, str], attribute: st
     return out
 
 
+@claims_output("report", "out_dir")
 def evaluate(
     rollout_dir: str | os.PathLike,
     reference: str | os.PathLike,
@@ -62,6 +64,8 @@ def evaluate(
     run: str | os.PathLike | None = None,
     calibrate: bool = True,
     group_by: str | None = None,
+    overwrite: bool = False,
+    force_reference: bool = False,
 ) -> dict:
     """Evaluate every system of a rollout against the reference MD it started from.
 
@@ -81,17 +85,28 @@ def evaluate(
         calibrate: measure that calibration (:mod:`eqcg.evaluate.calibration`).
         group_by: an attribute of the reference systems (e.g. a polymer chain's
             ``length_group``): the numbers over all systems are also given per value of it.
+        overwrite: replace the report ``out_dir`` holds (refused otherwise; ``out_dir`` is
+            claimed as a report, :func:`~eqcg.outputs.claim_output`).
+        force_reference: evaluate against a reference other than the dataset the rollout
+            started from (refused otherwise, :mod:`eqcg.evaluate.provenance`); the report
+            says so.
 
     Returns the content of ``metrics.json`` (NaN written as null;
     ``EvaluationSummary.from_dict`` reads it typed).
     """
     rollout_file = Path(rollout_dir) / ROLLOUT_FILE
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if collision_threshold is not None:
+        positive_number("collision_threshold (--collision-threshold)", collision_threshold)
+    if run is not None and not Path(run).exists():
+        raise ConfigError(f"--run {run}: no such run directory or checkpoint (the run whose "
+                          "calibration is measured)")
     with load_dataset(rollout_file) as rollouts, load_dataset(reference) as reference_data:
         if rollouts.units != reference_data.units:
             raise DataError(f"{rollout_file} is in {rollouts.units!r} units but the reference "
                             f"{reference_data.path} in {reference_data.units!r}")
+        forced = check_reference(rollout_dir, reference_data, force_reference)
+        check_time_axes(reference_data)
         units = rollouts.units
         if collision_threshold is None:
             collision_threshold = COLLISION_THRESHOLDS[units]
@@ -125,7 +140,8 @@ def evaluate(
         rollout=str(rollout_file),
         reference=reference_path,
         units=asdict(unit_system(units)) | {"diffusivity": diffusivity_unit(units)[1]},
-        options={"collision_threshold": collision_threshold, **asdict(options)},
+        options={"collision_threshold": collision_threshold, **asdict(options),
+                 **({"reference": forced} if forced else {})},
         views=VIEWS,
         definitions=DEFINITIONS,
         systems=systems,
@@ -143,5 +159,6 @@ def evaluate(
     summary.write(out)
     write_run_info(out, None, None, [], extra={"rollout": str(rollout_file),
                                                "reference": reference_path})
-    (out / REPORT_FILE).write_text(report_markdown(summary))
+    (out / REPORT_FILE).write_text(report_markdown(summary)
+                                   + (f"\n**Reference {forced}.**\n" if forced else ""))
     return summary.to_dict()
