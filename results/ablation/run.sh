@@ -5,16 +5,19 @@
 # trajectories stay in $WORK (default: ./ablation-work), never in the repository.
 #   bash results/ablation/run.sh polymer_medium      # ~28 min of LAMMPS (2 jobs), then ~1 h per
 #                                                    # two variants on one thread (see README)
+#   bash results/ablation/run.sh polymer_transport   # the same data (15 min of LAMMPS here),
+#                                                    # ~20-30 min per variant on one thread
 #   bash results/ablation/run.sh electrolyte_medium  # ~50 min of LAMMPS (2 jobs), then
 #                                                    # ~5-10 min per variant on one thread
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-name=${1:?usage: run.sh polymer_medium|electrolyte_medium}
+name=${1:?usage: run.sh polymer_medium|polymer_transport|electrolyte_medium}
 work=${WORK:-ablation-work}/$name
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} eqcg ablate "configs/ablation/$name.yaml" --out "$work"
 out=results/ablation/$name
 mkdir -p "$out/plots"
 cp "$work"/comparison/comparison.{md,json,csv} "$work/variants.json" "$out/"
-for variant in baseline equivariant; do
-  cp "$work/reports/$variant/plots/agreement.png" "$out/plots/agreement_$variant.png"
+for report in "$work"/reports/*/; do
+  variant=$(basename "$report")
+  cp "$report/plots/agreement.png" "$out/plots/agreement_$variant.png"
 done
