@@ -30,13 +30,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from eqcg.arguments import at_least
 from eqcg.atomic import write_text_atomic
 from eqcg.config import Config, load_config, save_config
 from eqcg.errors import ConfigError
+from eqcg.interrupt import Interrupted, interruptible, signal_of
 from eqcg.models.registry import check_variant
+from eqcg.names import check_name
+from eqcg.outputs import claim_output
 from eqcg.run_info import write_run_info
+from eqcg.yaml_files import read_yaml
 
 if TYPE_CHECKING:  # the runner imports torch: a spec loads without it
     from eqcg.simulate.runner import RolloutOptions
@@ -73,41 +76,77 @@ def _check_keys(found: dict, allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {known})")
 
 
+def _mapping(raw: dict, key: str, where: str) -> dict:
+    """Section ``key`` of ``raw`` as a mapping (empty when absent); :class:`ConfigError`
+    naming what it is instead."""
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a mapping ({key}: {{name: value, ...}}), got "
+                          f"{type(value).__name__} {value!r}")
+    return dict(value)
+
+
+def _overrides(value: object, where: str) -> list[str]:
+    """A list of ``--set`` style overrides; :class:`ConfigError` for anything else."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of key=value overrides, got {value!r}")
+    return value
+
+
+def _check_values(rollout: dict, data: dict, where: str) -> None:
+    """The types and ranges of the rollout and data settings."""
+    for key, minimum in (("steps", 1), ("save_every", 1), ("seed", 0)):
+        at_least(f"{where}: rollout.{key}", rollout[key], minimum)
+    if not isinstance(rollout["deterministic"], bool):
+        raise ConfigError(f"{where}: rollout.deterministic must be true or false, got "
+                          f"{rollout['deterministic']!r}")
+    for key, minimum in (("n_systems", 1), ("seed", 0), ("jobs", 1)):
+        if data.get(key) is not None:
+            at_least(f"{where}: data.{key}", data[key], minimum)
+    for key in ("path", "preset"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{where}: data.{key} must be a text, got {data[key]!r}")
+
+
 def load_spec(path: str | os.PathLike) -> AblationSpec:
-    """Read and validate an ablation spec; every variant's config is validated too."""
+    """Read and validate an ablation spec; every variant's config is validated too, and every
+    variant name must be a safe single path component (it names directories)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: ablation spec not found") from None
+    raw = read_yaml(path, "ablation spec") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: an ablation spec must be a mapping")
     _check_keys(raw, _SPEC_KEYS, str(path))
     for key in ("data", "config", "variants"):
         if key not in raw:
             raise ConfigError(f"{path}: missing key {key!r}")
-    data = dict(raw["data"])
+    data = _mapping(raw, "data", str(path))
     _check_keys(data, _DATA_KEYS, f"{path}: data")
     if ("generate" in data) == ("path" in data):
         raise ConfigError(f"{path}: data needs exactly one of 'generate' or 'path'")
     if data.get("generate") not in (None, "polymer", "electrolyte"):
         raise ConfigError(f"{path}: data.generate must be polymer or electrolyte")
     rollout = {"steps": 20, "save_every": 1, "deterministic": False, "seed": 0,
-               **(raw.get("rollout") or {})}
+               **_mapping(raw, "rollout", str(path))}
     _check_keys(rollout, _ROLLOUT_KEYS, f"{path}: rollout")
-    evaluate = dict(raw.get("evaluate") or {})
+    _check_values(rollout, data, str(path))
+    evaluate = _mapping(raw, "evaluate", str(path))
     _check_keys(evaluate, _EVALUATE_KEYS, f"{path}: evaluate")
     variants = raw["variants"]
     if not isinstance(variants, dict) or not variants:
         raise ConfigError(f"{path}: variants must map names to lists of overrides")
+    if not isinstance(raw["config"], str):
+        raise ConfigError(f"{path}: config must be a file name, got {raw['config']!r}")
     spec = AblationSpec(
         path=path,
         data=data,
         config=path.parent / raw["config"],
-        shared=[str(s) for s in raw.get("set") or []],
+        shared=_overrides(raw.get("set"), f"{path}: set"),
         rollout=rollout,
         evaluate=evaluate,
-        variants={str(k): [str(s) for s in (v or [])] for k, v in variants.items()},
+        variants={check_name(k, f"{path}: variant name"):
+                  _overrides(v, f"{path}: variant {k!r}") for k, v in variants.items()},
     )
     for name in spec.variants:
         variant_config(spec, name)
@@ -150,8 +189,9 @@ def _dataset(spec: AblationSpec, out: Path) -> Path:
         from eqcg.systems.polymer import generate_polymer as generate
     else:
         from eqcg.systems.electrolyte import generate_electrolyte as generate
-    generate(target, preset=spec.data.get("preset", "tiny"), seed=spec.data.get("seed", 0),
-             n_systems=spec.data.get("n_systems"), jobs=spec.data.get("jobs"))
+    with claim_output(target, "dataset", resume=True):
+        generate(target, preset=spec.data.get("preset", "tiny"), seed=spec.data.get("seed", 0),
+                 n_systems=spec.data.get("n_systems"), jobs=spec.data.get("jobs"))
     return target
 
 
@@ -161,15 +201,27 @@ def run_ablation(
     """Run the ablation of ``spec_path`` into ``out``; return the comparison directory.
 
     Layout: ``out/data`` (if generated), ``out/runs/<variant>``, ``out/rollouts/<variant>``,
-    ``out/reports/<variant>``, ``out/comparison``.
+    ``out/reports/<variant>``, ``out/comparison``. ``out`` is claimed as an ablation
+    (:func:`~eqcg.outputs.claim_output`; finished stages in it are reused). Ctrl-C and SIGTERM
+    stop it, generation included, keeping what is finished for the next call.
     """
+    spec = load_spec(spec_path)
+    out = Path(out)
+    try:
+        with interruptible(), claim_output(out, "ablation", resume=True):
+            return _run(spec, out, device)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(f"{str(exc) or 'interrupted'}; {out} keeps the finished stages: run "
+                          "the same command to continue", signal_of(exc)) from None
+
+
+def _run(spec: AblationSpec, out: Path, device: str) -> Path:
+    """The stages of :func:`run_ablation`: data, then per variant train, roll out and
+    evaluate, then compare."""
     from eqcg.evaluate import compare
     from eqcg.simulate.refinement import Refinement
     from eqcg.simulate.runner import RolloutOptions
 
-    spec = load_spec(spec_path)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     write_run_info(out, None, None, [], extra={"spec": str(spec.path)})
     data = _dataset(spec, out)
     steps = spec.rollout["steps"]
@@ -192,7 +244,7 @@ def run_ablation(
                         "score_evaluations_per_step":
                             refinement.score_evaluations(config.score.n_levels)}
         write_text_atomic(out / VARIANTS_FILE, json.dumps(record, indent=2))
-    compare(reports, out / "comparison")
+    compare(reports, out / "comparison", overwrite=True)
     return out / "comparison"
 
 

@@ -24,7 +24,9 @@ from typing import Any
 
 import yaml
 
+from eqcg.atomic import write_text_atomic
 from eqcg.errors import ConfigError
+from eqcg.yaml_files import read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -369,14 +371,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Parse ``path``; an ``extends: other.yaml`` key (relative to ``path``) is merged under it."""
     if path.resolve() in chain:
         raise ConfigError(f"{path}: 'extends' forms a cycle")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml(path, "config file") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of sections")
     parent = data.pop("extends", None)
@@ -394,8 +389,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write the resolved config as YAML (atomically)."""
+    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 __all__ = [

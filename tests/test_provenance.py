@@ -19,6 +19,7 @@ from eqcg.data.store import load_dataset
 from eqcg.errors import ConfigError, DataError, FileSystemError
 from eqcg.evaluate import compare, evaluate
 from eqcg.models.checkpoint import load_checkpoint
+from eqcg.simulate.new_system import SystemFiles, simulate
 from eqcg.simulate.runner import run_rollout
 from eqcg.systems.polymer import generate_polymer
 from eqcg.train.trainer import train
@@ -244,3 +245,16 @@ def test_no_validation_systems_warns_and_an_empty_test_split_is_not_rolled_out(
         "systems (data.split [1.0, 0.0, 0.0] over 4 systems), and rolling out the systems it was "
         "trained on would say nothing about held-out ones; name the systems with --systems")
     assert not out.exists()
+
+
+def test_simulate_warns_when_its_stride_spans_another_time_than_the_learned_step(
+        polymer_data, results, tmp_path):
+    chain = polymer_data / "lammps" / "chain000"
+    files = SystemFiles(topology=chain / "chain.data", trajectories=[chain / "traj.dump"],
+                        units="lj", timestep=0.01, stride=2)
+    with pytest.warns(UserWarning) as caught:
+        simulate(results / "run", files, tmp_path / "rollout", 1, show_progress=False)
+    assert [str(w.message) for w in caught if "--stride" in str(w.message)] == [
+        f"--stride 2: 2 frames of {chain / 'traj.dump'} span 10 tau, but the model learned "
+        "steps of 5 tau; its rollout is labelled 10 tau per step although it moves by what it "
+        "learned over one of its own steps"]

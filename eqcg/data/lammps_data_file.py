@@ -142,8 +142,8 @@ def read_lammps_data(path: PathLike, atom_style: str | None = None) -> LammpsDat
     Args:
         path: the data file (as written by ``write_data`` or by hand).
         atom_style: one of :data:`ATOM_STYLES`; by default the style named after ``Atoms #``,
-            else guessed from the number of values per line (7/10: full, 6/9: molecular,
-            5/8: atomic).
+            else guessed from the number of values per line (7/10: full, 6/9: molecular or
+            charge, by the bonds and which columns hold atom types; 5/8: atomic).
 
     Raises :class:`DataError` naming the file and line (or atom id) for: a binary file, a
     header count that is not a whole number, a section whose line count differs from its header
@@ -158,7 +158,7 @@ def read_lammps_data(path: PathLike, atom_style: str | None = None) -> LammpsDat
     atoms = _counted_section(header, sections, "Atoms", "atoms", where)
     if atoms is None:
         raise DataError(f"{where}: the data file declares no atoms")
-    style = _atom_style(atoms, atom_style, where)
+    style = _atom_style(atoms, atom_style, header, where)
     columns = ATOM_STYLES[style]
     ids, table, images = _sorted_atoms(atoms, columns, style, where)
     n_types = _header_count(header, "atom types", where)
@@ -323,8 +323,10 @@ def _counted_section(
     return section
 
 
-def _atom_style(atoms: _Section, requested: str | None, where: str) -> str:
-    """The atom style: ``requested``, else the ``Atoms # style`` comment, else by column count."""
+def _atom_style(atoms: _Section, requested: str | None, header: dict[str, list[str]],
+                where: str) -> str:
+    """The atom style: ``requested``, else the ``Atoms # style`` comment, else by column count
+    (6 or 9 values: :func:`_molecular_or_charge`)."""
     named = requested or (atoms.comment.split()[0] if atoms.comment else None)
     if named is not None:
         if named not in ATOM_STYLES:
@@ -339,7 +341,36 @@ def _atom_style(atoms: _Section, requested: str | None, where: str) -> str:
             f"{where}, line {atoms.lines[0]}: cannot tell the atom style from {count} values per "
             f"Atoms line; name it ('Atoms # full') or pass atom_style="
         )
+    if _STYLE_BY_COUNT[count] == "molecular":
+        return _molecular_or_charge(atoms, header, where)
     return _STYLE_BY_COUNT[count]
+
+
+def _molecular_or_charge(atoms: _Section, header: dict[str, list[str]], where: str) -> str:
+    """``molecular`` (id mol type x y z) or ``charge`` (id type q x y z), which have as many
+    values per line: molecular when the file has bonds (style charge has none) or only its
+    columns hold valid types; a :class:`DataError` when both read as valid types."""
+    if _header_count(header, "bonds", where) > 0:
+        return "molecular"
+    n_types = _header_count(header, "atom types", where)
+
+    def holds_types(column: int) -> bool:
+        try:
+            return all(1 <= int(row[column]) <= n_types for row in atoms.rows)
+        except ValueError:
+            return False
+
+    molecular, charge = holds_types(2), holds_types(1)
+    if charge and not molecular:
+        return "charge"
+    if molecular and charge:
+        raise DataError(
+            f"{where}, line {atoms.lines[0]}: {len(atoms.rows[0])} values per Atoms line fit "
+            "both atom style 'molecular' (id mol type x y z) and 'charge' (id type q x y z), and "
+            "the file has no bonds to tell them apart; name the style ('Atoms # charge' or "
+            "'Atoms # molecular') or pass atom_style="
+        )
+    return "molecular"
 
 
 def _atoms_table(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,7 @@ def _stride(start: _Start, stated: int | None, loaded: LoadedRun) -> int:
     interval, which must be uniform and divide it."""
     if stated is not None:
         at_least("stride (--stride)", stated, 1)
+        _warn_other_step(start, stated, loaded)
         return stated
     step = _learned_step(loaded)
     if step is None:
@@ -210,6 +212,22 @@ def _stride(start: _Start, stated: int | None, loaded: LoadedRun) -> int:
             f"write frames every {step:g} {time_unit} (or a whole fraction of it), or give "
             "--stride N to take every N-th frame anyway")
     return stride
+
+
+def _warn_other_step(start: _Start, stride: int, loaded: LoadedRun) -> None:
+    """Warn when ``stride`` frames of the trajectory span another time than the model's
+    learned step: the rollout's steps are labelled with the trajectory's time."""
+    step, trajectory = _learned_step(loaded), start.trajectory
+    if step is None or trajectory.n_frames < 2:
+        return
+    taken = stride * float(trajectory.time[1] - trajectory.time[0])
+    if abs(taken - step) > _SPACING_TOLERANCE * step:
+        unit = unit_system(trajectory.units).time
+        warnings.warn(
+            f"--stride {stride}: {stride} frames of {start.frames} span {taken:g} {unit}, but the "
+            f"model learned steps of {step:g} {unit}; its rollout is labelled {taken:g} {unit} "
+            "per step although it moves by what it learned over one of its own steps",
+            stacklevel=4)
 
 
 def _system_source(

@@ -200,8 +200,13 @@ def run_specs(
             free_lines.put(line)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in as_completed([pool.submit(simulate, n, j) for n, j in pending.items()]):
-            future.result()
+        futures = [pool.submit(simulate, n, j) for n, j in pending.items()]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: start no further system
+            pool.shutdown(cancel_futures=True)
+            raise
     overall.close()
     systems = (_with_wall_time(spec.read_output(workdirs[spec.name]), workdirs[spec.name])
                for spec in specs)  # one at a time
