@@ -13,12 +13,14 @@ import h5py
 import pytest
 import torch
 
+import eqcg.atomic
 from eqcg.cli import main
 from eqcg.config import load_config
 from eqcg.data.store import load_dataset
 from eqcg.errors import ConfigError, DataError, FileSystemError
 from eqcg.evaluate import compare, evaluate
 from eqcg.models.checkpoint import load_checkpoint
+from eqcg.outputs import claim_output
 from eqcg.simulate.new_system import SystemFiles, simulate
 from eqcg.simulate.runner import run_rollout
 from eqcg.systems.polymer import generate_polymer
@@ -258,3 +260,42 @@ def test_simulate_warns_when_its_stride_spans_another_time_than_the_learned_step
         f"--stride 2: 2 frames of {chain / 'traj.dump'} span 10 tau, but the model learned "
         "steps of 5 tau; its rollout is labelled 10 tau per step although it moves by what it "
         "learned over one of its own steps"]
+
+
+def test_a_second_rollout_into_the_same_out_is_refused_while_the_first_writes(
+        polymer_data, results, tmp_path, capsys):
+    out = tmp_path / "rollout"
+    argv = ["rollout", str(results / "run"), "--data", str(polymer_data), "--steps", "2",
+            "--out", str(out)]
+    with claim_output(out, "rollout"):  # the first writer, still running
+        assert main(argv) == 2
+        assert last_error(capsys).startswith(
+            f"eqcg rollout: error: --out {out}: is being written by process {os.getpid()} on ")
+        assert sorted(p.name for p in out.iterdir()) == [".eqcg-lock", ".eqcg-output.json"]
+    assert main(argv) == 0
+
+
+@pytest.mark.parametrize("number, reason", [(errno.ENOSPC, "no space left on device"),
+                                            (errno.EROFS, "read-only file system")])
+def test_a_failed_write_while_a_rollout_streams_keeps_the_frames_written_before(
+        polymer_data, results, tmp_path, monkeypatch, number, reason):
+    rollout = tmp_path / "rollout"
+    shutil.copytree(results / "rollout", rollout)
+    before = snapshot(rollout)
+    real_open = open
+
+    class Full:
+        def __init__(self, raw):
+            self._raw = raw
+
+        def write(self, data):
+            raise OSError(number, os.strerror(number))
+
+        def __getattr__(self, name):
+            return getattr(self._raw, name)
+    monkeypatch.setattr(eqcg.atomic, "open", lambda *a, **k: Full(real_open(*a, **k)),
+                        raising=False)
+    with pytest.raises(FileSystemError) as caught:
+        run_rollout(results / "run", polymer_data, rollout, 5, resume=True, show_progress=False)
+    assert str(caught.value) == f"writing the rollout {rollout}/rollout.h5: {reason}"
+    assert snapshot(rollout) == before
