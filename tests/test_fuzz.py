@@ -1,5 +1,6 @@
-"""Property-based fuzzing: garbled input to the LAMMPS readers and the config loader is an eqcg
-error (:class:`~eqcg.errors.EqcgError`, shown by the CLI with exit code 2), never a crash.
+"""Property-based fuzzing: garbled input to the LAMMPS readers, the config and ablation-spec
+loaders and the command line's numeric options is an eqcg error (:class:`~eqcg.errors.EqcgError`,
+shown by the CLI with exit code 2) or an argument refused while parsing, never a crash.
 
 Each example starts from a valid small file (or config) and mutates it: lines deleted,
 duplicated or swapped, tokens replaced by random text or numbers (NaN, inf, huge, fractional),
@@ -9,7 +10,9 @@ cut). Any exception other than an EqcgError fails the test with the input that c
 
 from __future__ import annotations
 
+import argparse
 import gzip
+import math
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,9 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from eqcg.ablation import load_spec
+from eqcg.arguments import Range
+from eqcg.cli import build_parser
 from eqcg.config import Config, config_from_dict, load_config
 from eqcg.data.lammps_data_file import read_lammps_data
 from eqcg.data.lammps_dump import read_lammps_dump
@@ -280,3 +286,84 @@ def test_lmax_below_one_is_a_config_error(lmax: int):
     with pytest.raises(ConfigError,
                        match=rf"fuzz\.yaml: model\.equivariant\.lmax must be >= 1 .*got {lmax}$"):
         check_variant(model, "fuzz.yaml")
+
+
+# --- ablation specs and command-line option values (issue 20) -----------------------------
+
+BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "polymer_baseline.yaml"
+VALID_SPEC = {
+    "data": {"path": "data"}, "config": str(BASE_CONFIG), "set": ["train.max_steps=2"],
+    "rollout": {"steps": 3, "save_every": 1, "deterministic": False, "seed": 0},
+    "evaluate": {"group_by": "length_group"},
+    "variants": {"baseline": [], "equivariant": ["model.variant=equivariant",
+                                                 "model.covariance=isotropic"]},
+}
+
+
+@st.composite
+def mutated_spec(draw: st.DrawFn) -> dict[str, Any]:
+    """The valid spec with 1-3 sections or entries replaced, added or deleted at random."""
+    spec = yaml.safe_load(yaml.safe_dump(VALID_SPEC))
+    for _ in range(draw(st.integers(1, 3))):
+        key = draw(st.sampled_from([*spec, draw(st.text(max_size=6))]))
+        action = draw(st.sampled_from(["set", "delete", "entry"]))
+        if action == "delete" and key in spec:
+            del spec[key]
+        elif action == "entry" and isinstance(spec.get(key), dict):
+            entry = draw(st.one_of(st.sampled_from([*spec[key], "../x", "..", "-v", "a/b", ""]),
+                                   st.text(max_size=6)))
+            spec[key][entry] = draw(VALUES)
+        else:
+            spec[key] = draw(VALUES)
+    return spec
+
+
+@FUZZ
+@example(spec={**VALID_SPEC, "data": "polymer"})
+@example(spec={**VALID_SPEC, "variants": {"../../escaped": []}})
+@example(spec={**VALID_SPEC, "rollout": {"steps": 0}})
+@given(spec=mutated_spec())
+def test_mutated_ablation_specs_raise_only_config_errors(fuzz_dir: Path, spec: dict[str, Any]):
+    path = fuzz_dir / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    try:
+        load_spec(path)
+    except ConfigError:
+        pass
+
+
+def _numeric_options() -> list[tuple[str, str, Range]]:
+    """(command, option, range) of every numeric option of the command line."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [(name, action.option_strings[0], action.type)
+            for name, sub in commands.choices.items() for action in sub._actions
+            if isinstance(action.type, Range)]
+
+
+NUMERIC_OPTIONS = _numeric_options()
+
+
+@FUZZ
+@given(option=st.sampled_from(NUMERIC_OPTIONS),
+       text=st.one_of(st.text(max_size=8), st.integers().map(str), st.floats().map(repr),
+                      st.sampled_from(["0", "-1", "1e400", "nan", "-inf", "1_0", " 3 ", "0x1"])))
+def test_numeric_options_are_in_range_or_refused_while_parsing(
+        option: tuple[str, str, Range], text: str):
+    command, flag, bounds = option
+    with suppress(argparse.ArgumentTypeError):
+        value = bounds(text)
+        assert isinstance(value, int if bounds.integer else float), (command, flag, text)
+        assert math.isfinite(value) and value >= bounds.minimum, (command, flag, text)
+        assert not (bounds.strict and value == bounds.minimum), (command, flag, text)
+
+
+def test_every_numeric_option_has_a_range():
+    untyped = [(name, action.option_strings) for name, sub in
+               next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices.items()
+               for action in sub._actions if action.type in (int, float)]
+    assert untyped == []
+    assert {("evaluate", "--collision-threshold"), ("check-equivariance", "--trials"),
+            ("rollout", "--seed"), ("simulate", "--stride")} <= {
+        (command, flag) for command, flag, _ in NUMERIC_OPTIONS}
