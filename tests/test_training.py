@@ -109,9 +109,12 @@ def test_rollout_on_electrolyte_data(electrolyte_data, tmp_path):
                                   "data.split=[0.5, 0.5, 0.0]"])
     train(config, electrolyte_data, tmp_path / "run", show_progress=False)
     out = tmp_path / "rollout"
-    for refine in (["--levels", "1", "--langevin-steps", "1"], ["--no-refine"]):
+    with load_dataset(electrolyte_data) as data:  # (no test split: name both boxes)
+        names = data.names
+    for refine in (["--levels", "1", "--langevin-steps", "1"], ["--no-refine", "--overwrite"]):
         assert main(["rollout", str(tmp_path / "run"), "--data", str(electrolyte_data),
-                     "--steps", "3", "--out", str(out), "--deterministic", *refine]) == 0
+                     "--steps", "3", "--out", str(out), "--deterministic", "--systems", *names,
+                     *refine]) == 0
         with load_dataset(out / ROLLOUT_FILE) as rollout:
             assert len(rollout) == 2 and all(s.n_frames == 4 and s.pbc for s in rollout)
             name = rollout.names[0]
