@@ -56,7 +56,8 @@ def output_kind(directory: str | os.PathLike) -> str | None:
     marker = directory / MARKER_FILE
     if marker.is_file():
         with doing("reading the output marker", marker):
-            kind = json.loads(marker.read_text(encoding="utf-8")).get("kind")
+            record = json.loads(marker.read_text(encoding="utf-8"))
+        kind = record.get("kind") if isinstance(record, dict) else None
         if kind in KINDS:
             return kind
     return next((kind for kind, files in KINDS.items()
