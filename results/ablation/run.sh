@@ -17,7 +17,15 @@ OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} eqcg ablate "configs/ablation/$name.yaml" 
 out=results/ablation/$name
 mkdir -p "$out/plots"
 cp "$work"/comparison/comparison.{md,json,csv} "$work/variants.json" "$out/"
-for report in "$work"/reports/*/; do
-  variant=$(basename "$report")
-  cp "$report/plots/agreement.png" "$out/plots/agreement_$variant.png"
+# agreement plots of the variants named in $PLOTS (default: those the README shows)
+for variant in ${PLOTS:-baseline equivariant baseline-shared shared-keep-com shared-seed1-keep-com}; do
+  if [ -d "$work/reports/$variant" ]; then
+    cp "$work/reports/$variant/plots/agreement.png" "$out/plots/agreement_$variant.png"
+  fi
 done
+if [ -d "$work/reports/shared-keep-com" ]; then  # one chain's dynamics, before and after
+  for variant in equivariant shared-keep-com; do
+    cp "$work/reports/$variant/plots/chain007/dynamics.png" \
+      "$out/plots/dynamics_chain007_$variant.png"
+  done
+fi
