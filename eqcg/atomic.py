@@ -8,6 +8,7 @@ leaves a truncated file behind and the previous file stays as it was.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -56,11 +57,14 @@ class _LatchedFile(io.RawIOBase):
     """The file HDF5 writes through (h5py's file-object driver): the first failed write (full
     disk, read-only, size limit) is kept, and it and every later write are discarded as if
     done. HDF5 cannot close a file whose writes fail without crashing the process; this one
-    it closes normally, and :meth:`check` raises the kept error from Python."""
+    it closes normally, and :meth:`check` raises the kept error from Python. Positions and the
+    file's end are kept as HDF5 believes them (discarded bytes read back as zeros)."""
 
     def __init__(self, path: Path, mode: str):
         super().__init__()
         self._raw = open(path, mode, buffering=0)  # closed by close()
+        self._position = 0
+        self._end = self._raw.seek(0, io.SEEK_END)
         self.error: OSError | None = None
 
     def readable(self) -> bool:
@@ -73,30 +77,48 @@ class _LatchedFile(io.RawIOBase):
         return True
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._raw.seek(offset, whence)
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._end}[whence]
+        self._position = base + offset
+        return self._position
 
     def tell(self) -> int:
-        return self._raw.tell()
+        return self._position
 
     def readinto(self, buffer) -> int:
-        return self._raw.readinto(buffer)
-
-    def write(self, data) -> int:
-        size = memoryview(data).nbytes
-        if self.error is None:
-            try:
-                self._raw.write(data)
-            except OSError as exc:
-                self.error = exc
+        view = memoryview(buffer).cast("B")
+        size = max(0, min(len(view), self._end - self._position))
+        self._raw.seek(self._position)
+        read = self._raw.readinto(view[:size]) or 0
+        view[read:size] = bytes(size - read)  # written while the disk was failing
+        self._position += size
         return size
 
-    def truncate(self, size: int | None = None) -> int:
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
         if self.error is None:
             try:
-                return self._raw.truncate(size)
+                self._raw.seek(self._position)
+                done = 0
+                while done < len(view):  # a write may take only part (near a size limit)
+                    taken = self._raw.write(view[done:])
+                    if not taken:
+                        raise OSError(errno.EIO, "the file took no bytes", self._raw.name)
+                    done += taken
             except OSError as exc:
                 self.error = exc
-        return self.tell() if size is None else size
+        self._position += len(view)
+        self._end = max(self._end, self._position)
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._position if size is None else size
+        if self.error is None:
+            try:
+                self._raw.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        self._end = size
+        return size
 
     def flush(self) -> None:
         pass

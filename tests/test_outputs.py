@@ -302,3 +302,22 @@ def test_every_numeric_option_is_checked_before_any_work(tmp_path, capsys, monke
     assert main(argv) == 2
     assert last_error(capsys) == f"eqcg {argv[0]}: error: argument {option}: {message}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_after_a_failed_write_hdf5_sees_the_file_it_believes_it_wrote(tmp_path, monkeypatch):
+    """Discarded bytes still count for positions and the file's end (HDF5 checks addresses
+    against it) and read back as zeros."""
+    real_open = open
+    monkeypatch.setattr(eqcg.atomic, "open", lambda *a, **k: _FailingFile(
+        real_open(*a, **k), errno.ENOSPC, allowed=1), raising=False)
+    latched = eqcg.atomic._LatchedFile(tmp_path / "f", "w+b")
+    assert latched.write(b"abcd") == 4 and latched.error is None
+    assert latched.write(b"efgh") == 4 and latched.error.errno == errno.ENOSPC
+    assert latched.seek(0, os.SEEK_END) == 8 == latched.tell()
+    latched.seek(2)
+    buffer = bytearray(8)
+    assert latched.readinto(buffer) == 6 and bytes(buffer[:6]) == b"cd\0\0\0\0"
+    latched.close()
+    assert (tmp_path / "f").read_bytes() == b"abcd"
+    with pytest.raises(OSError, match="No space left on device"):
+        latched.check()
