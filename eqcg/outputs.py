@@ -22,6 +22,7 @@ import functools
 import inspect
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -32,12 +33,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from eqcg.atomic import write_text_atomic
-from eqcg.boundary import describe_os_error, doing
+from eqcg.boundary import describe_os_error, doing, os_error_path
 from eqcg.errors import FileSystemError, OutputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 MARKER_FILE = ".eqcg-output.json"
 LOCK_FILE = ".eqcg-lock"
+_STAGING = ".eqcg-staging-"
 #: Each kind of output and the files that mark it, the first meaning "finished".
 KINDS: dict[str, tuple[str, ...]] = {
     "dataset": ("dataset.h5",),
@@ -113,7 +115,9 @@ def claim_output(directory: str | os.PathLike, kind: str, *, resume: bool = Fals
 def claims_output(kind: str, directory: str) -> Callable[[F], F]:
     """Decorate a function that writes ``kind`` into its argument named ``directory``: the
     directory is claimed (:func:`claim_output`) for each call, with the function's own
-    ``resume`` and ``overwrite`` arguments where it has them."""
+    ``resume`` and ``overwrite`` arguments where it has them, and the function writes into a
+    staging directory (:func:`staged_output`) whose files replace the old ones only once it
+    returns: a failure (full disk, Ctrl-C) leaves the previous output as it was."""
     def decorate(function: F) -> F:
         signature = inspect.signature(function)
 
@@ -123,10 +127,43 @@ def claims_output(kind: str, directory: str) -> Callable[[F], F]:
             bound.apply_defaults()
             given = bound.arguments
             with claim_output(given[directory], kind, resume=given.get("resume", False),
-                              overwrite=given.get("overwrite", False)):
-                return function(*args, **kwargs)
+                              overwrite=given.get("overwrite", False)) as out, \
+                    staged_output(out) as staging:
+                bound.arguments[directory] = staging
+                try:
+                    return function(*bound.args, **bound.kwargs)
+                except OSError as exc:
+                    raise _named(exc, kind, staging, out) from exc
         return claimed  # type: ignore[return-value]
     return decorate
+
+
+def _named(exc: OSError, kind: str, staging: Path, out: Path) -> FileSystemError:
+    """``exc`` as a :class:`FileSystemError`: ``writing the <kind> <file>: <reason>`` for a
+    file being staged (named by where it was to go), else ``<file>: <reason>``."""
+    path = os_error_path(exc)
+    if path is not None and Path(path).is_relative_to(staging):
+        return FileSystemError(describe_os_error(
+            exc, f"writing the {kind}", out / Path(path).relative_to(staging)))
+    return FileSystemError(describe_os_error(exc))
+
+
+@contextmanager
+def staged_output(directory: Path) -> Iterator[Path]:
+    """Yield an empty staging directory inside ``directory``; once the block returns, its
+    files are renamed over those of ``directory`` (sub-directories merged), else removed."""
+    staging = directory / f"{_STAGING}{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                target = directory / path.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _article(kind: str) -> str:

@@ -299,3 +299,31 @@ def test_a_failed_write_while_a_rollout_streams_keeps_the_frames_written_before(
         run_rollout(results / "run", polymer_data, rollout, 5, resume=True, show_progress=False)
     assert str(caught.value) == f"writing the rollout {rollout}/rollout.h5: {reason}"
     assert snapshot(rollout) == before
+
+
+@pytest.mark.parametrize("number, reason", [(errno.ENOSPC, "no space left on device"),
+                                            (errno.EROFS, "read-only file system")])
+def test_a_failed_write_while_evaluate_overwrites_keeps_the_previous_report(
+        polymer_data, results, tmp_path, monkeypatch, capsys, number, reason):
+    report = tmp_path / "report"
+    shutil.copytree(results / "report", report)
+    before = snapshot(report)
+    real_write_text = Path.write_text
+
+    def write_text(path, text, *args, **kwargs):
+        if path.name == "metrics.json":
+            raise OSError(number, os.strerror(number), str(path))
+        return real_write_text(path, text, *args, **kwargs)
+    monkeypatch.setattr(Path, "write_text", write_text)
+    assert main(["evaluate", str(results / "rollout"), "--reference", str(polymer_data),
+                 "--out", str(report), "--overwrite", "--no-calibration"]) == 2
+    assert last_error(capsys) == (f"eqcg evaluate: error: writing the report "
+                                  f"{report}/metrics.json: {reason}")
+    assert snapshot(report) == before  # nothing staged is left, nothing old replaced
+    monkeypatch.undo()
+    evaluate(results / "rollout", polymer_data, report, draw_plots=False, calibrate=False,
+             overwrite=True, collision_threshold=0.4)
+    assert json.loads((report / "metrics.json").read_text())["options"][
+        "collision_threshold"] == 0.4
+    assert sorted(p.name for p in report.iterdir() if p.name.startswith(".")) == [
+        ".eqcg-output.json"]
