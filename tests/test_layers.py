@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "eqcg"
 # foundation's single modules and the entry points of the top layer may use each other).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "units", "keys", "run_info", "arguments", "interrupt", "profiling", "atomic",
-     "config", "distributed"),
+     "config", "distributed", "names", "boundary", "outputs", "yaml_files"),
     ("data",),
     ("cg", "systems", "metrics"),
     ("graphs",),
