@@ -70,7 +70,7 @@ class AblationSpec:
 
 
 def _check_keys(found: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(found) - allowed)
+    unknown = sorted(set(found) - allowed, key=str)
     if unknown:
         known = ", ".join(sorted(allowed))
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {known})")

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny reference datasets made once per test session by real LAMMPS runs."""
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +41,14 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def sigint_delivered() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt during the test, also where the suite was started with
+    it ignored (a shell's background job, ``nohup``), in which case eqcg leaves it alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -320,6 +320,7 @@ def mutated_spec(draw: st.DrawFn) -> dict[str, Any]:
 
 @FUZZ
 @example(spec={**VALID_SPEC, "data": "polymer"})
+@example(spec={**VALID_SPEC, "data": {"": None, 0: None}})  # keys of mixed types
 @example(spec={**VALID_SPEC, "variants": {"../../escaped": []}})
 @example(spec={**VALID_SPEC, "rollout": {"steps": 0}})
 @given(spec=mutated_spec())

@@ -107,6 +107,7 @@ def test_ablate_claims_its_out(tmp_path, capsys):
     assert (tmp_path / "file").read_text() == "keep"
 
 
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_stops_the_generation_of_an_ablation_from_starting_new_systems(
         tmp_path, monkeypatch):
     started: list[str] = []

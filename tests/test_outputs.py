@@ -224,6 +224,7 @@ def test_a_full_disk_during_ingest_is_a_named_error_not_a_crash(polymer_data, da
     assert snapshot(dataset_dir) == before
 
 
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_while_ingest_writes_keeps_the_previous_dataset(polymer_data, dataset_dir,
                                                                capsys, monkeypatch):
     before = snapshot(dataset_dir)
