@@ -15,7 +15,8 @@ from eqcg.testing import random_system
 from eqcg.train.trainer import train
 
 OVERRIDES = [  # random systems record no temperature
-    "model.temperature_input=false", "model.embed_dim=8", "model.latent_dim=16", "model.message_passing_steps=1",
+    "model.temperature_input=false", "model.embed_dim=8", "model.latent_dim=16",
+    "model.message_passing_steps=1",
     "model.score_message_passing_steps=1", "model.radius=5.0", "data.cg_level=3",
     "data.whole_molecule_max_atoms=1", "data.split=[1.0, 0.0, 0.0]", "train.max_steps=4",
     "train.val_every=4", "train.val_windows=4", "train.noise_end=0.0", "train.score_weight=0.0",
