@@ -290,3 +290,29 @@ def test_refinement_keeping_centres_moves_no_molecule_centre():
     centre = lambda x: scatter(masses[:, None] * x, molecule, dim=0, dim_size=n)  # noqa: E731
     torch.testing.assert_close(centre(kept), centre(plain), rtol=0, atol=1e-10)
     assert (kept - plain).abs().max() > 1e-4
+
+
+def test_a_blow_up_between_rare_save_points_stops_the_rollout_within_the_guard_interval(
+        monkeypatch):
+    """A system that explodes at step 5 of a rollout saved every 1000 steps is stopped at the
+    next guard check (step GUARD_EVERY), not 1000 steps later; the error names system and step
+    and says which saved frames were kept."""
+    sim, batch = small_simulator()
+    calls = []
+    predict = sim.predict
+
+    def exploding(*args, **kwargs):
+        prediction = predict(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 5:
+            prediction.acceleration.mean[0] = float("nan")
+        return prediction
+
+    monkeypatch.setattr(sim, "predict", exploding)
+    with pytest.raises(rollout_module.RolloutFailure,
+                       match=r"system 0 at step 5 \(noticed at step 10\); the frames saved up to "
+                             r"step 0 were kept") as failure:
+        rollout(sim, batch, 500, save_every=1000, refinement=None, deterministic=True,
+                show_progress=False)
+    assert len(calls) == rollout_module.GUARD_EVERY == 10
+    assert failure.value.result.positions.shape[0] == 1  # the starting frame

@@ -3,10 +3,10 @@
 Many systems run batched in one graph. The loop keeps everything on the model's device: a
 system whose positions turn non-finite or jump farther than ``max_displacement`` in one step is
 frozen at its last good positions and its first bad step is recorded on the device; the host
-looks at that record only at save points, then stops with an error naming system and step.
-Frames produced before the failure are returned with the error, so nothing is lost. Between
-save points the loop makes no host sync of its own; each network evaluation reads one edge
-count from its neighbour list, which decides on rebuilds in that same read
+looks at that record at save points and every ``GUARD_EVERY`` steps, then stops with an error
+naming system and step. Frames saved before the failure are returned with the error, so nothing
+is lost. Between those checks the loop makes no host sync of its own; each network evaluation
+reads one edge count from its neighbour list, which decides on rebuilds in that same read
 (:class:`~eqcg.graphs.neighbors.VerletList`; ``tests/test_rollout_sync.py`` counts them).
 """
 
@@ -39,6 +39,9 @@ from eqcg.simulate.refinement import (
 
 # Verlet skin of the rollout's neighbour list, as a fraction of the model's cut-off radius
 NEIGHBOR_SKIN = 0.1
+# the host looks at the blow-up record every this many steps between save points (one read per
+# check), so a rollout saved rarely stops within this many steps of a failure
+GUARD_EVERY = 10
 # called at every save point as on_save(step, saved positions (n_beads, 3), history after step)
 SaveCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
@@ -156,6 +159,8 @@ def rollout(
                 next_pos = torch.where(frozen[:, None], last, next_pos)
             with record_function(INTEGRATOR):
                 history = append_frame(history, next_pos)
+            if step % GUARD_EVERY == 0 and step % save_every and bool((first_bad >= 0).any()):
+                raise _failure(first_bad, system_names, saved, saved_steps, started, step)
             if step % save_every == 0 or step == n_steps:
                 with record_function(SAVE):
                     if not keep_frames:
@@ -164,7 +169,7 @@ def rollout(
                     saved_steps.append(step)
                     if bool((first_bad >= 0).any()):
                         raise _failure(first_bad, system_names, saved[:-1], saved_steps[:-1],
-                                       started)
+                                       started, step)
                     if on_save is not None:
                         on_save(step, saved[-1], history)
             bar.update()
@@ -212,7 +217,7 @@ def _result(saved: list[torch.Tensor], steps: list[int], started: float) -> Roll
 
 def _failure(
     first_bad: torch.Tensor, names: list[str] | None, saved: list[torch.Tensor],
-    steps: list[int], started: float,
+    steps: list[int], started: float, detected: int,
 ) -> RolloutFailure:
     bad = [(i, int(s)) for i, s in enumerate(first_bad.tolist()) if s >= 0]
     described = ", ".join(
@@ -220,6 +225,7 @@ def _failure(
     )
     return RolloutFailure(
         f"rollout blew up (non-finite positions or a bead jumping farther than the limit): "
-        f"{described}; the {len(saved)} frames saved before were kept",
+        f"{described} (noticed at step {detected}); the frames saved up to step {steps[-1]} "
+        f"were kept",
         _result(saved, steps, started),
     )
