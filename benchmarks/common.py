@@ -20,14 +20,15 @@ import torch
 from torch_geometric.data import Batch
 
 from eqcg.cg.mapping import CGSettings
-from eqcg.config import Config, load_config
+from eqcg.config import Config, RolloutConfig, load_config
 from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.graphs.system import CGSystem, TypeVocabulary, prepare_systems
 from eqcg.graphs.windows import history_frames
 from eqcg.models.gaussian import gaussian_noise
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.rollout import Refinement, rollout
+from eqcg.simulate.refinement import score_evaluations
+from eqcg.simulate.rollout import rollout
 from eqcg.systems.electrolyte import generate_electrolyte
 from eqcg.testing import random_system
 
@@ -49,14 +50,14 @@ def untrained_simulator(config: Config, vocabulary: TypeVocabulary) -> Simulator
                      acceleration_scale=UNTRAINED_ACCELERATION_SCALE)
 
 
-def untrained_refinement(refinement: Refinement, n_model_levels: int) -> Refinement:
+def untrained_refinement(refinement: RolloutConfig, n_model_levels: int) -> RolloutConfig:
     """``refinement`` as timing-neutral Langevin steps: as many score evaluations (and the same
     excluded-volume pass), each a constant step too small for an untrained score network to move
     beads; the work of one evaluation does not depend on the sampler."""
-    return Refinement(enabled=refinement.enabled, schedule="constant", steps_per_level=1,
-                      levels=max(refinement.score_evaluations(n_model_levels), 1),
-                      step_size=UNTRAINED_LANGEVIN_STEP_SIZE,
-                      excluded_volume=refinement.excluded_volume)
+    return RolloutConfig(refine=refinement.refine, schedule="constant", langevin_steps=1,
+                         refine_levels=max(score_evaluations(refinement, n_model_levels), 1),
+                         step_size=UNTRAINED_LANGEVIN_STEP_SIZE,
+                         excluded_volume=refinement.excluded_volume)
 
 
 def electrolyte_dataset(data: Path | None, preset: str = "tiny") -> TrajectoryDataset:
@@ -113,14 +114,14 @@ def synthetic_system(
 
 
 def rollout_step_measure(
-    simulator: Simulator, batch: Batch, refinement: Refinement | None,
+    simulator: Simulator, batch: Batch, refinement: RolloutConfig | None,
     generator: torch.Generator,
 ) -> Callable[[], float]:
     """``() -> seconds`` of one :func:`~eqcg.simulate.rollout.rollout` step of ``simulator``,
     always from ``batch``'s history (the stepping loop's own wall time, embedding excluded)."""
 
     def measure() -> float:
-        return rollout(simulator, batch, 1, refinement=refinement,
+        return rollout(simulator, batch, 1, refinement,
                        noise=gaussian_noise(generator), show_progress=False).wall_seconds
 
     return measure

@@ -62,7 +62,7 @@ from common import (
     write_json,
 )
 
-from eqcg.simulate.refinement import Refinement
+from eqcg.simulate.refinement import score_evaluations
 from eqcg.systems.generate import LAMMPS_DIR
 from eqcg.systems.lammps_runner import LOG_FILE, lammps_wall_seconds
 
@@ -180,10 +180,10 @@ def main() -> None:
         if mode == "compiled":
             simulator.compile_networks()
         name_of = variant if mode == "eager" else f"{variant} (compiled)"
-        configured = Refinement.from_config(config.score)
+        configured = config.rollout
         n_levels = config.score.n_levels
         refinements[variant] = (f"{configured.schedule}, "
-                                f"{configured.score_evaluations(n_levels)} evaluations")
+                                f"{score_evaluations(configured, n_levels)} evaluations")
         refined = untrained_refinement(configured, n_levels)
         for copies in args.copies:
             batch = replicated_batch(system, config.data.history, copies, device)

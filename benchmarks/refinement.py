@@ -57,7 +57,7 @@ from common import (
 )
 
 from eqcg.cg.mapping import CGSettings
-from eqcg.config import load_config
+from eqcg.config import RolloutConfig, load_config
 from eqcg.data.store import load_dataset
 from eqcg.evaluate.beads import reference_beads, rollout_beads
 from eqcg.evaluate.calibration import one_step_calibration
@@ -72,23 +72,25 @@ from eqcg.metrics.agreement import agreement
 from eqcg.metrics.stability import COLLISION_THRESHOLDS, collision_report
 from eqcg.models.checkpoint import load_simulator
 from eqcg.models.gaussian import gaussian_noise
-from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import RolloutFailure, rollout
 from eqcg.simulate.runner import run_rollout, start_batch
 from eqcg.simulate.writer import RUNNING, rollout_status
 
-# name -> refinement (``None`` fields are taken from the run's score config)
-SCHEDULES: dict[str, Refinement] = {
-    "none": Refinement(enabled=False),
-    "paper (20x10 constant)": Refinement(levels=20, steps_per_level=10, schedule="constant"),
-    "previous default (10x5 constant)": Refinement(levels=10, steps_per_level=5,
-                                                   schedule="constant"),
-    "ncsn 10x5": Refinement(levels=10, steps_per_level=5, schedule="ncsn"),
-    "ncsn 9x1 + denoise": Refinement(levels=9, steps_per_level=1, schedule="ncsn",
-                                     denoise=True),
-    "spread ncsn 4x1 + denoise": Refinement(levels=4, steps_per_level=1, schedule="ncsn",
-                                            start="spread", denoise=True),
-    **{f"{start} {schedule} {levels}": Refinement(levels=levels, schedule=schedule, start=start)
+# name -> rollout settings (the run's Langevin step size is put in: _schedule)
+SCHEDULES: dict[str, RolloutConfig] = {
+    "none": RolloutConfig(refine=False),
+    "paper (20x10 constant)": RolloutConfig(refine_levels=20, langevin_steps=10,
+                                            schedule="constant"),
+    "previous default (10x5 constant)": RolloutConfig(refine_levels=10, langevin_steps=5,
+                                                      schedule="constant"),
+    "ncsn 10x5": RolloutConfig(refine_levels=10, langevin_steps=5, schedule="ncsn"),
+    "ncsn 9x1 + denoise": RolloutConfig(refine_levels=9, langevin_steps=1, schedule="ncsn",
+                                        denoise=True),
+    "spread ncsn 4x1 + denoise": RolloutConfig(refine_levels=4, langevin_steps=1,
+                                               schedule="ncsn", refine_start="spread",
+                                               denoise=True),
+    **{f"{start} {schedule} {levels}": RolloutConfig(refine_levels=levels, schedule=schedule,
+                                                     refine_start=start)
        for start, schedule, levels in (
            ("spread", "geometric", 2), ("spread", "geometric", 5), ("spread", "geometric", 10),
            ("top", "geometric", 5), ("top", "geometric", 10), ("spread", "ancestral", 10),
@@ -149,7 +151,8 @@ def _trained_run(args: argparse.Namespace, device: torch.device) -> tuple[Path, 
     return run, data
 
 
-def _schedule(name: str, run_refinement: Refinement, excluded_volume: float) -> Refinement:
+def _schedule(name: str, run_refinement: RolloutConfig, excluded_volume: float
+              ) -> RolloutConfig:
     """The refinement named ``name``, with the run's Langevin step size (the schedules fix
     everything else)."""
     if name in WITH_EXCLUDED_VOLUME:
@@ -160,7 +163,8 @@ def _schedule(name: str, run_refinement: Refinement, excluded_volume: float) -> 
     return dataclasses.replace(refinement, step_size=run_refinement.step_size)
 
 
-def _timings(simulator, batch, refinements: dict[str, Refinement], args) -> dict[str, dict]:
+def _timings(simulator, batch, refinements: dict[str, RolloutConfig], args
+             ) -> dict[str, dict]:
     """Seconds per learned step and score-network calls per step of every schedule."""
     calls = {"n": 0}
     hook = simulator.score_network.register_forward_hook(
@@ -172,8 +176,8 @@ def _timings(simulator, batch, refinements: dict[str, Refinement], args) -> dict
             calls["n"] = 0
             generator = torch.Generator(device=batch.batch.device).manual_seed(args.seed)
             try:
-                result = rollout(simulator, batch, args.time_steps,
-                                 refinement=refinements[name], noise=gaussian_noise(generator),
+                result = rollout(simulator, batch, args.time_steps, refinements[name],
+                                 noise=gaussian_noise(generator),
                                  show_progress=False)
                 seconds = result.wall_seconds
             except RolloutFailure as exc:
@@ -300,13 +304,13 @@ def main() -> None:
     run, data = _trained_run(args, device)
     simulator, config, metadata = load_simulator(run, map_location=device)
     simulator = simulator.to(device)
-    run_refinement = Refinement.from_config(config.score)
-    units = metadata["units"]
+    run_refinement = config.rollout
+    units = metadata.units
     excluded_volume = args.excluded_volume or 1.2 * COLLISION_THRESHOLDS[units]
     names = list(dict.fromkeys(["none", *args.schedules]))  # the bare step sets the time scale
     refinements = {name: _schedule(name, run_refinement, excluded_volume) for name in names}
     settings = CGSettings.from_config(config.data)
-    test = metadata["split"]["test"]
+    test = list(metadata.test)
     with load_dataset(data) as dataset:
         systems = prepare_systems(dataset, settings, simulator.vocabulary, test)
     batch = start_batch(systems, simulator.history, config.data.dilation, 0,
@@ -320,7 +324,7 @@ def main() -> None:
         status = rollout_status(out)
         if status in (None, RUNNING):  # not started, or interrupted: (re)start or resume it
             try:
-                run_rollout(run, data, out, args.steps, systems=test, refinement=refinement,
+                run_rollout(run, data, out, args.steps, systems=test, settings=refinement,
                             seed=args.seed, device=str(device), show_progress=True,
                             resume=status == RUNNING)
             except RolloutFailure as exc:

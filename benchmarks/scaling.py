@@ -59,7 +59,6 @@ from torch_geometric.data import Batch
 from eqcg.config import load_config
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.graphs.windows import WindowDataset, history_frames
-from eqcg.simulate.refinement import Refinement
 from eqcg.train.losses import compute_losses
 
 BASE_BEADS, BASE_CHAINS, BASE_IONS, BASE_BOX = 280, 20, 40, 30.0  # step_cost.py's box
@@ -156,8 +155,7 @@ def run_point(point: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
         result["peak_mb"] = peak_mb(device)
         return result
     simulator.eval()
-    refinement = untrained_refinement(Refinement.from_config(config.score),
-                                      config.score.n_levels)
+    refinement = untrained_refinement(config.rollout, config.score.n_levels)
     result["inputs_mb"] = start_peak(device)
     for label, refine in (("bare", None), ("refined", refinement)):
         measure = rollout_step_measure(simulator, batch, refine, generator)

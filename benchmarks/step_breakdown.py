@@ -53,7 +53,6 @@ from torch.profiler import ProfilerActivity, profile
 from eqcg import keys, profiling
 from eqcg.graphs.system import CGSystem
 from eqcg.models.gaussian import gaussian_noise
-from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import rollout
 from eqcg.simulate.runner import StreamRecorder
 from eqcg.simulate.writer import (
@@ -130,8 +129,7 @@ def main() -> None:
             config = configs[variant]
             simulator = untrained_simulator(config, vocabulary).to(device=device,
                                                                    dtype=torch.float32).eval()
-            refinement = untrained_refinement(Refinement.from_config(config.score),
-                                              config.score.n_levels)
+            refinement = untrained_refinement(config.rollout, config.score.n_levels)
             for copies in args.copies:
                 batch = replicated_batch(system, config.data.history, copies, device)
                 history = batch[keys.POS_HISTORY]
@@ -144,7 +142,7 @@ def main() -> None:
                 def run(steps: int, batch=batch, refinement=refinement, saver=saver,
                         simulator=simulator) -> float:
                     """Wall seconds of the stepping loop (the embedding excluded)."""
-                    return rollout(simulator, batch, steps, refinement=refinement,
+                    return rollout(simulator, batch, steps, refinement,
                                    on_save=saver, keep_frames=False,
                                    noise=gaussian_noise(generator),
                                    show_progress=False).wall_seconds
@@ -163,7 +161,7 @@ def main() -> None:
                 results[key] = {"variant": variant, "systems": copies,
                                 "beads": batch.num_nodes, "step_ms": step_ms,
                                 "embedding_ms": embedding, "stages_ms": per_step,
-                                "score_evaluations": refinement.levels}
+                                "score_evaluations": refinement.refine_levels}
                 rows.append([variant, copies, step_ms]
                             + [f"{100 * per_step[s] / step_ms:.1f}" for s in
                                (*STEP_STAGES, "other")])

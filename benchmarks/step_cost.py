@@ -13,7 +13,7 @@ alternate between the variants and the table reports medians:
 * dynamics: one :meth:`Simulator.predict` (neighbour list + dynamics network);
 * score: one :meth:`Simulator.score` (neighbour list + score network);
 * rollout step: one step of :func:`eqcg.simulate.rollout.rollout` (predict, sample, Euler
-  step, the configured refinement's score calls: ``Refinement.score_evaluations``);
+  step, the configured refinement's score calls: ``eqcg.simulate.refinement.score_evaluations``);
 * training step: forward + backward of :func:`eqcg.train.losses.compute_losses` on a batch of
   ``train.batch_size`` windows.
 
@@ -67,7 +67,7 @@ from eqcg.data.trajectory import SystemTrajectory
 from eqcg.graphs.neighbors import cg_edges
 from eqcg.graphs.windows import WindowDataset, history_frames
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.refinement import Refinement
+from eqcg.simulate.refinement import score_evaluations
 from eqcg.train.losses import compute_losses
 
 TARGET_RATIO = 1.0  # the project's goal: equivariant <= 1.0x baseline per rollout step on CPU
@@ -118,7 +118,7 @@ def measures_of(
         latent = simulator.predict(batch, history, features).latent
     noisy = last + 0.1 * torch.randn(last.shape, generator=generator, device=device)
     sigma = simulator.sigmas[-1].expand(last.shape[0])
-    refinement = untrained_refinement(Refinement.from_config(config.score), config.score.n_levels)
+    refinement = untrained_refinement(config.rollout, config.score.n_levels)
 
     @torch.no_grad()
     def predict() -> None:
@@ -222,16 +222,16 @@ def main() -> None:
     )
     n_beads, n_edges = system.n_beads, int(edge_index.shape[1])
     score = configs["equivariant"].score
-    configured = Refinement.from_config(score)
+    configured = configs["equivariant"].rollout
     refinement = untrained_refinement(configured, score.n_levels)
-    score_calls = configured.score_evaluations(score.n_levels)
+    score_calls = score_evaluations(configured, score.n_levels)
 
     print(f"system: {trajectory.name}, {trajectory.n_atoms} atoms -> {n_beads} beads, "
           f"{n_edges} edges ({n_edges / n_beads:.1f} per bead), radius "
           f"{configs['equivariant'].model.radius} Å, history {history}")
     print(f"parameters: equivariant {params['equivariant']:,}; baseline {params['baseline']:,} "
           f"at latent_dim {width} ({params['baseline'] / params['equivariant'] - 1:+.1%})")
-    print(f"refinement: {configured.schedule}, {configured.n_levels(score.n_levels)} levels "
+    print(f"refinement: {configured.schedule}, {configured.levels(score.n_levels)} levels "
           f"= {score_calls} score calls per step; "
           f"device {device}, {torch.get_num_threads()} threads, float32")
 
@@ -273,7 +273,7 @@ def main() -> None:
         "parameters": params,
         "baseline_latent_dim": width,
         "refinement": {"levels": configs["equivariant"].score.n_levels,
-                       "steps_per_level": refinement.steps_per_level,
+                       "steps_per_level": refinement.langevin_steps,
                        "score_calls_per_step": score_calls},
         "repeats": {"default": args.repeats, "rollout_step": args.rollout_repeats,
                     "warmup": args.warmup},

@@ -47,7 +47,7 @@ _EXPORTS = {
     "train": "eqcg.train.trainer",
     "load_simulator": "eqcg.models.checkpoint",
     "rollout": "eqcg.simulate.rollout",
-    "Refinement": "eqcg.simulate.refinement",
+    "RolloutConfig": "eqcg.config",
     "run_rollout": "eqcg.simulate.runner",
     "RolloutOptions": "eqcg.simulate.runner",
     "simulate": "eqcg.simulate.new_system",

@@ -11,14 +11,14 @@ config shared by all variants, and per variant a list of ``--set`` style overrid
     variants:
       baseline: []
       equivariant: [model.variant=equivariant, model.covariance=full]
-      equivariant-no-refinement: [model.variant=equivariant, score.refine=false]
+      equivariant-no-refinement: [model.variant=equivariant, rollout.refine=false]
 
 Every variant sees the same data, split, seed and step budget and is rolled out on the same
-test systems. Variants whose configs differ only in how a rollout is refined
-(:data:`REFINEMENT_KEYS`) share one trained run (that of the first of them), each rolled out
-with its own refinement. Stages already done (a finished run, a written rollout, a report) are
-skipped, so an interrupted ablation resumes. ``out/variants.json`` records each variant's run
-and parameter count.
+test systems (``rollout.deterministic``, if given, for every variant). Variants whose configs
+differ only in their ``rollout`` section share one trained run (that of the first of them),
+each rolled out with its own settings. Stages already done (a finished run, a written
+rollout, a report) are skipped, so an interrupted ablation resumes. ``out/variants.json``
+records each variant's run and parameter count.
 """
 
 from __future__ import annotations
@@ -50,9 +50,6 @@ _DATA_KEYS = {"generate", "preset", "n_systems", "seed", "path", "jobs"}
 _ROLLOUT_KEYS = {"steps", "save_every", "deterministic", "seed", "device"}
 _EVALUATE_KEYS = {"group_by"}
 _SPEC_KEYS = {"data", "config", "set", "rollout", "evaluate", "variants"}
-# score keys read only when rolling out (eqcg.simulate.refinement.Refinement.from_config)
-REFINEMENT_KEYS = ("refine", "langevin_steps", "step_size", "refine_levels", "step_schedule",
-                   "refine_start", "denoise", "excluded_volume", "refine_keeps_com")
 VARIANTS_FILE = "variants.json"
 
 
@@ -99,7 +96,7 @@ def _check_values(rollout: dict, data: dict, where: str) -> None:
     """The types and ranges of the rollout and data settings."""
     for key, minimum in (("steps", 1), ("save_every", 1), ("seed", 0)):
         at_least(f"{where}: rollout.{key}", rollout[key], minimum)
-    if not isinstance(rollout["deterministic"], bool):
+    if not isinstance(rollout.get("deterministic", False), bool):
         raise ConfigError(f"{where}: rollout.deterministic must be true or false, got "
                           f"{rollout['deterministic']!r}")
     for key, minimum in (("n_systems", 1), ("seed", 0), ("jobs", 1)):
@@ -127,7 +124,7 @@ def load_spec(path: str | os.PathLike) -> AblationSpec:
         raise ConfigError(f"{path}: data needs exactly one of 'generate' or 'path'")
     if data.get("generate") not in (None, "polymer", "electrolyte"):
         raise ConfigError(f"{path}: data.generate must be polymer or electrolyte")
-    rollout = {"steps": 20, "save_every": 1, "deterministic": False, "seed": 0,
+    rollout = {"steps": 20, "save_every": 1, "seed": 0,
                **_mapping(raw, "rollout", str(path))}
     _check_keys(rollout, _ROLLOUT_KEYS, f"{path}: rollout")
     _check_values(rollout, data, str(path))
@@ -163,10 +160,10 @@ def variant_config(spec: AblationSpec, name: str) -> Config:
 
 def training_runs(spec: AblationSpec) -> dict[str, str]:
     """Variant name -> the variant whose run it rolls out: the first variant whose config is
-    the same up to the rollout's refinement (:data:`REFINEMENT_KEYS`), itself if none."""
+    the same up to its ``rollout`` section, itself if none."""
     def trained(name: str) -> dict[str, Any]:
         plain = variant_config(spec, name).to_dict()
-        plain["score"] = {k: v for k, v in plain["score"].items() if k not in REFINEMENT_KEYS}
+        del plain["rollout"]
         return plain
 
     owners: list[tuple[dict[str, Any], str]] = []
@@ -219,14 +216,15 @@ def _run(spec: AblationSpec, out: Path, device: str) -> Path:
     """The stages of :func:`run_ablation`: data, then per variant train, roll out and
     evaluate, then compare."""
     from eqcg.evaluate import compare
-    from eqcg.simulate.refinement import Refinement
+    from eqcg.simulate.refinement import score_evaluations
     from eqcg.simulate.runner import RolloutOptions
 
     write_run_info(out, None, None, [], extra={"spec": str(spec.path)})
     data = _dataset(spec, out)
     steps = spec.rollout["steps"]
-    rollout = RolloutOptions(save_every=spec.rollout["save_every"],
-                             deterministic=spec.rollout["deterministic"],
+    changes = ({"deterministic": spec.rollout["deterministic"]}
+               if "deterministic" in spec.rollout else {})
+    rollout = RolloutOptions(save_every=spec.rollout["save_every"], changes=changes,
                              seed=spec.rollout["seed"], device=spec.rollout.get("device", device))
     runs = training_runs(spec)
     reports, record = [], {}
@@ -235,14 +233,13 @@ def _run(spec: AblationSpec, out: Path, device: str) -> Path:
         run_dir = out / "runs" / runs[name]
         if runs[name] == name:
             _train_variant(config, data, run_dir, device)
-        refinement = Refinement.from_config(config.score)
         rollout_dir = _roll_out_variant(name, run_dir, data, out / "rollouts" / name, steps,
-                                        replace(rollout, refinement=refinement))
+                                        replace(rollout, settings=config.rollout))
         reports.append(_evaluate_variant(rollout_dir, data, out / "reports" / name,
                                          spec.evaluate.get("group_by")))
         record[name] = {"run": str(run_dir), "parameters": _parameters(run_dir),
                         "score_evaluations_per_step":
-                            refinement.score_evaluations(config.score.n_levels)}
+                            score_evaluations(config.rollout, config.score.n_levels)}
         write_text_atomic(out / VARIANTS_FILE, json.dumps(record, indent=2))
     compare(reports, out / "comparison", overwrite=True)
     return out / "comparison"

@@ -36,23 +36,48 @@ def positive_number(name: str, value: float) -> float:
 
 @dataclass(frozen=True)
 class Range:
-    """The ``type=`` of a numeric command-line option: an integer (``integer``) or a finite
-    number at least ``minimum`` (or above it, ``strict``)."""
+    """The allowed values of a numeric setting: an integer (``integer``) or a finite number, at
+    least ``minimum`` (or above it, ``strict``) and at most ``maximum`` (``None``: no bound).
+
+    Called with a string it is the ``type=`` of a command-line option (an out-of-range value is
+    refused while the arguments are parsed); :meth:`check` validates a value from a config file
+    or from Python.
+    """
 
     minimum: float
     integer: bool = True
     strict: bool = False
+    maximum: float | None = None
+
+    def describe(self) -> str:
+        """What a value must be, e.g. ``an integer >= 1``."""
+        kind = "an integer" if self.integer else "a finite number"
+        upper = f" and <= {self.maximum:g}" if self.maximum is not None else ""
+        return f"{kind} {'>' if self.strict else '>='} {self.minimum:g}{upper}"
+
+    def admits(self, value: object) -> bool:
+        """Whether ``value`` (a number) is in range."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        if not math.isfinite(value) or value < self.minimum or (
+                self.strict and value == self.minimum):
+            return False
+        return self.maximum is None or value <= self.maximum
+
+    def check(self, name: str, value: object) -> None:
+        """:class:`ConfigError` naming ``name`` unless ``value`` is in range."""
+        if not self.admits(value):
+            raise ConfigError(f"{name} must be {self.describe()}, got {value!r}")
 
     def __call__(self, text: str) -> int | float:
         try:
             value = int(text) if self.integer else float(text)
         except ValueError:
             value = None
-        if value is None or not math.isfinite(value) or value < self.minimum or (
-                self.strict and value == self.minimum):
-            kind = "an integer" if self.integer else "a finite number"
-            bound = f"{'>' if self.strict else '>='} {self.minimum:g}"
-            raise argparse.ArgumentTypeError(f"must be {kind} {bound}, got {text}")
+        if value is None or not self.admits(value):
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text}")
         return value
 
 
@@ -60,7 +85,6 @@ COUNT = Range(1)  # how many of something: >= 1
 INDEX = Range(0)  # a frame, a step count that may be 0: >= 0
 SEED = Range(0)  # random seeds are >= 0
 POSITIVE = Range(0, integer=False, strict=True)  # lengths, times, temperatures: finite, > 0
-NON_NEGATIVE = Range(0, integer=False)  # finite, >= 0
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

@@ -8,6 +8,7 @@ checkpoint, arguments, an output that cannot be written), 3 an internal error (a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,8 +16,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from eqcg.arguments import COUNT, INDEX, NON_NEGATIVE, POSITIVE, SEED
+from eqcg.arguments import COUNT, INDEX, POSITIVE, SEED
 from eqcg.boundary import describe_os_error
+from eqcg.config import RolloutConfig
 from eqcg.errors import ConfigError, EqcgError, SimulationError
 from eqcg.interrupt import Interrupted
 
@@ -116,22 +118,17 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _rollout_options(args: argparse.Namespace):
     """The :class:`~eqcg.simulate.runner.RolloutOptions` of a ``rollout`` / ``simulate`` command
-    line: the refinement flags change the run's own refinement (its ``score`` config)."""
+    line: each flag given of :class:`~eqcg.config.RolloutConfig` changes that field of the
+    run's ``rollout`` section."""
     from eqcg.simulate.runner import RolloutOptions
 
-    chosen = {
-        "enabled": False if args.no_refine else None,
-        "steps_per_level": args.langevin_steps, "step_size": args.step_size,
-        "levels": args.levels, "schedule": args.schedule, "start": args.refine_start,
-        "denoise": args.denoise, "excluded_volume": args.excluded_volume,
-        "keep_com": args.keep_com,
-    }
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(RolloutConfig)
+               if getattr(args, f.name) is not None}
     return RolloutOptions(
-        checkpoint=args.checkpoint, deterministic=args.deterministic,
-        refinement_changes={k: v for k, v in chosen.items() if v is not None},
-        save_every=args.save_every, start_frame=args.start_frame, seed=args.seed,
-        device=args.device, dtype=_dtype(args.dtype), command=sys.argv, resume=args.resume,
-        compile=args.compile, overwrite=args.overwrite,
+        checkpoint=args.checkpoint, changes=changes, save_every=args.save_every,
+        start_frame=args.start_frame, seed=args.seed, device=args.device,
+        dtype=_dtype(args.dtype), command=sys.argv, resume=args.resume, compile=args.compile,
+        overwrite=args.overwrite,
     )
 
 
@@ -174,35 +171,37 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     print(f"rollout written to {out} (rollout.h5, <system>.pdb + <system>.dcd)")
 
 
+# old spellings of rollout flags, kept as aliases
+_FLAG_ALIASES = {"refine_levels": ("--levels",)}
+
+
+def add_settings_arguments(p: argparse.ArgumentParser, section: type, prefix: str) -> None:
+    """One option per field of the config ``section`` (e.g.
+    :class:`~eqcg.config.RolloutConfig`): ``--<field>`` typed with the field's range or
+    choices, ``--<field>/--no-<field>`` for a boolean; each defaults to ``None`` (the run's
+    ``<prefix>.<field>``)."""
+    group = p.add_argument_group(f"{prefix} settings (default: the run's {prefix} section)")
+    for f in dataclasses.fields(section):
+        names = (f"--{f.name.replace('_', '-')}", *_FLAG_ALIASES.get(f.name, ()))
+        text = f"{f.metadata['help']} (default: {prefix}.{f.name})"
+        if f.type in (bool, "bool"):
+            group.add_argument(*names, dest=f.name, default=None, help=text,
+                               action=argparse.BooleanOptionalAction)
+        elif "choices" in f.metadata:
+            group.add_argument(*names, dest=f.name, default=None, help=text,
+                               choices=f.metadata["choices"])
+        else:
+            bounds = f.metadata["range"]
+            group.add_argument(*names, dest=f.name, default=None, help=text, type=bounds,
+                               metavar="INT" if bounds.integer else "X")
+
+
 def _add_rollout_arguments(p: argparse.ArgumentParser) -> None:
-    """The options ``rollout`` and ``simulate`` share: checkpoint, sampling, refinement,
+    """The options ``rollout`` and ``simulate`` share: the ``rollout`` settings, checkpoint,
     saving, device."""
     p.add_argument("--steps", type=COUNT, required=True, help="learned steps")
     p.add_argument("--out", required=True)
     p.add_argument("--checkpoint", default="best.pt", choices=["best.pt", "last.pt"])
-    p.add_argument("--deterministic", action="store_true", help="mean acceleration, no sampling")
-    p.add_argument("--no-refine", action="store_true", help="switch score refinement off")
-    p.add_argument("--langevin-steps", type=COUNT, default=None,
-                   help="Langevin steps per level (default: the run's score.langevin_steps)")
-    p.add_argument("--step-size", type=POSITIVE, default=None,
-                   help="Langevin step at the smallest level (default: score.step_size)")
-    p.add_argument("--levels", type=COUNT, default=None,
-                   help="noise levels visited, geometric down to sigma_end "
-                        "(default: score.refine_levels, else score.n_levels)")
-    p.add_argument("--schedule", default=None,
-                   choices=["ncsn", "constant", "ancestral", "geometric", "ddim"],
-                   help="refinement sampler (default: the run's score.step_schedule)")
-    p.add_argument("--refine-start", default=None, choices=["top", "spread"],
-                   help="first level: sigma_begin, or each system's predicted spread "
-                        "(default: score.refine_start)")
-    p.add_argument("--denoise", default=None, action=argparse.BooleanOptionalAction,
-                   help="end with a noise-free denoising step (default: score.denoise)")
-    p.add_argument("--excluded-volume", type=NON_NEGATIVE, default=None,
-                   help="push beads closer than this apart (default: "
-                        "score.excluded_volume)")
-    p.add_argument("--keep-com", default=None, action=argparse.BooleanOptionalAction,
-                   help="keep each molecule's centre of mass where the dynamics sample put it "
-                        "(default: score.refine_keeps_com)")
     p.add_argument("--save-every", type=COUNT, default=1)
     p.add_argument("--start-frame", type=INDEX, default=0,
                    help="first history frame of the starting trajectory")
@@ -216,6 +215,7 @@ def _add_rollout_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue the interrupted rollout in OUT (same arguments; --steps may "
                         "grow)")
     p.add_argument("--overwrite", action="store_true", help="replace the rollout OUT holds")
+    add_settings_arguments(p, RolloutConfig, "rollout")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:

@@ -5,6 +5,12 @@ value raises :class:`~eqcg.errors.ConfigError` naming the key (``model.latent_di
 file. ``--set a.b=value`` overrides are applied with the same checks. The resolved config is
 saved next to every run's outputs.
 
+Every numeric key's range is declared once, on its field (:func:`bounded`); the loader checks
+it, and the command line types the options it generates from a section with the same
+:class:`~eqcg.arguments.Range` (:func:`eqcg.cli` builds ``rollout``/``simulate``'s flags from
+:class:`RolloutConfig`). The ``rollout`` section is read only when a trained model is rolled
+out: changing it does not change the model, so a run's ``config.yaml`` may edit it.
+
 A variant's own options form a section under ``model`` named after it
 (``model.equivariant: {lmax: 2}``). This module keeps such sections as plain mappings, so that
 loading a config needs no torch; the variant registry (:mod:`eqcg.models.registry`) types and
@@ -13,6 +19,7 @@ checks them, with the same errors, when the variant is resolved.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -24,25 +31,58 @@ from typing import Any
 
 import yaml
 
+from eqcg.arguments import Range
 from eqcg.atomic import write_text_atomic
 from eqcg.errors import ConfigError
 from eqcg.yaml_files import read_yaml
 
 logger = logging.getLogger(__name__)
 
+_SIZE = 10**6  # the largest count of anything that scales memory (steps, widths, windows)
+
+
+def bounded(
+    default: Any, minimum: float, *, strict: bool = False, maximum: float | None = None,
+    choices: tuple[str, ...] = (), help: str = "",
+) -> Any:
+    """A config field with its range (integer when ``default`` is), or its ``choices``, and the
+    one-line ``help`` of the command-line option generated from it."""
+    metadata: dict[str, Any] = {"help": help}
+    if choices:
+        metadata["choices"] = choices
+    else:
+        integer = isinstance(default, int) and not isinstance(default, bool)
+        metadata["range"] = Range(minimum, integer=integer, strict=strict, maximum=maximum)
+    return field(default=default, metadata=metadata)
+
+
+def choice(default: str, choices: tuple[str, ...], help: str = "") -> Any:
+    """A string config field that must be one of ``choices``."""
+    return bounded(default, 0, choices=choices, help=help)
+
+
+def flag(default: bool, help: str = "") -> Any:
+    """A boolean config field with the help of its ``--name/--no-name`` option."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class DataConfig:
     """Which frames become training examples and how atoms become beads."""
 
-    history: int = 5  # k: history frames the dynamics GNN sees (paper: 20 electrolyte, 30 polymer)
-    dilation: int = 1  # d: recorded frames per learned step (paper electrolyte: 100 = 0.2 ns)
-    stride: int = 1  # frames between the starts of consecutive training windows
-    cg_level: int = 7  # target atoms per bead for METIS (paper: 7 for the electrolyte)
-    whole_molecule_max_atoms: int = 15  # molecules up to this size stay one bead (TFSI: 15)
-    cg_seed: int = 0  # METIS seed: the mapping is deterministic given it
+    # k: history frames the dynamics GNN sees (paper: 20 electrolyte, 30 polymer)
+    history: int = bounded(5, 2, maximum=10_000)
+    # d: recorded frames per learned step (paper electrolyte: 100 = 0.2 ns)
+    dilation: int = bounded(1, 1, maximum=_SIZE)
+    stride: int = bounded(1, 1, maximum=_SIZE)  # frames between starts of training windows
+    cg_level: int = bounded(7, 1, maximum=_SIZE)  # target atoms per bead for METIS (paper: 7)
+    # molecules up to this size stay one bead (TFSI: 15)
+    whole_molecule_max_atoms: int = bounded(15, 0, maximum=_SIZE)
+    cg_seed: int = bounded(0, 0)  # METIS seed: the mapping is deterministic given it
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train/val/test fractions, by system
-    split_seed: int = 0  # seed of the system shuffle before splitting
-    test_min_atoms: int = 0  # systems with at least this many atoms all go to test (0: off)
+    split_seed: int = bounded(0, 0)  # seed of the system shuffle before splitting
+    # systems with at least this many atoms all go to test (0: off)
+    test_min_atoms: int = bounded(0, 0)
 
 
 @dataclass
@@ -50,20 +90,24 @@ class ModelConfig:
     """Architecture; ``variant`` picks the dynamics and score networks from the registry."""
 
     variant: str = "baseline"  # registered variant: baseline / equivariant
-    radius: float = 6.0  # cut-off of CG radius edges (Å or sigma; paper: 6 Å)
-    embed_dim: int = 32  # width of the fine-level embedding GNN
-    embed_layers: int = 2  # message-passing layers of the embedding GNN over fine bonds
-    latent_dim: int = 64  # width of the dynamics/score latent features (paper: 128)
-    message_passing_steps: int = 3  # processor steps of the dynamics GNN (paper: 7)
-    score_message_passing_steps: int = 2  # processor steps of the score GNN
-    mlp_layers: int = 2  # hidden layers of every MLP (paper: 2)
+    radius: float = bounded(6.0, 0, strict=True)  # cut-off of CG radius edges (Å or sigma)
+    embed_dim: int = bounded(32, 1, maximum=4096)  # width of the fine-level embedding GNN
+    # message-passing layers of the embedding GNN over fine bonds
+    embed_layers: int = bounded(2, 0, maximum=64)
+    # width of the dynamics/score latent features (paper: 128)
+    latent_dim: int = bounded(64, 1, maximum=4096)
+    # processor steps of the dynamics GNN (paper: 7)
+    message_passing_steps: int = bounded(3, 1, maximum=64)
+    score_message_passing_steps: int = bounded(2, 0, maximum=64)  # processor steps, score GNN
+    mlp_layers: int = bounded(2, 1, maximum=64)  # hidden layers of every MLP (paper: 2)
     # acceleration spread, one the variant supports: diagonal (baseline) / isotropic / full
     covariance: str = "diagonal"
-    min_std: float = 0.05  # floor of the predicted acceleration std (normalised units)
+    # floor of the predicted acceleration std (normalised units)
+    min_std: float = bounded(0.05, 0, strict=True)
     property_head: bool = False  # predict the whole-system Rg residual (one chain per system)
     # Gaussian noise vectors shared by the beads of each molecule (0: beads independent); a
     # molecule's beads move together over a learned step (eqcg.models.gaussian)
-    shared_noise_rank: int = 0
+    shared_noise_rank: int = bounded(0, 0, maximum=64)
     # the system's thermostat temperature is an input of the dynamics and score networks
     temperature_input: bool = False
     # variant name -> its options, written as ``model.<variant>: {...}`` (none: the defaults);
@@ -78,59 +122,100 @@ class ModelConfig:
 
 @dataclass
 class ScoreConfig:
-    """Denoising score matching and annealed Langevin refinement."""
+    """Denoising score matching: the noise levels the score network is trained on."""
 
-    sigma_begin: float = 1.0  # largest noise level (Å or sigma; paper: 10)
-    sigma_end: float = 0.01  # smallest noise level (paper: 0.01)
-    n_levels: int = 10  # geometric levels from sigma_begin to sigma_end (paper: 20)
-    langevin_steps: int = 5  # Langevin steps per level at refinement (paper: 10)
-    step_size: float = 5e-5  # Langevin step size eps at the smallest level (paper: 5e-5)
-    # sampler (eqcg.simulate.langevin): Langevin with constant eps (reference) or ncsn eps
-    # (s_i/s_min)²; level-to-level ancestral / geometric / ddim (one step per level)
-    step_schedule: str = "geometric"
-    refine: bool = True  # refine rollout steps with the score network
-    refine_levels: int = 10  # levels refinement visits, geometric down to sigma_end (0: n_levels)
-    # where the refinement ladder starts: top = sigma_begin (paper) / spread = each system's
-    # predicted spread (RMS std of the dynamics Gaussian)
-    refine_start: str = "top"
-    denoise: bool = False  # end refinement with the noise-free step x + sigma_end² score
-    excluded_volume: float = 0.0  # push beads closer than this apart (length; 0: off)
-    # refinement keeps each molecule's centre of mass where the dynamics sample put it
-    refine_keeps_com: bool = False
+    sigma_begin: float = bounded(1.0, 0, strict=True)  # largest level (Å or sigma; paper: 10)
+    sigma_end: float = bounded(0.01, 0, strict=True)  # smallest noise level (paper: 0.01)
+    # geometric levels from sigma_begin to sigma_end (paper: 20)
+    n_levels: int = bounded(10, 1, maximum=10_000)
     # DSM noise levels: ladder = uniform over the n_levels (paper) / spread = log-uniform from
     # sigma_end to each system's predicted spread (the levels a spread-started sampler visits)
-    training_levels: str = "ladder"
+    training_levels: str = choice("ladder", ("ladder", "spread"))
+
+
+# refinement samplers (eqcg.simulate.langevin): Langevin steps at each level, or one
+# level-to-level step per level
+LANGEVIN_SCHEDULES = ("constant", "ncsn")
+LEVEL_SCHEDULES = ("ancestral", "geometric", "ddim")
+SCHEDULES = LANGEVIN_SCHEDULES + LEVEL_SCHEDULES
+
+
+@dataclass
+class RolloutConfig:
+    """How a trained model steps when rolled out: sampling and score refinement.
+
+    Read only by ``eqcg rollout``/``simulate`` (each field is also their ``--<field>`` flag):
+    a run's ``config.yaml`` may change this section after training.
+    """
+
+    deterministic: bool = flag(False, "step with the mean acceleration, no sampling")
+    refine: bool = flag(True, "refine every step with the score network")
+    refine_levels: int = bounded(
+        10, 0, maximum=10_000,
+        help="noise levels refinement visits, geometric down to score.sigma_end "
+             "(0: score.n_levels)")
+    langevin_steps: int = bounded(
+        5, 1, maximum=10_000, help="Langevin steps per level (Langevin schedules; paper: 10)")
+    step_size: float = bounded(
+        5e-5, 0, strict=True,
+        help="Langevin step size at the smallest level (length²; paper: 5e-5)")
+    schedule: str = choice(
+        "geometric", SCHEDULES,
+        help="sampler: Langevin constant / ncsn, or level-to-level ancestral / geometric / ddim "
+             "(one step per level)")
+    refine_start: str = choice(
+        "top", ("top", "spread"),
+        help="first level: top = score.sigma_begin / spread = each system's predicted spread")
+    denoise: bool = flag(
+        False, "end a Langevin refinement with the noise-free step x + sigma_end² score")
+    excluded_volume: float = bounded(
+        0.0, 0, help="push beads closer than this apart after refinement (length; 0: off)")
+    keep_com: bool = flag(
+        False, "refinement keeps each molecule's centre of mass where the dynamics sample put "
+               "it")
+
+    def levels(self, model_levels: int) -> int:
+        """Levels refinement visits for a model trained on ``model_levels`` levels."""
+        return self.refine_levels or model_levels
 
 
 @dataclass
 class TrainConfig:
     """Optimisation."""
 
-    seed: int = 0  # seeds the initial weights and every random draw of training
-    batch_size: int = 8  # windows (systems) per batch
-    max_beads: int = 0  # bead budget of a batch (0: none): fewer windows of large systems
-    max_steps: int = 2000  # optimisation steps in all
-    lr: float = 2e-4  # Adam learning rate (paper: ~2e-4)
-    lr_decay: float = 0.1  # learning rate multiplier reached at max_steps (exponential decay)
-    grad_clip: float = 1.0  # max global gradient norm
-    noise_begin: float = 0.0  # smallest history noise-augmentation sigma (Å or sigma)
-    noise_end: float = 0.0  # largest history noise-augmentation sigma, drawn per system
+    seed: int = bounded(0, 0)  # seeds the initial weights and every random draw of training
+    batch_size: int = bounded(8, 1, maximum=_SIZE)  # windows (systems) per batch
+    # bead budget of a batch (0: none): fewer windows of large systems
+    max_beads: int = bounded(0, 0)
+    max_steps: int = bounded(2000, 1, maximum=10**9)  # optimisation steps in all
+    lr: float = bounded(2e-4, 0, strict=True)  # Adam learning rate (paper: ~2e-4)
+    # learning rate multiplier reached at max_steps (exponential decay)
+    lr_decay: float = bounded(0.1, 0, strict=True)
+    grad_clip: float = bounded(1.0, 0, strict=True)  # max global gradient norm
+    # smallest history noise-augmentation sigma (Å or sigma)
+    noise_begin: float = bounded(0.0, 0)
+    noise_end: float = bounded(0.0, 0)  # largest history noise-augmentation sigma, per system
     pushforward: bool = False  # add the NLL one step after the model's own sampled step
-    score_weight: float = 1.0  # weight of the score-matching loss
-    property_weight: float = 1.0  # weight of the Rg property loss (with model.property_head)
-    val_every: int = 200  # steps between validations (also at the start and the end)
-    val_windows: int = 256  # validation windows, evenly spaced over the validation systems
-    log_every: int = 20  # steps between logged training losses
-    checkpoint_every: int = 200  # steps between checkpoints of the last state
+    score_weight: float = bounded(1.0, 0)  # weight of the score-matching loss
+    # weight of the Rg property loss (with model.property_head)
+    property_weight: float = bounded(1.0, 0)
+    # steps between validations (also at the start and the end)
+    val_every: int = bounded(200, 1, maximum=10**9)
+    # validation windows, evenly spaced over the validation systems
+    val_windows: int = bounded(256, 1, maximum=_SIZE)
+    log_every: int = bounded(20, 1, maximum=10**9)  # steps between logged training losses
+    # steps between checkpoints of the last state
+    checkpoint_every: int = bounded(200, 1, maximum=10**9)
 
 
 @dataclass
 class Config:
-    """A whole run: data, model, score refinement and training."""
+    """A whole run: data, model, score training, rollout and training."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     # where the config was read from (a file, a checkpoint), for error messages; not saved
     source: str = field(default="config", compare=False, metadata={"yaml": False})
@@ -141,27 +226,21 @@ class Config:
             "data": _to_plain(dataclasses.asdict(self.data)),
             "model": self.model.to_dict(),
             "score": _to_plain(dataclasses.asdict(self.score)),
+            "rollout": _to_plain(dataclasses.asdict(self.rollout)),
             "train": _to_plain(dataclasses.asdict(self.train)),
         }
 
 
-# model.covariance is checked against the variant's own modes by the registry
-_CHOICES = {
-    "score.step_schedule": ("ncsn", "constant", "ancestral", "geometric", "ddim"),
-    "score.refine_start": ("top", "spread"),
-    "score.training_levels": ("ladder", "spread"),
-}
-_POSITIVE = {
-    "data.history", "data.dilation", "data.stride", "data.cg_level", "model.radius",
-    "model.embed_dim", "model.latent_dim", "model.message_passing_steps", "model.mlp_layers",
-    "model.min_std", "score.sigma_begin", "score.sigma_end", "score.n_levels", "score.step_size",
-    "train.batch_size", "train.max_steps", "train.lr", "train.lr_decay", "train.grad_clip",
-    "train.val_every", "train.val_windows", "train.log_every", "train.checkpoint_every",
-}
-# keys that moved into a variant's section (configs and checkpoints written before the move)
+# keys that moved (configs and checkpoints written before the move): into a variant's section,
+# and the rollout settings out of ``score``
 MOVED_KEYS = {
-    f"model.{name}": f"model.equivariant.{name}"
-    for name in ("vector_channels", "lmax", "radial_basis", "avg_neighbors")
+    **{f"model.{name}": f"model.equivariant.{name}"
+       for name in ("vector_channels", "lmax", "radial_basis", "avg_neighbors")},
+    **{f"score.{name}": f"rollout.{name}"
+       for name in ("refine", "refine_levels", "langevin_steps", "step_size", "refine_start",
+                    "denoise", "excluded_volume")},
+    "score.step_schedule": "rollout.schedule",
+    "score.refine_keeps_com": "rollout.keep_com",
 }
 
 
@@ -257,26 +336,37 @@ def _split_options(model: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dic
 
 def _migrate(data: dict[str, Any], where: str) -> dict[str, Any]:
     """``data`` with the :data:`MOVED_KEYS` of an older config moved to their new places (an
-    error if both places are given)."""
-    model = data.get("model")
-    if not isinstance(model, dict):
-        return data
-    model = dict(model)
+    error if both places are given); ``data`` itself is not changed."""
+    data = copy.deepcopy(data)
     moved = []
     for old, new in MOVED_KEYS.items():
-        name = old.split(".")[1]
-        if name not in model:
+        *old_path, old_name = old.split(".")
+        parent = _section(data, old_path)
+        if parent is None or old_name not in parent:
             continue
-        section_name, new_name = new.split(".")[1:]
-        section = model.get(section_name, {})
-        if not isinstance(section, dict) or new_name in section:
+        *new_path, new_name = new.split(".")
+        target = data
+        for part in new_path:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{where}: {'.'.join(new_path)} must be a mapping, got "
+                                  f"{target!r}")
+        if new_name in target:
             raise ConfigError(f"{where}: {old} and {new} are both given ({old} is the old name "
                               f"of {new}: keep only {new})")
-        model[section_name] = {**section, new_name: model.pop(name)}
+        target[new_name] = parent.pop(old_name)
         moved.append(f"{old} -> {new}")
     if moved:
         logger.warning("%s: keys of an older eqcg moved: %s", where, ", ".join(moved))
-    return {**data, "model": model}
+    return data
+
+
+def _section(data: dict[str, Any], path: list[str]) -> dict[str, Any] | None:
+    """The mapping at ``path`` in ``data`` (``None`` where there is none)."""
+    node: Any = data
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
 
 
 def require_positive(section: Any, names: tuple[str, ...], prefix: str, where: str) -> None:
@@ -288,34 +378,25 @@ def require_positive(section: Any, names: tuple[str, ...], prefix: str, where: s
             raise ConfigError(f"{where}: {prefix}.{name} must be > 0, got {value}")
 
 
+def check_section(section: Any, prefix: str, where: str) -> None:
+    """:class:`ConfigError` naming ``prefix.<key>`` and ``where`` for the first field of the
+    dataclass ``section`` outside its declared range or choices (:func:`bounded`)."""
+    for f in _yaml_fields(type(section)):
+        value, key = getattr(section, f.name), f"{prefix}.{f.name}"
+        if "range" in f.metadata:
+            f.metadata["range"].check(f"{where}: {key}", value)
+        if value not in f.metadata.get("choices", (value,)):
+            raise ConfigError(f"{where}: {key} must be one of "
+                              f"{', '.join(f.metadata['choices'])}, got {value!r}")
+
+
 def _check(config: Config, where: str) -> None:
-    for key in sorted(_POSITIVE):
-        section, name = key.split(".")
-        require_positive(getattr(config, section), (name,), section, where)
-    plain = config.to_dict()
-    for key, choices in _CHOICES.items():
-        section, name = key.split(".")
-        if plain[section][name] not in choices:
-            raise ConfigError(
-                f"{where}: {key} must be one of {', '.join(choices)}, got {plain[section][name]!r}"
-            )
-    if config.data.history < 2:
-        raise ConfigError(f"{where}: data.history must be >= 2 (velocities need two frames)")
-    if config.score.refine_levels < 0 or config.score.excluded_volume < 0:
-        raise ConfigError(f"{where}: score.refine_levels and score.excluded_volume must be >= 0")
+    for section in ("data", "model", "score", "rollout", "train"):
+        check_section(getattr(config, section), section, where)
     if config.score.sigma_end > config.score.sigma_begin:
         raise ConfigError(f"{where}: score.sigma_end must not exceed score.sigma_begin")
-    if config.data.test_min_atoms < 0:
-        raise ConfigError(f"{where}: data.test_min_atoms must be >= 0 (0: off), got "
-                          f"{config.data.test_min_atoms}")
-    if config.model.shared_noise_rank < 0:
-        raise ConfigError(f"{where}: model.shared_noise_rank must be >= 0 (0: independent "
-                          f"beads), got {config.model.shared_noise_rank}")
-    if config.train.max_beads < 0:
-        raise ConfigError(f"{where}: train.max_beads must be >= 0 (0: no bead budget), got "
-                          f"{config.train.max_beads}")
-    if config.train.noise_begin > config.train.noise_end or config.train.noise_begin < 0:
-        raise ConfigError(f"{where}: need 0 <= train.noise_begin <= train.noise_end")
+    if config.train.noise_begin > config.train.noise_end:
+        raise ConfigError(f"{where}: need train.noise_begin <= train.noise_end")
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
@@ -344,9 +425,13 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``--set`` overrides to plain config data (validated later by the loader)."""
+    """Apply ``--set`` overrides to plain config data (validated later by the loader); a key
+    of an older eqcg (:data:`MOVED_KEYS`) sets its new place."""
     for text in overrides:
         key, value = parse_override(text)
+        if key in MOVED_KEYS:
+            logger.warning("--set %s: %s is now %s", text, key, MOVED_KEYS[key])
+            key = MOVED_KEYS[key]
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -394,7 +479,8 @@ def save_config(config: Config, path: str | os.PathLike) -> None:
 
 
 __all__ = [
-    "MOVED_KEYS", "Config", "DataConfig", "ModelConfig", "ScoreConfig", "TrainConfig",
-    "apply_overrides", "build_section", "config_from_dict", "load_config", "require_positive",
-    "save_config",
+    "LANGEVIN_SCHEDULES", "LEVEL_SCHEDULES", "MOVED_KEYS", "SCHEDULES", "Config", "DataConfig",
+    "ModelConfig", "RolloutConfig", "ScoreConfig", "TrainConfig", "apply_overrides", "bounded",
+    "build_section", "check_section", "choice", "config_from_dict", "flag", "load_config",
+    "require_positive", "save_config",
 ]

@@ -21,13 +21,13 @@ from torch_geometric.data import Batch
 
 from eqcg import keys
 from eqcg.cg.mapping import CGSettings
-from eqcg.config import Config, load_config
+from eqcg.config import Config, RolloutConfig, load_config
 from eqcg.data.synthetic import random_system
 from eqcg.graphs.system import CGSystem, TypeVocabulary
 from eqcg.models.integrator import acceleration_target
 from eqcg.models.registry import variants
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.rollout import Refinement, rollout
+from eqcg.simulate.rollout import rollout
 
 
 def random_orthogonal(generator: torch.Generator, improper: bool = False) -> torch.Tensor:
@@ -111,15 +111,14 @@ def _outputs(sim: Simulator, batch: Batch, noise: torch.Tensor, sigma: torch.Ten
 
 
 def _rollout(sim: Simulator, batch: Batch, steps: int, seed: int, rotation: torch.Tensor | None,
-             refinement: Refinement) -> torch.Tensor:
+             settings: RolloutConfig) -> torch.Tensor:
     generator = torch.Generator(device=batch[keys.POS_HISTORY].device).manual_seed(seed)
 
     def noise(like: torch.Tensor) -> torch.Tensor:
         z = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
         return z if rotation is None else z @ rotation.to(z).T
 
-    result = rollout(sim, batch, steps, deterministic=True, refinement=refinement, noise=noise,
-                     show_progress=False)
+    result = rollout(sim, batch, steps, settings, noise=noise, show_progress=False)
     return result.positions
 
 
@@ -144,10 +143,10 @@ def measure_equivariance(
     sigma = simulator.sigmas[torch.randint(len(simulator.sigmas), (n,), generator=generator)
                              .to(simulator.sigmas.device)]
     # small constant Langevin steps: an untrained score network must not blow the rollout up
-    refinement = Refinement(enabled=True, steps_per_level=2, step_size=1e-4, levels=2,
-                            schedule="constant")
+    settings = RolloutConfig(deterministic=True, langevin_steps=2, step_size=1e-4,
+                             refine_levels=2, schedule="constant")
     reference = _outputs(simulator, batch, noise, sigma)
-    reference_rollout = _rollout(simulator, batch, rollout_steps, seed, None, refinement)
+    reference_rollout = _rollout(simulator, batch, rollout_steps, seed, None, settings)
     cube = cube_symmetries()
     errors = dict.fromkeys(("mean", "covariance", "nll", "score", "rollout", "permutation"), 0.0)
     for trial in range(n_trials):
@@ -166,7 +165,7 @@ def measure_equivariance(
         for name, value in expected.items():
             errors[name] = max(errors[name], _relative(moved[name], value))
         moved_rollout = _rollout(simulator, transform_batch(batch, rotation, shift, rotate_box),
-                                 rollout_steps, seed, rotation, refinement)
+                                 rollout_steps, seed, rotation, settings)
         expected_rollout = reference_rollout @ r.cpu().T + shift.to(r).cpu()
         errors["rollout"] = max(errors["rollout"], _relative(moved_rollout, expected_rollout))
     order = torch.cat([

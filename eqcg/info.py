@@ -8,7 +8,7 @@ from pathlib import Path
 
 from eqcg.data.store import DATASET_FILE, ROLLOUT_FILE, load_dataset
 from eqcg.errors import CheckpointError, DataError
-from eqcg.models.checkpoint import BEST, CHECKPOINT_DIR, LAST, load_checkpoint
+from eqcg.models.checkpoint import BEST, CHECKPOINT_DIR, LAST, RunMetadata, load_checkpoint
 from eqcg.simulate.writer import RUNNING, read_rollout_state
 
 
@@ -26,9 +26,10 @@ def _describe_checkpoint(path: Path) -> str:
     ]
     if "step" in state:
         lines.append(f"  step {state['step']}, best validation NLL {state['best_val_nll']:.4f}")
-    split = state.get("metadata", {}).get("split")
-    if split:
-        lines.append("  split: " + ", ".join(f"{k} {len(v)}" for k, v in split.items()))
+    metadata = RunMetadata.from_dict(state.get("metadata", {}), str(path))
+    if metadata.train or metadata.val or metadata.test:
+        lines.append(f"  split: train {len(metadata.train)}, val {len(metadata.val)}, "
+                     f"test {len(metadata.test)}")
     return "\n".join(lines)
 
 

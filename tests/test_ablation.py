@@ -28,7 +28,7 @@ def test_ablation_shares_runs_refines_per_variant_and_groups_systems(polymer_dat
         "rollout": {"steps": 3},
         "evaluate": {"group_by": "length_group"},
         "variants": {"baseline": [], "equivariant": EQUIVARIANT,
-                     "equivariant-no-refinement": [*EQUIVARIANT, "score.refine=false"]},
+                     "equivariant-no-refinement": [*EQUIVARIANT, "rollout.refine=false"]},
     }))
     out = tmp_path / "ablation"
     comparison = run_ablation(spec, out, device="cpu")
@@ -42,7 +42,7 @@ def test_ablation_shares_runs_refines_per_variant_and_groups_systems(polymer_dat
     assert variants["equivariant-no-refinement"]["score_evaluations_per_step"] == 0
     for name, refine in (("equivariant", True), ("equivariant-no-refinement", False)):
         recorded = json.loads((out / "rollouts" / name / "run.json").read_text())
-        assert recorded["refinement"]["enabled"] is refine, name
+        assert recorded["settings"]["refine"] is refine, name
 
     rows = json.loads((comparison / "comparison.json").read_text())["rows"]
     assert [row["label"] for row in rows] == [

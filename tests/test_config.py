@@ -44,10 +44,10 @@ def test_mistyped_and_out_of_range_values_are_named(tmp_path):
     with pytest.raises(ConfigError, match="train.batch_size must be an integer"):
         load_config(path)
     path.write_text("model:\n  radius: -1\n")
-    with pytest.raises(ConfigError, match="model.radius must be > 0"):
+    with pytest.raises(ConfigError, match="model.radius must be a finite number > 0"):
         load_config(path)
     path.write_text("train:\n  max_beads: -5\n")
-    with pytest.raises(ConfigError, match="train.max_beads must be >= 0"):
+    with pytest.raises(ConfigError, match="train.max_beads must be an integer >= 0"):
         load_config(path)
     # the variant is checked against the registry (which imports torch), not by the loader
     path.write_text("model:\n  variant: transformer\n")

@@ -11,7 +11,13 @@ from e3nn import o3
 from eqcg.config import Config, DataConfig, ModelConfig, ScoreConfig
 from eqcg.errors import CheckpointError
 from eqcg.graphs.system import TypeVocabulary
-from eqcg.models.checkpoint import build_simulator, load_checkpoint, model_state, save_checkpoint
+from eqcg.models.checkpoint import (
+    RunMetadata,
+    build_simulator,
+    load_checkpoint,
+    model_state,
+    save_checkpoint,
+)
 from eqcg.models.equivariant_layers import Gate, IrrepsLinear
 from eqcg.models.registry import check_variant
 from eqcg.models.simulator import Simulator
@@ -59,7 +65,7 @@ def _equivariant_checkpoint() -> tuple[Simulator, dict]:
     vocabulary = TypeVocabulary(("A", "B"), ("A-A", "A-B", "B-B"))
     simulator = Simulator(model, ScoreConfig(n_levels=3), vocabulary, history=3)
     config = Config(data=DataConfig(history=3), model=model, score=ScoreConfig(n_levels=3))
-    return simulator, model_state(simulator, config, {})
+    return simulator, model_state(simulator, config, RunMetadata())
 
 
 def test_checkpoints_with_e3nn_constant_buffers_still_load(tmp_path):

@@ -28,7 +28,7 @@ from eqcg.train.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",
          "model.score_message_passing_steps=1", "train.val_windows=8", "score.n_levels=4",
-         "score.refine_levels=2"]
+         "rollout.refine_levels=2"]
 
 
 def small_config(*overrides):

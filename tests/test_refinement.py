@@ -10,7 +10,7 @@ import torch
 from torch_geometric.utils import scatter
 
 from eqcg import keys
-from eqcg.config import ModelConfig, ScoreConfig
+from eqcg.config import ModelConfig, RolloutConfig, ScoreConfig
 from eqcg.equivariance import random_orthogonal, transform_batch
 from eqcg.evaluate.calibration import calibration_from_distances, mahalanobis_squared
 from eqcg.graphs.neighbors import VerletList, radius_edges
@@ -23,10 +23,10 @@ from eqcg.simulate.langevin import (
     level_to_level,
 )
 from eqcg.simulate.refinement import (
-    Refinement,
     keep_molecule_centres,
     noise_ladder,
     push_apart,
+    score_evaluations,
 )
 from eqcg.simulate.rollout import rollout
 from eqcg.testing import random_batch
@@ -63,7 +63,8 @@ def test_ten_level_samplers_reach_the_gaussian_in_ten_evaluations(schedule, std_
     sigmas = geometric_ladder(torch.tensor(0.8, dtype=D), 0.01, 10)
     out = level_to_level(score, wide_start(), sigmas,
                          gaussian_noise(torch.Generator().manual_seed(0)), schedule)
-    assert len(calls) == 10 == Refinement(levels=10, schedule=schedule).score_evaluations(10)
+    settings = RolloutConfig(refine_levels=10, schedule=schedule)
+    assert len(calls) == 10 == score_evaluations(settings, 10)
     torch.testing.assert_close(out.mean(0), MU, atol=0.02, rtol=0)
     ratio = out.std(0) / S
     assert bool(((ratio > std_band[0]) & (ratio < std_band[1])).all()), ratio
@@ -98,11 +99,12 @@ def test_spread_ladder_starts_at_each_systems_spread_clamped_to_the_training_ran
     # and 2: spreads 5 and 0.001, clamped to the training range [0.01, 1]
     covariance = torch.diag_embed(torch.tensor(
         [[0.16, 0.16, 0.22], [0.01] * 3, [0.08] * 3, [25.0] * 3, [1e-6] * 3], dtype=D))
-    ladder = noise_ladder(Refinement(levels=4, start="spread"), model_sigmas, covariance,
-                          graph_of_bead, 3)
+    ladder = noise_ladder(RolloutConfig(refine_levels=4, refine_start="spread"), model_sigmas,
+                          covariance, graph_of_bead, 3)
     torch.testing.assert_close(ladder[0], torch.tensor([0.3, 0.3, 0.3, 1.0, 0.01], dtype=D))
     torch.testing.assert_close(ladder[-1], torch.full((5,), 0.01, dtype=D))
-    top = noise_ladder(Refinement(levels=10), model_sigmas, covariance, graph_of_bead, 3)
+    top = noise_ladder(RolloutConfig(refine_levels=10), model_sigmas, covariance, graph_of_bead,
+                       3)
     torch.testing.assert_close(top[:, 0], model_sigmas)
 
 
@@ -120,14 +122,16 @@ def small_simulator(lmax: int = 1, shared_noise_rank: int = 0) -> tuple[Simulato
 
 
 REFINEMENTS = [
-    Refinement(levels=3, steps_per_level=2, schedule="ncsn", denoise=True, step_size=1e-5),
-    Refinement(levels=4, schedule="geometric", start="spread"),
-    Refinement(levels=5, schedule="ddim", start="spread", excluded_volume=1.0),
-    Refinement(enabled=False),
+    RolloutConfig(refine_levels=3, langevin_steps=2, schedule="ncsn", denoise=True,
+                  step_size=1e-5),
+    RolloutConfig(refine_levels=4, schedule="geometric", refine_start="spread"),
+    RolloutConfig(refine_levels=5, schedule="ddim", refine_start="spread",
+                  excluded_volume=1.0),
+    RolloutConfig(refine=False),
 ]
 
 
-@pytest.mark.parametrize("refinement", REFINEMENTS, ids=lambda r: f"{r.schedule}-{r.enabled}")
+@pytest.mark.parametrize("refinement", REFINEMENTS, ids=lambda r: f"{r.schedule}-{r.refine}")
 def test_score_network_calls_per_step_equal_the_configured_count(refinement):
     sim, batch = small_simulator()
     calls = {"score": 0, "dynamics": 0}
@@ -135,13 +139,13 @@ def test_score_network_calls_per_step_equal_the_configured_count(refinement):
                  lambda *_: calls.__setitem__("score", calls["score"] + 1)),
              sim.dynamics.register_forward_hook(
                  lambda *_: calls.__setitem__("dynamics", calls["dynamics"] + 1))]
-    rollout(sim, batch, 3, refinement=refinement, show_progress=False,
+    rollout(sim, batch, 3, refinement, show_progress=False,
             noise=gaussian_noise(torch.Generator().manual_seed(0)))
     for hook in hooks:
         hook.remove()
     expected = {REFINEMENTS[0].schedule: 3 * 2 + 1, "geometric": 4, "ddim": 5}
-    per_step = expected[refinement.schedule] if refinement.enabled else 0
-    assert per_step == refinement.score_evaluations(len(sim.sigmas))
+    per_step = expected[refinement.schedule] if refinement.refine else 0
+    assert per_step == score_evaluations(refinement, len(sim.sigmas))
     assert calls == {"score": 3 * per_step, "dynamics": 3}
 
 
@@ -170,10 +174,10 @@ def test_verlet_list_equals_a_fresh_search_until_a_bead_crosses_half_the_skin():
 
 def test_rollout_reusing_the_neighbour_list_equals_rebuilding_at_every_evaluation(monkeypatch):
     sim, batch = small_simulator()
-    refinement = Refinement(levels=4, schedule="geometric", start="spread")
+    refinement = RolloutConfig(refine_levels=4, schedule="geometric", refine_start="spread")
 
     def run() -> torch.Tensor:
-        return rollout(sim, batch, 4, refinement=refinement, show_progress=False,
+        return rollout(sim, batch, 4, refinement, show_progress=False,
                        noise=gaussian_noise(torch.Generator().manual_seed(3))).positions
 
     reused = run()
@@ -200,8 +204,8 @@ def test_rollout_reusing_the_neighbour_list_equals_rebuilding_at_every_evaluatio
 def test_refined_rollout_is_equivariant(improper, shared, keep_com):
     """Sampled (shared noise drawn through the same rotated noise source) and refined."""
     sim, batch = small_simulator(shared_noise_rank=shared)
-    refinement = Refinement(levels=4, schedule="geometric", start="spread", excluded_volume=1.0,
-                            keep_com=keep_com)
+    refinement = RolloutConfig(refine_levels=4, schedule="geometric", refine_start="spread",
+                               excluded_volume=1.0, keep_com=keep_com)
     generator = torch.Generator().manual_seed(11)
     rotation = random_orthogonal(generator, improper=improper).to(D)
     shift = 5.0 * torch.randn(3, generator=generator, dtype=D)
@@ -213,7 +217,7 @@ def test_refined_rollout_is_equivariant(improper, shared, keep_com):
             z = torch.randn(like.shape, generator=g, dtype=like.dtype)
             return z if r is None else z @ r.T
 
-        return rollout(sim, b, 3, refinement=refinement, noise=noise,
+        return rollout(sim, b, 3, refinement, noise=noise,
                        show_progress=False).positions
 
     reference = run(batch, None)
@@ -281,10 +285,11 @@ def test_refinement_keeping_centres_moves_no_molecule_centre():
     """One deterministic refined step with ``keep_com`` leaves every molecule's centre where
     the unrefined dynamics step puts it, and still changes the positions."""
     sim, batch = small_simulator()
-    plain = rollout(sim, batch, 1, deterministic=True, refinement=None,
+    plain = rollout(sim, batch, 1, RolloutConfig(deterministic=True, refine=False),
                     show_progress=False).positions[-1]
-    kept = rollout(sim, batch, 1, deterministic=True, show_progress=False,
-                   refinement=Refinement(levels=4, keep_com=True)).positions[-1]
+    kept = rollout(sim, batch, 1, RolloutConfig(deterministic=True, refine_levels=4,
+                                                keep_com=True),
+                   show_progress=False).positions[-1]
     masses, molecule = batch[keys.BEAD_MASSES], batch[keys.BEAD_MOLECULE]
     n = molecule.numel()
     centre = lambda x: scatter(masses[:, None] * x, molecule, dim=0, dim_size=n)  # noqa: E731
@@ -312,7 +317,7 @@ def test_a_blow_up_between_rare_save_points_stops_the_rollout_within_the_guard_i
     with pytest.raises(rollout_module.RolloutFailure,
                        match=r"system 0 at step 5 \(noticed at step 10\); the frames saved up to "
                              r"step 0 were kept") as failure:
-        rollout(sim, batch, 500, save_every=1000, refinement=None, deterministic=True,
-                show_progress=False)
+        rollout(sim, batch, 500, RolloutConfig(deterministic=True, refine=False),
+                save_every=1000, show_progress=False)
     assert len(calls) == rollout_module.GUARD_EVERY == 10
     assert failure.value.result.positions.shape[0] == 1  # the starting frame

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from eqcg.config import ModelConfig, ScoreConfig
+from eqcg.config import ModelConfig, RolloutConfig, ScoreConfig
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.rollout import Refinement, rollout
+from eqcg.simulate.rollout import rollout
 from eqcg.testing import random_batch
 
 
@@ -17,11 +17,11 @@ def test_compiled_rollout_equals_eager(single_thread):
     batch, vocabulary = random_batch(history=3, pbc=True, dtype=torch.float64)
     torch.manual_seed(0)
     simulator = Simulator(model, ScoreConfig(n_levels=3), vocabulary, history=3).double().eval()
-    refinement = Refinement(levels=3, schedule="ddim")  # deterministic sampler
+    settings = RolloutConfig(deterministic=True, refine_levels=3,
+                             schedule="ddim")  # deterministic sampler
 
     def run() -> torch.Tensor:
-        return rollout(simulator, batch.clone(), 3, refinement=refinement, deterministic=True,
-                       show_progress=False).positions
+        return rollout(simulator, batch.clone(), 3, settings, show_progress=False).positions
 
     eager = run()
     simulator.compile_networks()

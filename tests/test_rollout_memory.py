@@ -5,7 +5,7 @@ import warnings
 
 import torch
 
-from eqcg.config import ModelConfig, ScoreConfig
+from eqcg.config import ModelConfig, RolloutConfig, ScoreConfig
 from eqcg.models.simulator import Simulator
 from eqcg.simulate.rollout import rollout
 from eqcg.testing import random_batch
@@ -38,8 +38,8 @@ def test_live_memory_does_not_grow_between_step_100_and_1000(single_thread):
             if step in (100, 1000):
                 seen[step] = live_tensor_bytes()
 
-        result = rollout(sim, batch, 1000, deterministic=True, keep_frames=keep,
-                         on_save=on_save, show_progress=False)
+        result = rollout(sim, batch, 1000, RolloutConfig(deterministic=True, refine=False),
+                         keep_frames=keep, on_save=on_save, show_progress=False)
         growth[keep] = seen[1000] - seen[100]
         assert result.steps[-1] == 1000
     assert growth[True] >= 900 * frame_bytes  # the control: kept frames are seen

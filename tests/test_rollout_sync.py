@@ -20,11 +20,10 @@ import pytest
 import torch
 
 from eqcg import keys
-from eqcg.config import ModelConfig, ScoreConfig
+from eqcg.config import ModelConfig, RolloutConfig, ScoreConfig
 from eqcg.graphs.neighbors import VerletList, radius_edges
 from eqcg.models.simulator import Simulator
 from eqcg.simulate import rollout as rollout_module
-from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import rollout
 from eqcg.testing import random_batch
 from eqcg.testing.host_syncs import HostSync, HostSyncCounter
@@ -143,8 +142,8 @@ def test_rollout_loop_syncs_only_at_save_points_and_for_edge_counts(device, monk
             return predict(*args, **kwargs)
 
         monkeypatch.setattr(sim, "predict", marked)
-        rollout(sim, batch, n_steps, refinement=Refinement(levels=LEVELS, schedule="geometric",
-                                                       start="spread"),
+        rollout(sim, batch, n_steps, RolloutConfig(refine_levels=LEVELS, schedule="geometric",
+                                                   refine_start="spread"),
                 save_every=save_every, show_progress=False,
                 noise=seeded_noise(device))
         starts.append(len(counter.syncs))

@@ -67,7 +67,7 @@ def test_rollout_reads_its_checkpoint_once(run_dir, polymer_data, tmp_path, chec
                  "chain000", "--out", str(out), *QUICK]) == 0
     assert len(checkpoint_loads) == 1
     header, _ = read_rollout_state(out / ROLLOUT_FILE)
-    assert header.request["refinement"]["levels"] == 2  # --levels changed the run's refinement
+    assert header.request["settings"]["refine_levels"] == 2  # --levels changed the run's setting
 
 
 def test_simulate_lammps_files_of_a_new_system(run_dir, new_chain, tmp_path, checkpoint_loads):
@@ -89,8 +89,8 @@ def test_simulate_lammps_files_of_a_new_system(run_dir, new_chain, tmp_path, che
 def test_simulate_python_api_with_stated_stride(run_dir, new_chain, tmp_path):
     data, dump = new_chain
     files = eqcg.SystemFiles(topology=data, trajectories=[dump], name="mine", stride=1)
-    out = eqcg.simulate(run_dir, files, tmp_path / "api", 2, deterministic=True,
-                        show_progress=False, refinement_changes={"enabled": False})
+    out = eqcg.simulate(run_dir, files, tmp_path / "api", 2, show_progress=False,
+                        changes={"deterministic": True, "refine": False})
     _loads_in_mdtraj(out, "mine", 3)
 
 

@@ -132,7 +132,7 @@ def test_trains_rolls_out_and_saves_its_options(tmp_path):
     assert load_config(run_dir / "config.yaml").model == config.model
 
     out = run_rollout(run_dir, tmp_path / "data", tmp_path / "rollout", 4, systems=["s0"],
-                      deterministic=True, device="cpu", show_progress=False)
+                      changes={"deterministic": True}, device="cpu", show_progress=False)
     with load_dataset(out / "rollout.h5") as rollout:
         positions = rollout["s0"].positions[()]
     assert positions.shape[0] == 5 and np.isfinite(positions).all()

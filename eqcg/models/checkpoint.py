@@ -10,6 +10,7 @@ loading never executes pickled code.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pickle
@@ -36,6 +37,8 @@ CONFIG_FILE = "config.yaml"
 # what a resumed run may change: its budget and how often it logs, validates and checkpoints
 RESUMABLE_KEYS = ("train.max_steps", "train.val_every", "train.log_every",
                   "train.checkpoint_every", "train.val_windows")
+# sections that do not describe the trained model: a run's config.yaml may change them
+UNTRAINED_SECTIONS = ("rollout",)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -74,7 +77,51 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def model_state(simulator: Simulator, config: Config, metadata: dict[str, Any]) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunMetadata:
+    """What a run records about its training data and progress in every checkpoint.
+
+    Attributes:
+        dataset: the dataset file it was trained on (absolute path).
+        units: that dataset's unit system (``real`` or ``lj``).
+        frame_interval: time between that dataset's frames (ps or tau).
+        train, val, test: the system names of each part of the split.
+        step: the training step the checkpoint was written at.
+        val_nll: the best validation NLL up to that step.
+    """
+
+    dataset: str | None = None
+    units: str | None = None
+    frame_interval: float | None = None
+    train: tuple[str, ...] = ()
+    val: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
+    step: int | None = None
+    val_nll: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as a checkpoint stores it."""
+        return {"dataset": self.dataset, "units": self.units,
+                "frame_interval": self.frame_interval,
+                "split": {"train": list(self.train), "val": list(self.val),
+                          "test": list(self.test)},
+                "step": self.step, "val_nll": self.val_nll}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> RunMetadata:
+        """The metadata stored in a checkpoint (read from ``where``); keys a checkpoint of an
+        older eqcg lacks are ``None`` (or empty)."""
+        if not isinstance(data, dict) or not isinstance(data.get("split", {}), dict):
+            raise CheckpointError(f"{where}: unreadable run metadata {data!r}")
+        split = data.get("split", {})
+        return cls(dataset=data.get("dataset"), units=data.get("units"),
+                   frame_interval=data.get("frame_interval"),
+                   train=tuple(split.get("train", ())), val=tuple(split.get("val", ())),
+                   test=tuple(split.get("test", ())), step=data.get("step"),
+                   val_nll=data.get("val_nll"))
+
+
+def model_state(simulator: Simulator, config: Config, metadata: RunMetadata) -> dict[str, Any]:
     """Everything needed to rebuild ``simulator`` without the training data."""
     return {
         "config": config.to_dict(),
@@ -84,7 +131,7 @@ def model_state(simulator: Simulator, config: Config, metadata: dict[str, Any]) 
         },
         "history": simulator.history,
         "model": simulator.state_dict(),
-        "metadata": metadata,
+        "metadata": metadata.to_dict(),
     }
 
 
@@ -128,11 +175,13 @@ def _without_e3nn_constants(weights: dict[str, torch.Tensor], simulator: Simulat
 
 
 def config_changes(stored: Config, requested: Config, allowed: tuple[str, ...] = ()) -> list[str]:
-    """``key: stored -> requested`` for every config value that differs, except ``allowed``."""
+    """``key: stored -> requested`` for every config value of the trained model that differs
+    (not :data:`UNTRAINED_SECTIONS`), except ``allowed``."""
     old, new = stored.to_dict(), requested.to_dict()
     return [
         f"{section}.{key}: {old[section].get(key)!r} -> {new[section].get(key)!r}"
-        for section in old for key in {**old[section], **new[section]}
+        for section in old if section not in UNTRAINED_SECTIONS
+        for key in {**old[section], **new[section]}
         if old[section].get(key) != new[section].get(key) and f"{section}.{key}" not in allowed
     ]
 
@@ -172,30 +221,33 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = BEST) -> Path:
     return file
 
 
-def _check_run_config(run_dir: Path, config: Config, file: Path) -> None:
-    """Refuse a checkpoint in ``run_dir`` that is not of the run its ``config.yaml`` describes."""
+def _run_config(run_dir: Path, config: Config, file: Path) -> Config:
+    """``config`` (the checkpoint's) with the rollout settings of the run's ``config.yaml``;
+    a checkpoint that is not of the run ``config.yaml`` describes is refused."""
     path = run_dir / CONFIG_FILE
     if not path.is_file():
-        return
+        return config
     try:
         labelled = config_from_dict(yaml.safe_load(path.read_text()), where=str(path))
     except (yaml.YAMLError, ConfigError) as exc:
         raise CheckpointError(f"{path}: unreadable run config ({exc})") from None
     check_same_run(config, labelled, str(file), str(path),
                    "the checkpoint is not of this run: replace it or the config", CheckpointError)
+    return dataclasses.replace(config, rollout=labelled.rollout)
 
 
 def load_simulator(
     path: str | os.PathLike, which: str = BEST, map_location: str | torch.device = "cpu"
-) -> tuple[Simulator, Config, dict[str, Any]]:
+) -> tuple[Simulator, Config, RunMetadata]:
     """Load a trained simulator from a run directory or checkpoint file.
 
-    Returns the simulator (eval mode), its config and the metadata stored with it.
+    Returns the simulator (eval mode), its config (with the rollout settings of the run's
+    ``config.yaml`` when ``path`` is a run directory) and the metadata stored with it.
     """
     file = resolve_checkpoint(path, which)
     state = load_checkpoint(file, map_location)
     simulator, config = build_simulator(state, str(file))
     if Path(path).is_dir():
-        _check_run_config(Path(path), config, file)
+        config = _run_config(Path(path), config, file)
     simulator.eval()
-    return simulator, config, state.get("metadata", {})
+    return simulator, config, RunMetadata.from_dict(state.get("metadata", {}), str(file))

@@ -39,12 +39,10 @@ from collections.abc import Callable
 
 import torch
 
+from eqcg.config import LANGEVIN_SCHEDULES, LEVEL_SCHEDULES
 from eqcg.models.gaussian import NoiseFunction
 
 ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-LANGEVIN_SCHEDULES = ("constant", "ncsn")
-LEVEL_SCHEDULES = ("ancestral", "geometric", "ddim")
-SCHEDULES = LANGEVIN_SCHEDULES + LEVEL_SCHEDULES
 
 
 def geometric_ladder(

@@ -9,7 +9,7 @@ data, ``dilation x frame_interval`` of simulated time. The trajectory supplies t
 interval (it must be a whole number) unless the user states it. Before any step the system is
 checked against what the run was trained on: the same unit system and only atom and bond types
 in the model's vocabulary (errors name the type and the file). It is then mapped with the run's
-CG settings and rolled out like a dataset's system (:func:`eqcg.simulate.runner.execute_rollout`).
+CG settings and rolled out like a dataset's system (:func:`eqcg.simulate.runner.execute`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,13 @@ from eqcg.data.store import load_dataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import ConfigError, DataError
 from eqcg.graphs.system import CGSystem
-from eqcg.simulate.runner import LoadedRun, RolloutOptions, RolloutSource, execute_rollout
+from eqcg.simulate.runner import (
+    LoadedRun,
+    RolloutOptions,
+    RolloutStart,
+    execute,
+    rollout_session,
+)
 from eqcg.systems import electrolyte, polymer
 from eqcg.systems.generate import LAMMPS_DIR, SystemSpec, run_specs
 from eqcg.units import unit_system
@@ -119,17 +125,16 @@ def simulate(
                           "torchrun")
     options = dataclasses.replace(options or RolloutOptions(), **changes)
     out = Path(out)
-
-    def source(loaded: LoadedRun) -> RolloutSource:
+    with rollout_session(out, n_steps, options) as ctx:
+        loaded = LoadedRun.load(run, options, ctx.device)
         if isinstance(system, BuiltinSystem):
             start = _generated(system, loaded, out, options)
             stride = loaded.config.data.dilation
         else:
             start = _read(system, loaded)
             stride = _stride(start, system.stride, loaded)
-        return _system_source(start, stride, loaded, options.start_frame)
-
-    return execute_rollout(run, out, n_steps, options, source)
+        return execute(loaded, _rollout_start(start, stride, loaded, options.start_frame),
+                       out, n_steps, options, ctx)
 
 
 @dataclasses.dataclass
@@ -165,7 +170,7 @@ def _read(files: SystemFiles, loaded: LoadedRun) -> _Start:
                 "--frame-interval, or --stride (trajectory frames per learned step)")
         frame_interval = _learned_step(loaded) / files.stride
     trajectory = read_system(topology, paths, fmt=fmt, name=files.name,
-                             units=files.units or loaded.metadata.get("units"),
+                             units=files.units or loaded.metadata.units,
                              timestep=files.timestep, frame_interval=frame_interval,
                              temperature=files.temperature)
     request = {"topology": str(topology.resolve()),
@@ -175,7 +180,7 @@ def _read(files: SystemFiles, loaded: LoadedRun) -> _Start:
 
 def _learned_step(loaded: LoadedRun) -> float | None:
     """Simulated time of one learned step (ps or tau), if the run recorded its frame interval."""
-    interval = loaded.metadata.get("frame_interval")
+    interval = loaded.metadata.frame_interval
     return None if interval is None else loaded.config.data.dilation * float(interval)
 
 
@@ -230,12 +235,12 @@ def _warn_other_step(start: _Start, stride: int, loaded: LoadedRun) -> None:
             stacklevel=4)
 
 
-def _system_source(
+def _rollout_start(
     start: _Start, stride: int, loaded: LoadedRun, start_frame: int
-) -> RolloutSource:
+) -> RolloutStart:
     """Check ``start`` against the run and make it the rollout's only system."""
     trajectory, where = start.trajectory, start.topology
-    trained_units = loaded.metadata.get("units")
+    trained_units = loaded.metadata.units
     if trained_units is not None and trajectory.units != trained_units:
         raise DataError(
             f"{where}: the system is in {trajectory.units!r} units, the run "
@@ -256,22 +261,20 @@ def _system_source(
             f"{history} history frames {stride} apart (one learned step) from frame "
             f"{start_frame}: {needed} frames")
     settings = CGSettings.from_config(loaded.config.data)
-    return RolloutSource(
-        [trajectory.name],
-        lambda names: [CGSystem.from_trajectory(trajectory, settings, vocabulary)],
-        stride, {**start.request, "stride": stride})
+    return RolloutStart.from_system(CGSystem.from_trajectory(trajectory, settings, vocabulary),
+                                    stride, {**start.request, "stride": stride})
 
 
 def _generated(
     system: BuiltinSystem, loaded: LoadedRun, out: Path, options: RolloutOptions
 ) -> _Start:
     """Run ``system``'s short LAMMPS job in ``out/history`` (or reuse a finished one)."""
-    units, trained_units = BUILTIN_UNITS[system.kind], loaded.metadata.get("units")
+    units, trained_units = BUILTIN_UNITS[system.kind], loaded.metadata.units
     if trained_units is not None and units != trained_units:
         raise DataError(f"--generate-history {system.kind}: the built-in {system.kind} system is "
                         f"in {units!r} units, the run ({loaded.checkpoint}) was trained on "
                         f"{trained_units!r} data")
-    interval = loaded.metadata.get("frame_interval")
+    interval = loaded.metadata.frame_interval
     if interval is None:
         raise ConfigError(f"{loaded.checkpoint}: the run does not record its training data's "
                           "frame interval, which a generated history needs")

@@ -1,9 +1,10 @@
-"""Score-based refinement of a predicted step: settings and the call into the sampler.
+"""Score-based refinement of a predicted step: the call into the sampler.
 
-A refinement visits ``levels`` noise levels falling geometrically to the model's smallest
-training level ``sigma_end``, with ``steps_per_level`` Langevin steps each and an optional final
+Its settings are the run's ``rollout`` section (:class:`~eqcg.config.RolloutConfig`). A
+refinement visits ``refine_levels`` noise levels falling geometrically to the model's smallest
+training level ``sigma_end``, with ``langevin_steps`` Langevin steps each and an optional final
 denoising step, or one level-to-level step each (:mod:`eqcg.simulate.langevin`). The ladder
-starts at
+starts (``refine_start``) at
 
 * ``top``: the model's largest training level ``sigma_begin`` (the paper), or
 * ``spread``: each system's predicted spread, the RMS over its beads of the std of the
@@ -25,17 +26,12 @@ to 0.77 of the MD's where the unrefined sample had 1.03: results/ablation/polyme
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch_geometric.utils import scatter
 
-from eqcg.config import ScoreConfig
-from eqcg.errors import ConfigError
+from eqcg.config import LEVEL_SCHEDULES, RolloutConfig
 from eqcg.models.gaussian import predicted_spread
 from eqcg.simulate.langevin import (
-    LEVEL_SCHEDULES,
-    SCHEDULES,
     NoiseFunction,
     ScoreFunction,
     annealed_langevin,
@@ -44,84 +40,30 @@ from eqcg.simulate.langevin import (
     level_to_level,
 )
 
-STARTS = ("top", "spread")
+
+def score_evaluations(settings: RolloutConfig, model_levels: int) -> int:
+    """Score-network calls per refined step of a model trained on ``model_levels`` levels (0
+    without refinement)."""
+    if not settings.refine:
+        return 0
+    return evaluations(settings.schedule, settings.levels(model_levels), settings.langevin_steps,
+                       settings.denoise)
 
 
-@dataclass
-class Refinement:
-    """Annealed Langevin refinement settings of a rollout.
-
-    Attributes:
-        enabled: refine every step with the score network.
-        steps_per_level: Langevin steps per noise level (Langevin schedules only).
-        step_size: Langevin step size at the smallest level (length²).
-        levels: noise levels visited (``None``: the model's ``score.n_levels``).
-        schedule: sampler: Langevin ``constant`` or ``ncsn``, level-to-level ``ancestral``,
-            ``geometric`` or ``ddim`` (:mod:`eqcg.simulate.langevin`).
-        start: ``top`` (the model's ``sigma_begin``) or ``spread`` (each system's predicted
-            spread).
-        denoise: finish Langevin schedules with a noise-free step ``x + sigma_min² score``
-            (level-to-level schedules always end with it).
-        excluded_volume: push bead pairs closer than this apart (length; 0: off).
-        keep_com: keep each molecule's centre of mass at the dynamics sample's (a
-            single-bead molecule is then moved by the excluded-volume pass only).
-    """
-
-    enabled: bool = True
-    steps_per_level: int = 1
-    step_size: float = 5e-5
-    levels: int | None = 10
-    schedule: str = "geometric"
-    start: str = "top"
-    denoise: bool = False
-    excluded_volume: float = 0.0
-    keep_com: bool = False
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown refinement schedule {self.schedule!r}; known: "
-                             f"{', '.join(SCHEDULES)}")
-        if self.start not in STARTS:
-            raise ConfigError(f"unknown refinement start {self.start!r}; known: "
-                              f"{', '.join(STARTS)}")
-        if self.steps_per_level < 1 or (self.levels is not None and self.levels < 1):
-            raise ConfigError("refinement needs at least one level and one step per level")
-        if self.step_size <= 0 or self.excluded_volume < 0:
-            raise ConfigError("refinement step_size must be > 0 and excluded_volume >= 0")
-
-    @classmethod
-    def from_config(cls, score: ScoreConfig) -> Refinement:
-        """The refinement a run's ``score`` section asks for."""
-        return cls(
-            enabled=score.refine, steps_per_level=score.langevin_steps,
-            step_size=score.step_size, levels=score.refine_levels or None,
-            schedule=score.step_schedule, start=score.refine_start, denoise=score.denoise,
-            excluded_volume=score.excluded_volume, keep_com=score.refine_keeps_com,
-        )
-
-    def n_levels(self, model_levels: int) -> int:
-        """Levels visited by a model trained on ``model_levels`` levels."""
-        return self.levels or model_levels
-
-    def score_evaluations(self, model_levels: int) -> int:
-        """Score-network calls per refined step (0 when disabled)."""
-        if not self.enabled:
-            return 0
-        return evaluations(self.schedule, self.n_levels(model_levels), self.steps_per_level,
-                           self.denoise)
-
-    def sample(
-        self, score: ScoreFunction, x: torch.Tensor, sigmas: torch.Tensor, noise: NoiseFunction
-    ) -> torch.Tensor:
-        """Refine ``x (n, 3)`` down the per-bead ladder ``sigmas (n_levels, n)``."""
-        if self.schedule in LEVEL_SCHEDULES:
-            return level_to_level(score, x, sigmas, noise, self.schedule)
-        return annealed_langevin(score, x, sigmas, self.steps_per_level, self.step_size, noise,
-                                 self.schedule, denoise=self.denoise)
+def refine_sample(
+    settings: RolloutConfig, score: ScoreFunction, x: torch.Tensor, sigmas: torch.Tensor,
+    noise: NoiseFunction,
+) -> torch.Tensor:
+    """Refine ``x (n, 3)`` down the per-bead ladder ``sigmas (n_levels, n)`` with the sampler
+    ``settings.schedule``."""
+    if settings.schedule in LEVEL_SCHEDULES:
+        return level_to_level(score, x, sigmas, noise, settings.schedule)
+    return annealed_langevin(score, x, sigmas, settings.langevin_steps, settings.step_size, noise,
+                             settings.schedule, denoise=settings.denoise)
 
 
 def noise_ladder(
-    refinement: Refinement,
+    settings: RolloutConfig,
     model_sigmas: torch.Tensor,
     covariance: torch.Tensor,
     graph_of_bead: torch.Tensor,
@@ -136,12 +78,12 @@ def noise_ladder(
         graph_of_bead: ``(n_beads,)`` system of each bead.
     """
     top, bottom = model_sigmas[0], model_sigmas[-1]
-    if refinement.start == "spread":
+    if settings.refine_start == "spread":
         spread = predicted_spread(covariance, graph_of_bead, n_graphs)
         start = spread.maximum(bottom).minimum(top)[graph_of_bead]
     else:
         start = top.expand(graph_of_bead.shape[0])
-    return geometric_ladder(start, bottom, refinement.n_levels(len(model_sigmas)))
+    return geometric_ladder(start, bottom, settings.levels(len(model_sigmas)))
 
 
 def push_apart(

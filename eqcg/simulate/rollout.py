@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from eqcg import keys
 from eqcg.arguments import at_least
+from eqcg.config import RolloutConfig
 from eqcg.errors import SimulationError
 from eqcg.graphs.neighbors import VerletList, cg_edges
 from eqcg.models.gaussian import NoiseFunction, gaussian_noise
@@ -31,10 +32,10 @@ from eqcg.models.integrator import append_frame, euler_step
 from eqcg.models.simulator import Prediction, Simulator
 from eqcg.profiling import EXCLUDED_VOLUME, GUARDS, INTEGRATOR, REFINEMENT, SAVE
 from eqcg.simulate.refinement import (
-    Refinement,
     keep_molecule_centres,
     noise_ladder,
     push_apart,
+    refine_sample,
 )
 
 # Verlet skin of the rollout's neighbour list, as a fraction of the model's cut-off radius
@@ -77,9 +78,8 @@ def rollout(
     simulator: Simulator,
     batch: Batch,
     n_steps: int,
+    settings: RolloutConfig | None = None,
     *,
-    deterministic: bool = False,
-    refinement: Refinement | None = None,
     save_every: int = 1,
     max_displacement: float | None = None,
     noise: NoiseFunction | None = None,
@@ -95,8 +95,8 @@ def rollout(
         simulator: trained model (its device and dtype are used).
         batch: batched CG graphs with ``pos_history``.
         n_steps: the last learned step (``n_steps - start_step`` steps are taken).
-        deterministic: use the mean acceleration instead of sampling.
-        refinement: score-based refinement (``None`` or disabled: no refinement).
+        settings: how to step: sampling or the mean acceleration, and score refinement
+            (a run's ``rollout`` section; ``None``: sample every step, no refinement).
         save_every: keep every ``save_every``-th step.
         max_displacement: a bead moving farther in one step marks its system exploded
             (default: twice the cut-off radius).
@@ -128,7 +128,7 @@ def rollout(
     graph_of_bead = batch.batch
     history = batch[keys.POS_HISTORY].clone()
     features = simulator.embed(batch)
-    refine = refinement is not None and refinement.enabled
+    settings = settings or RolloutConfig(refine=False)
     neighbors = VerletList(simulator.radius, NEIGHBOR_SKIN * simulator.radius)
     first_bad = torch.full((n_graphs,), -1, dtype=torch.long, device=history.device)
     saved, saved_steps = [history[:, -1].clone()], [start_step]
@@ -141,14 +141,14 @@ def rollout(
             prediction = simulator.predict(batch, history, features, neighbors)
             with record_function(INTEGRATOR):
                 accel = prediction.acceleration
-                if deterministic:
+                if settings.deterministic:
                     acceleration = accel.mean
                 else:
                     acceleration = accel.draw(noise)
                 next_pos = euler_step(history, acceleration)
-            if refine:
+            if settings.refine:
                 next_pos = _refine(simulator, batch, next_pos, last, features, prediction,
-                                   refinement, noise, neighbors)
+                                   settings, noise, neighbors)
             with record_function(GUARDS):
                 bead_ok = (torch.isfinite(next_pos).all(-1)
                            & ((next_pos - last).norm(dim=-1) < limit))
@@ -180,28 +180,29 @@ def rollout(
 
 def _refine(
     simulator: Simulator, batch: Batch, next_pos: torch.Tensor, last: torch.Tensor,
-    features: torch.Tensor, prediction: Prediction, refinement: Refinement,
+    features: torch.Tensor, prediction: Prediction, settings: RolloutConfig,
     noise: NoiseFunction, neighbors: VerletList,
 ) -> torch.Tensor:
     """Refine ``next_pos`` with the simulator's score network (:mod:`eqcg.simulate.refinement`):
-    the refinement's sampler down its noise ladder, then the optional excluded-volume pass."""
+    the sampler of ``settings`` down its noise ladder, then the optional excluded-volume pass
+    and centre-of-mass correction."""
 
     def score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return simulator.score(batch, x, last, sigma, features, prediction.latent, neighbors)
 
     with record_function(REFINEMENT):
-        sigmas = noise_ladder(refinement, simulator.sigmas,
+        sigmas = noise_ladder(settings, simulator.sigmas,
                               prediction.acceleration.marginal_covariance(),
                               batch.batch, batch.num_graphs)
-        refined = refinement.sample(score, next_pos, sigmas, noise)
-    if refinement.excluded_volume > 0:
+        refined = refine_sample(settings, score, next_pos, sigmas, noise)
+    if settings.excluded_volume > 0:
         with record_function(EXCLUDED_VOLUME):
             edge_index, edge_vec, _ = cg_edges(
                 refined, batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
                 batch[keys.CG_BOND_INDEX], simulator.radius, neighbors,
             )
-            refined = push_apart(refined, edge_index, edge_vec, refinement.excluded_volume)
-    if refinement.keep_com:
+            refined = push_apart(refined, edge_index, edge_vec, settings.excluded_volume)
+    if settings.keep_com:
         refined = keep_molecule_centres(refined, next_pos, batch[keys.BEAD_MASSES],
                                         batch[keys.BEAD_MOLECULE])
     return refined

@@ -30,15 +30,21 @@ import torch
 from torch_geometric.data import Batch
 
 from eqcg import keys
-from eqcg.config import Config, DataConfig, ModelConfig, ScoreConfig
+from eqcg.config import Config, DataConfig, ModelConfig, RolloutConfig, ScoreConfig
 from eqcg.equivariance import measure_equivariance, permute_batch, transform_batch
 from eqcg.errors import ConfigError
-from eqcg.models.checkpoint import build_simulator, load_checkpoint, model_state, save_checkpoint
+from eqcg.models.checkpoint import (
+    RunMetadata,
+    build_simulator,
+    load_checkpoint,
+    model_state,
+    save_checkpoint,
+)
 from eqcg.models.integrator import acceleration_target
 from eqcg.models.interface import DynamicsNetwork, ScoreNetwork
 from eqcg.models.registry import Variant, check_variant, get_variant
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.rollout import Refinement, rollout
+from eqcg.simulate.rollout import rollout
 from eqcg.testing import random_batch
 
 __all__ = ["Outputs", "VariantTests", "relative_error", "score_inputs", "variant_outputs"]
@@ -247,7 +253,7 @@ class VariantTests:
         config = Config(data=DataConfig(history=self.history),
                         model=check_variant(model, "test"), score=ScoreConfig(n_levels=3))
         path = tmp_path / "model.pt"
-        save_checkpoint(path, model_state(sim, config, {}))
+        save_checkpoint(path, model_state(sim, config, RunMetadata()))
         reloaded, stored = build_simulator(load_checkpoint(path), str(path))
         assert check_variant(stored.model, str(path)) == config.model
         batch, _ = random_batch(history=self.history, pbc=True, dtype=torch.float32)
@@ -262,7 +268,7 @@ class VariantTests:
     def test_short_rollout(self, simulator: Simulator) -> None:
         batch, _ = random_batch(history=self.history, pbc=True, triclinic=True)
         steps = 3
-        result = rollout(simulator, batch, steps, refinement=Refinement(levels=2),
+        result = rollout(simulator, batch, steps, RolloutConfig(refine_levels=2),
                          show_progress=False)
         n = batch[keys.POS_HISTORY].shape[0]
         assert result.positions.shape == (steps + 1, n, 3)

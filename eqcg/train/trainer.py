@@ -53,6 +53,7 @@ from eqcg.models.checkpoint import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     LAST,
+    RunMetadata,
     build_simulator,
     check_same_run,
     load_checkpoint,
@@ -263,7 +264,7 @@ class _Data:
     velocity_scale: float
     acceleration_scale: float
     temperature_scale: float  # mean temperature of the training systems (1 without them)
-    metadata: dict[str, Any]  # dataset, units, frame interval and split, stored in checkpoints
+    metadata: RunMetadata  # dataset, units, frame interval and split, stored in checkpoints
 
 
 @dataclass(kw_only=True)
@@ -276,7 +277,7 @@ class _Run:
     module: nn.Module  # the loss computation, DDP-wrapped under torchrun
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    metadata: dict[str, Any]
+    metadata: RunMetadata
     log: _MetricsLog | None  # rank 0 only: rank 0 alone logs and writes checkpoints
     step: int
     best_val: float
@@ -284,8 +285,8 @@ class _Run:
 
     def checkpoint(self, name: str, *, full: bool) -> None:
         """Write ``checkpoints/<name>``; ``full`` adds what ``resume`` needs."""
-        state = model_state(self.simulator, self.job.config,
-                            {**self.metadata, "step": self.step, "val_nll": self.best_val})
+        state = model_state(self.simulator, self.job.config, dataclasses.replace(
+            self.metadata, step=self.step, val_nll=self.best_val))
         if full:
             state.update(optimizer=self.optimizer.state_dict(),
                          scheduler=self.scheduler.state_dict(),
@@ -386,7 +387,7 @@ def _resume_state(job: _Job, device: torch.device) -> dict[str, Any] | None:
     stored = config_from_dict(state["config"], where=str(where))
     check_same_run(stored, job.config, str(where), "the config of --resume",
                    f"start a new run with another --out than {job.run_dir}")
-    trained_on = state.get("metadata", {}).get("dataset")
+    trained_on = RunMetadata.from_dict(state.get("metadata", {}), str(where)).dataset
     requested = dataset_file(job.data).resolve()
     if trained_on and Path(trained_on).resolve() != requested and not job.force_data:
         raise ConfigError(
@@ -434,12 +435,10 @@ def _prepare_data(job: _Job, vocabulary: TypeVocabulary | None) -> _Data:
         velocity_scale=velocity_scale,
         acceleration_scale=acceleration_scale,
         temperature_scale=temperature_scale,
-        metadata={
-            "dataset": str(dataset.path),
-            "units": dataset.units,
-            "frame_interval": float(train_systems[0].time[1] - train_systems[0].time[0]),
-            "split": {"train": train_names, "val": val_names, "test": test_names},
-        },
+        metadata=RunMetadata(
+            dataset=str(dataset.path), units=dataset.units,
+            frame_interval=float(train_systems[0].time[1] - train_systems[0].time[0]),
+            train=tuple(train_names), val=tuple(val_names), test=tuple(test_names)),
     )
 
 
