@@ -6,7 +6,7 @@ that has none: the run is loaded once, a :class:`RolloutSource` says which syste
 which frames, and :class:`RolloutOptions` how to step and write.
 
 The saved frames stream into ``OUT/rollout.h5`` while the rollout runs, in atomic chunks
-(:mod:`eqcg.simulate.writer`): an interrupted, preempted or killed rollout keeps what it
+(:mod:`eqcg.data.rollout_file`): an interrupted, preempted or killed rollout keeps what it
 computed up to its last chunk, and ``resume=True`` (``eqcg rollout ... --resume``) continues it
 from the history and noise-generator state stored with that chunk, as if it had never stopped.
 """
@@ -31,6 +31,18 @@ from eqcg import keys
 from eqcg.arguments import at_least, resolve_device
 from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config, ScoreConfig
+from eqcg.data.rollout_file import (
+    COMPLETE,
+    FAILED,
+    ROLLOUT_FILE,
+    RUNNING,
+    RolloutAttrs,
+    RolloutHeader,
+    RolloutState,
+    append_frames,
+    create_rollout_file,
+    read_rollout_state,
+)
 from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.distributed import DistributedContext, distributed_context
@@ -45,20 +57,7 @@ from eqcg.outputs import check_output, claim_output
 from eqcg.run_info import write_run_info
 from eqcg.simulate.refinement import Refinement
 from eqcg.simulate.rollout import RolloutFailure, RolloutResult, rollout
-from eqcg.simulate.writer import (
-    COMPLETE,
-    FAILED,
-    ROLLOUT_FILE,
-    RUNNING,
-    RolloutAttrs,
-    RolloutHeader,
-    RolloutState,
-    append_frames,
-    bead_trajectory,
-    create_rollout_file,
-    read_rollout_state,
-    write_viewer_files,
-)
+from eqcg.simulate.writer import bead_trajectory, write_viewer_files
 
 _LISTED_SYSTEMS = 8  # known system names an error message lists before abbreviating
 _COMMIT_OVERHEAD = 20  # chunks are at least this many times as far apart as one write takes
