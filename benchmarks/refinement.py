@@ -58,6 +58,7 @@ from common import (
 
 from eqcg.cg.mapping import CGSettings
 from eqcg.config import RolloutConfig, load_config
+from eqcg.data.rollout_file import RUNNING, rollout_status
 from eqcg.data.store import load_dataset
 from eqcg.evaluate.beads import reference_beads, rollout_beads
 from eqcg.evaluate.calibration import one_step_calibration
@@ -74,7 +75,6 @@ from eqcg.models.checkpoint import load_simulator
 from eqcg.models.gaussian import gaussian_noise
 from eqcg.simulate.rollout import RolloutFailure, rollout
 from eqcg.simulate.runner import run_rollout, start_batch
-from eqcg.simulate.writer import RUNNING, rollout_status
 
 # name -> rollout settings (the run's Langevin step size is put in: _schedule)
 SCHEDULES: dict[str, RolloutConfig] = {

@@ -51,16 +51,12 @@ from torch.autograd.profiler_util import FunctionEvent
 from torch.profiler import ProfilerActivity, profile
 
 from eqcg import keys, profiling
+from eqcg.data.rollout_file import RolloutHeader, RolloutState, create_rollout_file
 from eqcg.graphs.system import CGSystem
 from eqcg.models.gaussian import gaussian_noise
 from eqcg.simulate.rollout import rollout
 from eqcg.simulate.runner import StreamRecorder
-from eqcg.simulate.writer import (
-    RolloutHeader,
-    RolloutState,
-    bead_trajectory,
-    create_rollout_file,
-)
+from eqcg.simulate.writer import bead_trajectory
 
 STEP_STAGES = tuple(s for s in profiling.STAGES if s != profiling.EMBEDDING)
 

@@ -273,9 +273,9 @@ def _roll_out_variant(
 
     A rollout that blows up is logged and kept: its frames are evaluated like any other's.
     """
+    from eqcg.data.rollout_file import RUNNING, rollout_status
     from eqcg.simulate.rollout import RolloutFailure
     from eqcg.simulate.runner import run_rollout
-    from eqcg.simulate.writer import RUNNING, rollout_status
 
     status = rollout_status(rollout_dir)
     if status in (None, RUNNING):

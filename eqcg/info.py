@@ -6,10 +6,10 @@ import json
 import os
 from pathlib import Path
 
-from eqcg.data.store import DATASET_FILE, ROLLOUT_FILE, load_dataset
+from eqcg.data.rollout_file import ROLLOUT_FILE, RUNNING, read_rollout_state
+from eqcg.data.store import DATASET_FILE, load_dataset
 from eqcg.errors import CheckpointError, DataError
 from eqcg.models.checkpoint import BEST, CHECKPOINT_DIR, LAST, RunMetadata, load_checkpoint
-from eqcg.simulate.writer import RUNNING, read_rollout_state
 
 
 def _describe_checkpoint(path: Path) -> str:

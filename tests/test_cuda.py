@@ -18,11 +18,11 @@ import torch
 
 from eqcg import load_dataset, write_dataset
 from eqcg.config import ModelConfig, ScoreConfig, load_config
+from eqcg.data.rollout_file import COMPLETE, ROLLOUT_FILE, read_rollout_state, rollout_status
 from eqcg.equivariance import measure_equivariance
 from eqcg.interrupt import Interrupted
 from eqcg.models.simulator import Simulator
 from eqcg.simulate.runner import run_rollout
-from eqcg.simulate.writer import COMPLETE, ROLLOUT_FILE, read_rollout_state, rollout_status
 from eqcg.testing import random_batch, random_system
 from eqcg.train.trainer import train
 

@@ -10,7 +10,8 @@ import pytest
 import scipy.stats
 
 from eqcg.cg.mapping import CGSettings, compute_mapping
-from eqcg.data.store import ROLLOUT_FILE, load_dataset, write_dataset
+from eqcg.data.rollout_file import ROLLOUT_FILE, RolloutAttrs
+from eqcg.data.store import load_dataset, write_dataset
 from eqcg.data.trajectory import SystemTrajectory, Topology
 from eqcg.evaluate import compare, evaluate
 from eqcg.evaluate.properties import PropertyOptions, com_fit_window, lag_ratio
@@ -24,7 +25,6 @@ from eqcg.metrics.dynamics import (
     step_displacements,
     velocity_autocorrelation,
 )
-from eqcg.simulate.writer import RolloutAttrs
 
 
 def _correlated_walk(rng, n_steps, sizes, a, b):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from eqcg.cg.mapping import CGSettings, compute_mapping
-from eqcg.data.store import ROLLOUT_FILE, load_dataset, write_dataset
+from eqcg.data.rollout_file import ROLLOUT_FILE, RolloutAttrs
+from eqcg.data.store import load_dataset, write_dataset
 from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory, Topology
 from eqcg.errors import DataError
 from eqcg.evaluate import compare, evaluate
@@ -27,7 +28,6 @@ from eqcg.evaluate.results import (
     EvaluationSummary,
     SystemEvaluation,
 )
-from eqcg.simulate.writer import RolloutAttrs
 
 SETTINGS = CGSettings(cg_level=3, whole_molecule_max_atoms=1, seed=0)
 N_FRAMES, FRAME_INTERVAL = 40, 2.0  # ps

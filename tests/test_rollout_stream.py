@@ -13,12 +13,18 @@ import torch
 from eqcg import load_dataset
 from eqcg.cli import main
 from eqcg.config import load_config
+from eqcg.data.rollout_file import (
+    COMPLETE,
+    ROLLOUT_FILE,
+    RUNNING,
+    read_rollout_state,
+    rollout_status,
+)
 from eqcg.errors import ConfigError
 from eqcg.evaluate.report import evaluate
 from eqcg.interrupt import Interrupted
 from eqcg.models.simulator import Simulator
 from eqcg.simulate.runner import run_rollout
-from eqcg.simulate.writer import COMPLETE, ROLLOUT_FILE, RUNNING, read_rollout_state, rollout_status
 from eqcg.train.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",

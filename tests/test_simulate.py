@@ -12,9 +12,9 @@ import pytest
 import eqcg
 from eqcg.cli import EXIT_BAD_INPUT, main
 from eqcg.config import load_config
+from eqcg.data.rollout_file import ROLLOUT_FILE, read_rollout_state
 from eqcg.errors import DataError
 from eqcg.models import checkpoint
-from eqcg.simulate.writer import ROLLOUT_FILE, read_rollout_state
 from eqcg.systems import polymer
 from eqcg.systems.generate import LAMMPS_DIR, run_specs
 from eqcg.systems.lammps_runner import LOG_FILE

@@ -12,9 +12,9 @@ import torch
 from eqcg import load_dataset
 from eqcg.cli import main
 from eqcg.config import load_config
+from eqcg.data.rollout_file import ROLLOUT_FILE
 from eqcg.errors import CheckpointError, OutputError
 from eqcg.models.checkpoint import load_checkpoint, load_simulator
-from eqcg.simulate.writer import ROLLOUT_FILE
 from eqcg.train.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",

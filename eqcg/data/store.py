@@ -41,7 +41,6 @@ from eqcg.names import check_name
 from eqcg.units import unit_system
 
 DATASET_FILE = "dataset.h5"
-ROLLOUT_FILE = "rollout.h5"  # the bead-level dataset a rollout directory holds
 FORMAT_NAME = "eqcg-trajectories"
 FORMAT_VERSION = 1
 _FRAMES_PER_CHUNK = 16

@@ -13,7 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from eqcg.arguments import positive_number
-from eqcg.data.store import ROLLOUT_FILE, TrajectoryDataset, load_dataset
+from eqcg.data.rollout_file import ROLLOUT_FILE, RolloutAttrs
+from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.errors import ConfigError, DataError
 from eqcg.evaluate.aggregate import aggregate
 from eqcg.evaluate.figures import agreement_figures, calibration_figure, system_figures
@@ -26,7 +27,6 @@ from eqcg.metrics.dynamics import diffusivity_unit
 from eqcg.metrics.stability import COLLISION_THRESHOLDS
 from eqcg.outputs import claims_output
 from eqcg.run_info import write_run_info
-from eqcg.simulate.writer import RolloutAttrs
 from eqcg.units import unit_system
 
 REPORT_FILE = "report.md"

@@ -1,15 +1,15 @@
 """Simulated time per wall-clock hour of a rollout and of the LAMMPS run that made its reference.
 
-The rollout's wall time is in its attributes (:class:`~eqcg.simulate.writer.RolloutAttrs`);
+The rollout's wall time is in its attributes (:class:`~eqcg.data.rollout_file.RolloutAttrs`);
 the LAMMPS run's is what the generator stored in the reference system's attributes
 (:data:`~eqcg.data.trajectory.LAMMPS_WALL_SECONDS`).
 """
 
 from __future__ import annotations
 
+from eqcg.data.rollout_file import RolloutAttrs
 from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory
 from eqcg.evaluate.results import Speed
-from eqcg.simulate.writer import RolloutAttrs
 from eqcg.units import unit_system
 
 

@@ -26,6 +26,8 @@ from dataclasses import asdict
 import numpy as np
 import scipy.stats
 
+from eqcg.cg.mapping import CGSettings
+from eqcg.data.rollout_file import RolloutAttrs
 from eqcg.data.store import TrajectoryDataset
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import DataError
@@ -60,7 +62,6 @@ from eqcg.evaluate.results import (
 from eqcg.evaluate.speed import system_speed
 from eqcg.metrics.dynamics import diffusivity_unit, exact_com_diffusivity
 from eqcg.metrics.stability import collision_report
-from eqcg.simulate.writer import RolloutAttrs
 from eqcg.units import unit_system
 
 
@@ -212,8 +213,9 @@ def evaluate_system(
     except KeyError:
         raise DataError(f"{where}: the reference dataset has no system "
                         f"{attrs.reference_system!r}") from None
+    settings = CGSettings(attrs.cg_level, attrs.whole_molecule_max_atoms, attrs.cg_seed)
     model = rollout_beads(rollout)
-    reference = reference_beads(reference_system, attrs.cg_settings)
+    reference = reference_beads(reference_system, settings)
     check_same_beads(model, reference)
 
     stability = collision_report(model.positions, model.box, model.pbc, threshold)
@@ -258,7 +260,7 @@ def evaluate_system(
         n_beads=model.n_beads,
         species={name: int((model.species == i).sum())
                  for i, name in enumerate(model.species_names)},
-        cg_settings=asdict(attrs.cg_settings),
+        cg_settings=asdict(settings),
         frames=FrameCounts(
             rollout=model.n_frames, finite=n_finite, matched=n_matched,
             reference=reference.n_frames, start_frame=attrs.start_frame,

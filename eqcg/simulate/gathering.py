@@ -8,6 +8,13 @@ import torch
 import torch.distributed as dist
 from torch_geometric.data import Batch
 
+from eqcg.data.rollout_file import (
+    COMPLETE,
+    FAILED,
+    RolloutHeader,
+    RolloutState,
+    create_rollout_file,
+)
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.distributed import DistributedContext
 from eqcg.graphs.system import CGSystem
@@ -16,7 +23,6 @@ from eqcg.models.simulator import Simulator
 from eqcg.simulate.job import RolloutJob
 from eqcg.simulate.rollout import RolloutFailure, rollout
 from eqcg.simulate.streaming import finish
-from eqcg.simulate.writer import COMPLETE, FAILED, RolloutHeader, RolloutState, create_rollout_file
 
 
 def roll_out_ranks(

@@ -18,13 +18,14 @@ from torch_geometric.data import Batch
 from eqcg import keys
 from eqcg.arguments import at_least
 from eqcg.config import Config, RolloutConfig
+from eqcg.data.rollout_file import ROLLOUT_FILE, RolloutAttrs, RolloutHeader
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import DataError
 from eqcg.graphs.system import CGSystem
 from eqcg.graphs.windows import history_frames
 from eqcg.models.checkpoint import RunMetadata
 from eqcg.run_info import write_run_info
-from eqcg.simulate.writer import ROLLOUT_FILE, RolloutAttrs, RolloutHeader, bead_trajectory
+from eqcg.simulate.writer import bead_trajectory
 
 
 def start_batch(

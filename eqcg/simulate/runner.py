@@ -23,6 +23,7 @@ import torch
 from eqcg.arguments import at_least, resolve_device
 from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config, RolloutConfig, build_section, check_section
+from eqcg.data.rollout_file import COMPLETE
 from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.distributed import DistributedContext, distributed_context
 from eqcg.errors import ConfigError
@@ -34,7 +35,6 @@ from eqcg.outputs import check_output, claim_output
 from eqcg.simulate.gathering import roll_out_ranks
 from eqcg.simulate.job import RolloutJob, start_batch
 from eqcg.simulate.streaming import finish, resume_state, stream
-from eqcg.simulate.writer import COMPLETE
 
 _LISTED_SYSTEMS = 8  # known system names an error message lists before abbreviating
 

@@ -1,6 +1,6 @@
 """A rollout in one process, streamed into ``rollout.h5`` and resumable.
 
-The saved frames are appended in atomic chunks (:mod:`eqcg.simulate.writer`) at least
+The saved frames are appended in atomic chunks (:mod:`eqcg.data.rollout_file`) at least
 ``flush_seconds`` apart, each with the state a resumed rollout continues from (the history and
 the noise generator's state after the last saved step): an interrupted, preempted or killed
 rollout keeps what it computed up to its last chunk, and ``--resume`` continues it as if it had
@@ -18,6 +18,15 @@ import torch
 from torch_geometric.data import Batch
 
 from eqcg import keys
+from eqcg.data.rollout_file import (
+    COMPLETE,
+    FAILED,
+    RUNNING,
+    RolloutState,
+    append_frames,
+    create_rollout_file,
+    read_rollout_state,
+)
 from eqcg.data.store import load_dataset
 from eqcg.errors import ConfigError, DataError
 from eqcg.graphs.system import CGSystem
@@ -26,16 +35,7 @@ from eqcg.models.gaussian import gaussian_noise
 from eqcg.models.simulator import Simulator
 from eqcg.simulate.job import RolloutJob
 from eqcg.simulate.rollout import RolloutFailure, rollout
-from eqcg.simulate.writer import (
-    COMPLETE,
-    FAILED,
-    RUNNING,
-    RolloutState,
-    append_frames,
-    create_rollout_file,
-    read_rollout_state,
-    write_viewer_files,
-)
+from eqcg.simulate.writer import write_viewer_files
 
 _COMMIT_OVERHEAD = 20  # chunks are at least this many times as far apart as one write takes
 
