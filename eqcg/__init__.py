@@ -44,6 +44,7 @@ _EXPORTS = {
     "load_config": "eqcg.config",
     "Simulator": "eqcg.models.simulator",
     "variants": "eqcg.models.registry",
+    "system_kinds": "eqcg.systems.registry",
     "train": "eqcg.train.trainer",
     "load_simulator": "eqcg.models.checkpoint",
     "rollout": "eqcg.simulate.rollout",

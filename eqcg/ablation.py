@@ -1,7 +1,8 @@
 """``eqcg ablate SPEC.yaml``: train every variant alike, roll each out, evaluate, compare.
 
-A spec names one dataset (generated on the spot with LAMMPS, or an existing one), one base
-config shared by all variants, and per variant a list of ``--set`` style overrides::
+A spec names one dataset (generated on the spot by a system of
+:mod:`eqcg.systems.registry`, or an existing one), one base config shared by all variants, and
+per variant a list of ``--set`` style overrides::
 
     data: {generate: polymer, preset: tiny, n_systems: 6, seed: 0}   # or {path: DIR}
     config: ../polymer_baseline.yaml        # relative to the spec file
@@ -39,6 +40,7 @@ from eqcg.models.registry import check_variant
 from eqcg.names import check_name
 from eqcg.outputs import claim_output
 from eqcg.run_info import write_run_info
+from eqcg.systems.registry import DEFAULT_PRESET, SystemKind, get_system_kind
 from eqcg.yaml_files import read_yaml
 
 if TYPE_CHECKING:  # the runner imports torch: a spec loads without it
@@ -102,9 +104,19 @@ def _check_values(rollout: dict, data: dict, where: str) -> None:
     for key, minimum in (("n_systems", 1), ("seed", 0), ("jobs", 1)):
         if data.get(key) is not None:
             at_least(f"{where}: data.{key}", data[key], minimum)
-    for key in ("path", "preset"):
+    for key in ("path", "generate", "preset"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"{where}: data.{key} must be a text, got {data[key]!r}")
+
+
+def _generated_kind(data: dict, where: str) -> SystemKind:
+    """The registered system ``data.generate`` names, with its ``data.preset`` checked."""
+    try:
+        kind = get_system_kind(data["generate"])
+        kind.preset(data.get("preset", DEFAULT_PRESET))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: data: {exc}") from None
+    return kind
 
 
 def load_spec(path: str | os.PathLike) -> AblationSpec:
@@ -122,12 +134,12 @@ def load_spec(path: str | os.PathLike) -> AblationSpec:
     _check_keys(data, _DATA_KEYS, f"{path}: data")
     if ("generate" in data) == ("path" in data):
         raise ConfigError(f"{path}: data needs exactly one of 'generate' or 'path'")
-    if data.get("generate") not in (None, "polymer", "electrolyte"):
-        raise ConfigError(f"{path}: data.generate must be polymer or electrolyte")
     rollout = {"steps": 20, "save_every": 1, "seed": 0,
                **_mapping(raw, "rollout", str(path))}
     _check_keys(rollout, _ROLLOUT_KEYS, f"{path}: rollout")
     _check_values(rollout, data, str(path))
+    if "generate" in data:
+        _generated_kind(data, str(path))
     evaluate = _mapping(raw, "evaluate", str(path))
     _check_keys(evaluate, _EVALUATE_KEYS, f"{path}: evaluate")
     variants = raw["variants"]
@@ -182,13 +194,11 @@ def _dataset(spec: AblationSpec, out: Path) -> Path:
     target = out / "data"
     if (target / "dataset.h5").exists():
         return target
-    if spec.data["generate"] == "polymer":
-        from eqcg.systems.polymer import generate_polymer as generate
-    else:
-        from eqcg.systems.electrolyte import generate_electrolyte as generate
+    kind = get_system_kind(spec.data["generate"])
     with claim_output(target, "dataset", resume=True):
-        generate(target, preset=spec.data.get("preset", "tiny"), seed=spec.data.get("seed", 0),
-                 n_systems=spec.data.get("n_systems"), jobs=spec.data.get("jobs"))
+        kind.generate(target, preset=spec.data.get("preset", DEFAULT_PRESET),
+                      seed=spec.data.get("seed", 0), n_systems=spec.data.get("n_systems"),
+                      jobs=spec.data.get("jobs"))
     return target
 
 

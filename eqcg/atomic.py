@@ -15,10 +15,12 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import h5py
+from typing import TYPE_CHECKING
 
 from eqcg.interrupt import raise_pending, uninterrupted
+
+if TYPE_CHECKING:  # the command line writes its small files without loading HDF5
+    import h5py
 
 
 @contextmanager
@@ -153,6 +155,8 @@ def atomic_hdf5(path: str | os.PathLike, *, copy_of: str | os.PathLike | None = 
     :func:`~eqcg.interrupt.interruptible`) their interruption, once HDF5 has closed the file
     (at :meth:`HDF5Output.check`, else when the block ends): the temporary file is removed and
     ``path`` is left as it was."""
+    import h5py
+
     with atomic_path(path) as tmp, uninterrupted():
         if copy_of is not None:
             shutil.copyfile(copy_of, tmp)

@@ -21,6 +21,7 @@ from eqcg.boundary import describe_os_error
 from eqcg.config import RolloutConfig
 from eqcg.errors import ConfigError, EqcgError, SimulationError
 from eqcg.interrupt import Interrupted
+from eqcg.systems.registry import DEFAULT_PRESET, SystemKind, get_system_kind, system_kinds
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -46,27 +47,28 @@ def _dtype(name: str):
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
-    if args.system == "polymer":
-        from eqcg.systems.polymer import generate_polymer as generate
-    else:
-        from eqcg.systems.electrolyte import generate_electrolyte as generate
     from eqcg.data.store import load_dataset
     from eqcg.interrupt import interruptible
     from eqcg.outputs import claim_output
 
+    kind = get_system_kind(args.system)
     with interruptible(), claim_output(args.out, "dataset", resume=True):  # (finished runs kept)
-        path = generate(args.out, preset=args.preset, seed=args.seed, n_systems=args.n_systems,
-                        jobs=args.jobs)
+        path = kind.generate(args.out, preset=args.preset, seed=args.seed,
+                             n_systems=args.n_systems, jobs=args.jobs)
 
     with load_dataset(path) as dataset:
         print(dataset.summary())
 
 
-def _preset_names() -> list[str]:
-    """Every built-in system's preset names (a system refuses one it does not have)."""
-    from eqcg.systems import electrolyte, polymer
-
-    return sorted(set(polymer.PRESETS) | set(electrolyte.PRESETS))
+def _add_system_arguments(p: argparse.ArgumentParser, kinds: dict[str, SystemKind], name: str,
+                          help_text: str) -> None:
+    """Argument ``name`` choosing one of ``kinds`` (registered systems), and ``--preset``."""
+    described = "; ".join(f"{kind.name}: {kind.description}" for kind in kinds.values())
+    p.add_argument(name, choices=list(kinds), help=f"{help_text} ({described})")
+    listed = "; ".join(f"{kind.name}: {', '.join(kind.presets)}" for kind in kinds.values())
+    p.add_argument("--preset", default=DEFAULT_PRESET,
+                   choices=sorted({preset for kind in kinds.values() for preset in kind.presets}),
+                   help=f"size and physics, each system's own ({listed})")
 
 
 def _cmd_ingest(args: argparse.Namespace) -> None:
@@ -262,10 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    kinds = system_kinds()
     p = add("generate", _cmd_generate, "run reference MD with LAMMPS and write a dataset")
-    p.add_argument("system", choices=["polymer", "electrolyte"])
-    p.add_argument("--preset", default="tiny", choices=_preset_names(),
-                   help="size and physics (each system's own presets: eqcg.systems.<system>)")
+    _add_system_arguments(p, kinds, "system", "built-in system")
     p.add_argument("--out", required=True, help="output directory (dataset + LAMMPS files)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--n-systems", type=COUNT, default=None, help="override the preset's count")
@@ -340,11 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=POSITIVE, default=None,
                    help="thermostat temperature of the MD (K, or epsilon/k_B for lj); models "
                         "trained with model.temperature_input need it")
-    p.add_argument("--generate-history", default=None, choices=["polymer", "electrolyte"],
-                   help="instead of files: run a short LAMMPS job of one built-in system "
-                        "(in OUT/history) for the history")
-    p.add_argument("--preset", default="tiny", choices=_preset_names(),
-                   help="preset of the generated system (its size and physics)")
+    _add_system_arguments(p, {name: kind for name, kind in kinds.items() if kind.history},
+                          "--generate-history", "instead of files: run a short LAMMPS job of "
+                          "one built-in system (in OUT/history) for the history")
     p.add_argument("--history-seed", type=SEED, default=0,
                    help="seed of the generated system (composition, start, thermostat)")
     _add_rollout_arguments(p)

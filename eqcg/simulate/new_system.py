@@ -37,13 +37,12 @@ from eqcg.simulate.runner import (
     execute,
     rollout_session,
 )
-from eqcg.systems import electrolyte, polymer
-from eqcg.systems.generate import LAMMPS_DIR, SystemSpec, run_specs
+from eqcg.systems.generate import LAMMPS_DIR, run_specs
+from eqcg.systems.registry import DEFAULT_PRESET, SystemKind, get_system_kind, system_kinds
 from eqcg.units import unit_system
 
 PathLike = str | os.PathLike
 HISTORY_DIR = "history"  # OUT/history: the LAMMPS run of a generated history
-BUILTIN_UNITS = {"polymer": "lj", "electrolyte": "real"}  # unit system of each built-in kind
 _SPACING_TOLERANCE = 1e-3  # relative: frame spacings that count as equal (float32 times)
 
 
@@ -81,25 +80,31 @@ class BuiltinSystem:
     """One system of a built-in generator, whose history eqcg runs with LAMMPS.
 
     Attributes:
-        kind: ``polymer`` (one bead-spring chain, LJ units) or ``electrolyte`` (one PEO/LiTFSI
-            box, real units).
-        preset: the generator's preset (sizes and physics); the run length is just what the
+        kind: a registered system that generates a history
+            (:mod:`eqcg.systems.registry`: ``polymer``, one bead-spring chain in LJ units;
+            ``electrolyte``, one PEO/LiTFSI box in real units).
+        preset: the system's preset (sizes and physics); the run length is just what the
             history needs, the frame interval the run's training data's.
         seed: seed of the system's composition, start and thermostat.
     """
 
     kind: str
-    preset: str = "tiny"
+    preset: str = DEFAULT_PRESET
     seed: int = 0
 
     def __post_init__(self) -> None:
-        presets = {"polymer": polymer.PRESETS, "electrolyte": electrolyte.PRESETS}
-        if self.kind not in presets:
-            raise ConfigError(f"--generate-history: unknown system {self.kind!r}; built-in: "
-                              f"{', '.join(presets)}")
-        if self.preset not in presets[self.kind]:
-            raise ConfigError(f"--preset: unknown {self.kind} preset {self.preset!r}; known: "
-                              f"{', '.join(presets[self.kind])}")
+        try:
+            kind = get_system_kind(self.kind)
+        except ConfigError as exc:
+            raise ConfigError(f"--generate-history: {exc}") from None
+        if kind.history is None:
+            offered = [name for name, other in system_kinds().items() if other.history]
+            raise ConfigError(f"--generate-history: the {kind.name} system generates no "
+                              f"history; systems that do: {', '.join(offered)}")
+        try:
+            kind.preset(self.preset)
+        except ConfigError as exc:
+            raise ConfigError(f"--preset: {exc}") from None
 
 
 def simulate(
@@ -269,7 +274,8 @@ def _generated(
     system: BuiltinSystem, loaded: LoadedRun, out: Path, options: RolloutOptions
 ) -> _Start:
     """Run ``system``'s short LAMMPS job in ``out/history`` (or reuse a finished one)."""
-    units, trained_units = BUILTIN_UNITS[system.kind], loaded.metadata.units
+    kind = get_system_kind(system.kind)
+    units, trained_units = kind.units, loaded.metadata.units
     if trained_units is not None and units != trained_units:
         raise DataError(f"--generate-history {system.kind}: the built-in {system.kind} system is "
                         f"in {units!r} units, the run ({loaded.checkpoint}) was trained on "
@@ -280,7 +286,9 @@ def _generated(
                           "frame interval, which a generated history needs")
     dilation = loaded.config.data.dilation
     n_frames = options.start_frame + (loaded.simulator.history - 1) * dilation + 1
-    spec = _history_spec(system, n_frames, float(interval))
+    preset = kind.preset(system.preset)
+    _check_whole_steps(kind, float(interval), preset.timestep)
+    spec = kind.history_spec(preset, system.seed, n_frames, float(interval))
     history_dir = out / HISTORY_DIR
     run_specs([spec], history_dir, jobs=1, source=f"eqcg simulate --generate-history "
               f"{system.kind}", record={**dataclasses.asdict(system), "n_frames": n_frames,
@@ -293,31 +301,14 @@ def _generated(
     return _Start(trajectory, workdir, workdir, {"generated": dataclasses.asdict(system)})
 
 
-def _md_steps(interval: float, dt: float, kind: str) -> int:
-    """MD steps of ``dt`` per frame ``interval``; ConfigError when it is not a whole number."""
+def _check_whole_steps(kind: SystemKind, interval: float, dt: float) -> None:
+    """ConfigError unless the frame ``interval`` is a whole number of MD steps ``dt``."""
     steps = round(interval / dt)
     if steps < 1 or abs(steps * dt - interval) > _SPACING_TOLERANCE * interval:
-        raise ConfigError(f"--generate-history {kind}: the run's training frames are "
-                          f"{interval:g} apart, not a whole number of the {kind} MD step {dt:g}")
-    return steps
+        time = unit_system(kind.units).time
+        raise ConfigError(f"--generate-history {kind.name}: the run's training frames are "
+                          f"{interval:g} {time} apart, not a whole number of the {kind.name} MD "
+                          f"step {dt:g} {time}")
 
 
-def _history_spec(system: BuiltinSystem, n_frames: int, interval: float) -> SystemSpec:
-    """The LAMMPS job of ``system`` recording ``n_frames`` frames ``interval`` apart."""
-    if system.kind == "polymer":
-        preset = polymer.get_preset(system.preset)
-        preset = dataclasses.replace(preset, n_frames=n_frames,
-                                     steps_per_frame=_md_steps(interval, preset.dt, system.kind))
-        rng = np.random.default_rng(system.seed)
-        n_beads = int(rng.integers(preset.n_beads[0], preset.n_beads[1] + 1))
-        sequence = polymer.random_sequence(n_beads, float(rng.uniform(*preset.phobic_fraction)),
-                                           rng)
-        return polymer.chain_spec(f"chain_seed{system.seed}", sequence, preset, rng)
-    preset = electrolyte.get_preset(system.preset)
-    _md_steps(interval, preset.dt_ps, system.kind)
-    preset = dataclasses.replace(preset, frame_interval_ps=interval,
-                                 production_ps=(n_frames - 1) * interval)
-    return electrolyte.recipe_spec(electrolyte.electrolyte_recipes(preset, system.seed, 1)[0])
-
-
-__all__ = ["BUILTIN_UNITS", "BuiltinSystem", "SystemFiles", "simulate"]
+__all__ = ["BuiltinSystem", "SystemFiles", "simulate"]

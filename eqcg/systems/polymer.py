@@ -17,15 +17,7 @@ Each run: a start from a self-avoiding random walk written by :func:`random_walk
 relaxation with ``fix nve/limit``, an unrecorded equilibration, then production frames every
 ``steps_per_frame`` steps (``dt = 0.01 tau``; 500 steps = 5 tau by default).
 
-Presets (:data:`PRESETS`):
-
-* ``tiny`` — 4 chains of 16-24 beads, 200 frames (1e5 steps): seconds; tests and CI.
-* ``small`` — 16 chains of 50-100 beads, 400 frames (2e5 steps): minutes; demos, benchmarks.
-* ``medium`` — the ablation scale (``configs/ablation/polymer_medium.yaml``): 120 chains of
-  20-60 beads plus 24 longer chains of 80-100 beads, 2010 frames (1e6 steps, 10^4 tau) each:
-  about 40 min of one core. The longer chains are held out as unseen lengths
-  (``data.test_min_atoms``); the others split into train/validation/test as usual.
-* ``paper`` — 128 chains of 100-200 beads, 2001 frames (1e6 steps): hours; real training.
+Presets: :mod:`eqcg.systems.polymer_presets`.
 
 A chain's attrs record its length (``n_beads``), sequence and solvophobic fraction, and
 ``length_group``: ``trained`` for lengths in ``n_beads``, ``longer`` for the extra chains.
@@ -35,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +35,7 @@ from eqcg.data.lammps_files import read_lammps
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import ConfigError
 from eqcg.systems.generate import LammpsJob, SystemSpec, generation_record, run_specs
+from eqcg.systems.polymer_presets import PRESETS, PolymerPreset
 
 PHOBIC = "A"
 PHILIC = "B"
@@ -57,62 +49,6 @@ _BOND_LENGTH = 0.97  # sigma, near the FENE+WCA minimum
 _MIN_DISTANCE = 0.8  # sigma, closest approach of non-bonded beads in the initial walk
 _WCA_CUTOFF = 2.0 ** (1.0 / 6.0)
 _MAX_LAMMPS_SEED = 900_000_000  # LAMMPS' Marsaglia generator takes seeds 1..9e8
-
-
-@dataclass(frozen=True)
-class PolymerPreset:
-    """Sizes, run lengths and physics of one polymer dataset.
-
-    Attributes:
-        n_systems: number of chains.
-        n_beads: inclusive range of chain lengths, drawn uniformly per chain.
-        phobic_fraction: range of the fraction of solvophobic beads, stratified over chains.
-        n_frames: recorded frames per chain (the first at the start of production).
-        steps_per_frame: MD steps between recorded frames.
-        equil_steps: unrecorded equilibration steps before production.
-        relax_steps: steps of ``fix nve/limit`` relaxing the initial walk.
-        dt: MD time step (tau).
-        temperature: Langevin temperature (epsilon / k_B).
-        damp: Langevin damping time (tau).
-        eps_phobic: LJ well depth between solvophobic beads (epsilon).
-        cutoff_phobic: LJ cut-off between solvophobic beads (sigma).
-        long_systems: extra chains with lengths drawn from ``long_n_beads`` (0: none).
-        long_n_beads: inclusive range of the extra chains' lengths.
-    """
-
-    n_systems: int
-    n_beads: tuple[int, int]
-    n_frames: int
-    equil_steps: int
-    phobic_fraction: tuple[float, float] = (0.1, 0.9)
-    steps_per_frame: int = 500
-    relax_steps: int = 1000
-    dt: float = 0.01
-    temperature: float = 1.0
-    damp: float = 1.0
-    eps_phobic: float = 1.5
-    cutoff_phobic: float = 2.5
-    long_systems: int = 0
-    long_n_beads: tuple[int, int] = (0, 0)
-
-    @property
-    def production_steps(self) -> int:
-        """MD steps of the recorded run."""
-        return (self.n_frames - 1) * self.steps_per_frame
-
-    @property
-    def total_steps(self) -> int:
-        """MD steps of one chain's whole LAMMPS run."""
-        return self.relax_steps + self.equil_steps + self.production_steps
-
-
-PRESETS: dict[str, PolymerPreset] = {
-    "tiny": PolymerPreset(n_systems=4, n_beads=(16, 24), n_frames=200, equil_steps=10_000),
-    "small": PolymerPreset(n_systems=16, n_beads=(50, 100), n_frames=400, equil_steps=50_000),
-    "medium": PolymerPreset(n_systems=120, n_beads=(20, 60), n_frames=2010, equil_steps=100_000,
-                            long_systems=24, long_n_beads=(80, 100)),
-    "paper": PolymerPreset(n_systems=128, n_beads=(100, 200), n_frames=2001, equil_steps=200_000),
-}
 
 
 def get_preset(preset: str | PolymerPreset) -> PolymerPreset:
@@ -323,6 +259,20 @@ def polymer_specs(
             zip(lengths, fractions, chain_rngs, groups, strict=True)
         )
     ]
+
+
+def history_spec(
+    preset: PolymerPreset, seed: int, n_frames: int, frame_interval: float
+) -> SystemSpec:
+    """One chain of ``preset`` (length and sequence drawn from ``seed``) recording ``n_frames``
+    frames ``frame_interval`` tau apart, a whole number of MD steps: the short run whose frames
+    are the history of ``eqcg simulate --generate-history polymer``."""
+    steps_per_frame = round(frame_interval / preset.dt)
+    preset = dataclasses.replace(preset, n_frames=n_frames, steps_per_frame=steps_per_frame)
+    rng = np.random.default_rng(seed)
+    n_beads = int(rng.integers(preset.n_beads[0], preset.n_beads[1] + 1))
+    sequence = random_sequence(n_beads, float(rng.uniform(*preset.phobic_fraction)), rng)
+    return chain_spec(f"chain_seed{seed}", sequence, preset, rng)
 
 
 def _stratified(bounds: tuple[float, float], n: int, rng: np.random.Generator) -> np.ndarray:
