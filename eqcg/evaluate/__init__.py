@@ -7,6 +7,8 @@
 * :func:`~eqcg.evaluate.comparison.compare` — several evaluations side by side.
 * :mod:`~eqcg.evaluate.results` — the typed results both write (``metrics.json``,
   ``comparison.json``) and read back.
+* :mod:`~eqcg.evaluate.ceiling` — the MD ceiling of a dataset: how well the MD's own halves
+  agree on each species' diffusivity over systems (``benchmarks/md_ceiling.py``).
 """
 
 from eqcg.evaluate.comparison import compare

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 _DPI = 90
@@ -34,7 +35,7 @@ class Panel:
             model)`` with the identity line; ``names`` annotate the points) or ``"bar"`` (one
             series ``(labels, values)``, ``None`` values shown as "n/a").
         series: label -> data, as described for ``kind``.
-        log: log-log axes (line panels; non-positive points are dropped).
+        log: log-log axes (line and scatter panels; non-positive points are dropped).
         xlog: a logarithmic x axis only (line panels; non-positive x are dropped).
         spans: label -> ``(x0, x1)`` shaded in that series' colour (fit windows).
         hline: y of a dashed horizontal guide (g(r) = 1, C = 0).
@@ -83,12 +84,23 @@ def _scatter(ax: plt.Axes, panel: Panel) -> None:
     (reference, model), = panel.series.values()
     reference, model = np.asarray(reference, float), np.asarray(model, float)
     keep = np.isfinite(reference) & np.isfinite(model)
+    if panel.log:
+        keep &= (reference > 0) & (model > 0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
     ax.scatter(reference[keep], model[keep], s=16)
     if keep.any():
         low = min(reference[keep].min(), model[keep].min())
         high = max(reference[keep].max(), model[keep].max())
-        pad = 0.05 * (high - low) if high > low else 0.05 * abs(high) + 1e-12
-        ax.plot([low - pad, high + pad], [low - pad, high + pad], "k--", lw=0.8)
+        if panel.log:  # square axes; minor ticks at 2 and 5 only, so their labels fit
+            ends = [low / 1.2, high * 1.2]
+            ax.set(xlim=ends, ylim=ends)
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 5.0)))
+        else:
+            pad = 0.05 * (high - low) if high > low else 0.05 * abs(high) + 1e-12
+            ends = [low - pad, high + pad]
+        ax.plot(ends, ends, "k--", lw=0.8)
     if 0 < keep.sum() <= 12 and len(panel.names):
         names = np.asarray(panel.names)[keep]
         for name, x, y in zip(names, reference[keep], model[keep], strict=True):

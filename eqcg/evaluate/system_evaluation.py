@@ -154,7 +154,7 @@ def _distribution_distances(views: dict[str, TrajectoryProperties]) -> dict[str,
     return out
 
 
-def _halves(traj: BeadTrajectory) -> tuple[BeadTrajectory, BeadTrajectory]:
+def trajectory_halves(traj: BeadTrajectory) -> tuple[BeadTrajectory, BeadTrajectory]:
     """The first and second half of ``traj`` (``n_frames // 2`` frames each)."""
     half = traj.n_frames // 2
     return traj.frames(slice(0, half)), traj.frames(slice(half, 2 * half))
@@ -246,7 +246,7 @@ def evaluate_system(
     shells = _first_shells(views["reference"])
     values = {view: _property_values(views[view], shells) for view in VIEWS}
     values |= {name: _dynamic_values(dynamic_properties(half, options, stride))
-               for name, half in zip(REFERENCE_HALVES, _halves(reference), strict=True)}
+               for name, half in zip(REFERENCE_HALVES, trajectory_halves(reference), strict=True)}
     exact = exact_com_diffusivity(reference_system.attrs, reference.units, reference.masses,
                                   reference.molecules)
     factor, _ = diffusivity_unit(reference.units)
