@@ -102,16 +102,19 @@ class Simulator(nn.Module):
         self.training_levels = score.training_levels
 
     def compile_networks(self) -> None:
-        """Compile the dynamics and score networks with ``torch.compile`` for rollouts.
+        """Compile the dynamics and score networks with ``torch.compile``, for rollouts and
+        training (gradients flow through the compiled networks).
 
         Shapes are dynamic (the edge count changes with every neighbour list), so one
-        compilation serves a whole rollout; it costs tens of seconds up front and pays on long
-        rollouts (``benchmarks/step_cost.py --compile``). Graphs dynamo cannot compile run
-        eagerly. The compiled modules wrap the originals: train and save checkpoints without it.
+        compilation serves a whole run; it costs tens of seconds up front (on a network's first
+        call, and for training on its first backward) and pays on long runs
+        (``benchmarks/step_cost.py --compile``). Graphs dynamo cannot compile run eagerly. The
+        networks are compiled in place (:meth:`torch.nn.Module.compile`): parameter names,
+        and so checkpoints, are those of the eager model.
         """
         torch._dynamo.config.suppress_errors = True  # fall back to eager, never fail a rollout
-        self.dynamics = torch.compile(self.dynamics, dynamic=True)
-        self.score_network = torch.compile(self.score_network, dynamic=True)
+        self.dynamics.compile(dynamic=True)
+        self.score_network.compile(dynamic=True)
 
     @property
     def requires_temperature(self) -> bool:
