@@ -245,9 +245,13 @@ def _cmd_ablate(args: argparse.Namespace) -> None:
 
 
 def _cmd_check_equivariance(args: argparse.Namespace) -> None:
-    from eqcg.equivariance import check_equivariance_cli
+    from eqcg.atomic import write_text_atomic
+    from eqcg.equivariance import equivariance_table, format_equivariance_table
 
-    check_equivariance_cli(args.target, n_trials=args.trials, seed=args.seed, out=args.out)
+    table = equivariance_table(args.target, n_trials=args.trials, seed=args.seed)
+    print(format_equivariance_table(table, args.trials))
+    if args.out:
+        write_text_atomic(args.out, json.dumps(table, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
