@@ -24,9 +24,11 @@ def test_train_compile_captures_the_networks_and_trains_as_the_eager_model(
     train(config, polymer_data, tmp_path / "eager", show_progress=False)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
+    previous = torch._dynamo.config.suppress_errors
     assert main(["train", str(tmp_path / "config.yaml"), "--data", str(polymer_data), "--out",
                  str(tmp_path / "compiled"), "--compile"]) == 0
     assert "trained 2 steps" in capsys.readouterr().out
+    assert torch._dynamo.config.suppress_errors is previous  # no global setting changed
     # the networks were really captured (not silently run eagerly) ...
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2
     # ... and took the steps the eager model took
