@@ -113,7 +113,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         config = load_config(args.config, args.set)
     result = train(config, args.data, args.out, max_steps=args.max_steps,
                    stop_after=args.stop_after, resume=args.resume, force_data=args.force_data,
-                   device=args.device, dtype=_dtype(args.dtype), command=sys.argv)
+                   device=args.device, dtype=_dtype(args.dtype), compile=args.compile,
+                   command=sys.argv)
     print(f"trained {result.step} steps; best validation NLL {result.best_val_nll:.4f}; "
           f"checkpoints in {result.run_dir}/checkpoints")
 
@@ -246,9 +247,13 @@ def _cmd_ablate(args: argparse.Namespace) -> None:
 
 
 def _cmd_check_equivariance(args: argparse.Namespace) -> None:
-    from eqcg.equivariance import check_equivariance_cli
+    from eqcg.atomic import write_text_atomic
+    from eqcg.equivariance import equivariance_table, format_equivariance_table
 
-    check_equivariance_cli(args.target, n_trials=args.trials, seed=args.seed, out=args.out)
+    table = equivariance_table(args.target, n_trials=args.trials, seed=args.seed)
+    print(format_equivariance_table(table, args.trials))
+    if args.out:
+        write_text_atomic(args.out, json.dumps(table, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the networks (tens of seconds up front; pays on long "
-                        "rollouts of the equivariant variant)")
+                   help="train with torch.compile'd dynamics and score networks (a minute or "
+                        "so up front on CPU; checkpoints are those of the eager model)")
 
     p = add("rollout", _cmd_rollout, "roll a trained simulator out and write trajectories")
     p.add_argument("run", help="run directory or checkpoint file")

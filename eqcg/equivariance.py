@@ -10,7 +10,6 @@ relative (max abs difference / max abs value). Run in float64 for meaningful sma
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -227,11 +226,12 @@ def _simulators_to_compare(target: str | os.PathLike) -> tuple[dict[str, Simulat
     return {name: sim.double().eval() for name, sim in sims.items()}, config
 
 
-def check_equivariance_cli(
-    target: str | os.PathLike, n_trials: int = 4, seed: int = 0, out: str | None = None
-) -> dict:
-    """Print a table of equivariance errors, one column per registered variant; optionally
-    save it as JSON."""
+def equivariance_table(
+    target: str | os.PathLike, *, n_trials: int = 4, seed: int = 0
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Equivariance errors of the target's model and of every other registered variant with
+    its settings (:func:`measure_equivariance`), in three cases: case -> variant -> quantity
+    -> largest relative error."""
     sims, config = _simulators_to_compare(target)
     cases = {
         "open boundaries, rotations+reflections": dict(pbc=False, triclinic=False, rotate=True),
@@ -250,14 +250,19 @@ def check_equivariance_cli(
             errors = measure_equivariance(sim, batch, n_trials=n_trials, seed=seed,
                                           rotate_box=spec["rotate"])
             table[case][name] = asdict(errors)
-    quantities = list(EquivarianceErrors.__dataclass_fields__)
-    widths = {name: max(12, len(name)) for name in sims}
-    for case, by_variant in table.items():
-        print(f"\n{case} (max relative error, float64, {n_trials} trials)")
-        print(f"  {'quantity':<12}" + "".join(f" {n:>{w}}" for n, w in widths.items()))
-        for q in quantities:
-            print(f"  {q:<12}" + "".join(f" {by_variant[n][q]:>{w}.2e}"
-                                         for n, w in widths.items()))
-    if out:
-        Path(out).write_text(json.dumps(table, indent=2))
     return table
+
+
+def format_equivariance_table(table: dict[str, dict[str, dict[str, float]]],
+                              n_trials: int) -> str:
+    """:func:`equivariance_table` as text: per case, one row per quantity and one column per
+    variant."""
+    lines = []
+    for case, by_variant in table.items():
+        widths = {name: max(12, len(name)) for name in by_variant}
+        lines += ["", f"{case} (max relative error, float64, {n_trials} trials)",
+                  f"  {'quantity':<12}" + "".join(f" {n:>{w}}" for n, w in widths.items())]
+        lines += [f"  {q:<12}" + "".join(f" {by_variant[n][q]:>{w}.2e}"
+                                         for n, w in widths.items())
+                  for q in EquivarianceErrors.__dataclass_fields__]
+    return "\n".join(lines)

@@ -9,7 +9,14 @@ import torch
 
 from eqcg import keys
 from eqcg.cli import main
-from eqcg.equivariance import cube_symmetries, permute_batch, probe_batch, random_orthogonal
+from eqcg.equivariance import (
+    cube_symmetries,
+    equivariance_table,
+    format_equivariance_table,
+    permute_batch,
+    probe_batch,
+    random_orthogonal,
+)
 from eqcg.models.registry import variants
 from eqcg.testing import random_batch
 
@@ -43,17 +50,26 @@ def test_probe_batch_uses_only_known_types():
     assert batch[keys.POS_HISTORY].dtype == torch.float64
 
 
-def test_cli_prints_both_variants(tmp_path, capsys):
+def test_the_library_returns_the_table_and_the_cli_prints_it(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("data: {history: 3}\nmodel: {variant: equivariant, covariance: full, "
                       "latent_dim: 16, embed_dim: 8, equivariant: {vector_channels: 4}, "
                       "message_passing_steps: 1, score_message_passing_steps: 1, radius: 5.0}\n"
                       "score: {n_levels: 3}\n")
-    out = tmp_path / "errors.json"
-    assert main(["check-equivariance", str(config), "--trials", "1", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "baseline" in printed and "equivariant" in printed and "rollout" in printed
-    table = json.loads(out.read_text())
+    table = equivariance_table(config, n_trials=1)
+    assert capsys.readouterr() == ("", "")  # the library prints nothing
     for by_variant in table.values():
         assert set(by_variant) == set(variants())
         assert by_variant["equivariant"]["mean"] < 1e-9 < 1e-3 < by_variant["baseline"]["mean"]
+    out = tmp_path / "errors.json"
+    assert main(["check-equivariance", str(config), "--trials", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == format_equivariance_table(table, 1) + "\n"
+    lines = printed.splitlines()
+    case = "open boundaries, rotations+reflections"
+    assert lines[1] == f"{case} (max relative error, float64, 1 trials)"
+    assert lines[2].split() == ["quantity", *table[case]]
+    assert lines[3].split() == ["mean", *(f"{errors['mean']:.2e}"
+                                          for errors in table[case].values())]
+    assert len(lines) == 3 * (1 + 2 + 6)  # per case: a blank, title, header, six quantities
+    assert json.loads(out.read_text()) == table

@@ -1,11 +1,13 @@
-"""A rollout with torch.compile'd networks equals the eager one (float64, deterministic)."""
+"""A rollout with torch.compile'd networks equals the eager one (float64, deterministic), and
+compiling changes no global setting of torch."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from eqcg.config import ModelConfig, RolloutConfig, ScoreConfig
-from eqcg.models.simulator import Simulator
+from eqcg.models.simulator import Simulator, eager_fallback
 from eqcg.simulate.rollout import rollout
 from eqcg.testing import random_batch
 
@@ -24,10 +26,27 @@ def test_compiled_rollout_equals_eager(single_thread):
         return rollout(simulator, batch.clone(), 3, settings, show_progress=False).positions
 
     eager = run()
+    previous = torch._dynamo.config.suppress_errors
     simulator.compile_networks()
+    assert torch._dynamo.config.suppress_errors is previous
     torch._dynamo.utils.counters.clear()
     compiled = run()
+    assert torch._dynamo.config.suppress_errors is previous
     # the networks were really captured (not silently run eagerly) ...
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2
     # ... and compute the same rollout
     torch.testing.assert_close(compiled, eager, rtol=1e-9, atol=1e-9)
+
+
+def test_a_graph_that_fails_to_compile_runs_eagerly_inside_the_fallback_only():
+    def failing(graph_module, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    x = torch.arange(3.0)
+    torch._dynamo.reset()
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="no compiler here"):
+        torch.compile(lambda t: 2 * t, backend=failing)(x)
+    previous = torch._dynamo.config.suppress_errors
+    with eager_fallback():
+        torch.testing.assert_close(torch.compile(lambda t: 3 * t, backend=failing)(x), 3 * x)
+    assert torch._dynamo.config.suppress_errors is previous

@@ -207,11 +207,11 @@ def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, *,
     one table and plots.
 
     Writes ``comparison.md``, ``comparison.json``, ``comparison.csv`` and
-    ``plots/comparison.png`` (side-by-side bar charts, one per column that has a value) into
-    ``out_dir``. Each report is labelled by its rollout directory's name, with its report
-    directory's name added where labels repeat. ``nll`` is read from a report's
-    ``metrics.json`` when something put it there (a number or ``{"mean": ...}``). Agreement
-    columns for Rg and relaxation times are over systems at the same simulated span
+    ``plots/comparison.png`` (a bar chart per column that has a value, each bar with its
+    bootstrap interval) into ``out_dir``. Each report is labelled by its rollout directory's
+    name, with its report directory's name added where labels repeat. ``nll`` is read from a
+    report's ``metrics.json`` when something put it there (a number or ``{"mean": ...}``).
+    Agreement columns for Rg and relaxation times are over systems at the same simulated span
     (``matched``); diffusivity and first-shell columns compare each trajectory's whole span
     (``whole``: the MD's full length against the full rollout, the rollout's MSD fitted over
     the MD's lag window; equilibrium properties, which need the most statistics there are).

@@ -168,10 +168,9 @@ def calibration_figure(out: Path, calibration: dict[str, Any]) -> str:
     return _draw(out, "calibration.png", [panel])
 
 
-def comparison_figures(
-    out: Path, rows: list[ComparisonRow], speed_units: list[str]
-) -> dict[str, str]:
-    """Draw one bar chart per comparison column that has a value (``comparison``)."""
+def comparison_panels(rows: list[ComparisonRow], speed_units: list[str]) -> list[plots.Panel]:
+    """One bar panel per comparison column that has a value: a bar per row, with the row's
+    bootstrap interval of the column as its error bar."""
     labels = [row.label for row in rows]
     readings = ComparisonRow.readings()
     panels = []
@@ -179,6 +178,15 @@ def comparison_figures(
         values = [getattr(row, col) for row in rows]
         if any(v is not None for v in values):
             unit = f" [{', '.join(speed_units)}]" if col == "model_speed" else ""
-            panels.append(plots.Panel(f"{title} ({readings[col]})", "", title + unit,
-                                      kind="bar", series={col: (labels, values)}))
+            panels.append(plots.Panel(f"{title}{unit} ({readings[col]})", "", "", kind="bar",
+                                      series={col: (labels, values)},
+                                      intervals=[row.intervals.get(col) for row in rows]))
+    return panels
+
+
+def comparison_figures(
+    out: Path, rows: list[ComparisonRow], speed_units: list[str]
+) -> dict[str, str]:
+    """Draw :func:`comparison_panels` (``comparison``; nothing when no column has a value)."""
+    panels = comparison_panels(rows, speed_units)
     return {"comparison": _draw(out, "comparison.png", panels)} if panels else {}

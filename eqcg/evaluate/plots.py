@@ -1,13 +1,16 @@
 """PNG figures of an evaluation (matplotlib, Agg backend: no display needed).
 
 A figure is a grid of :class:`Panel` s; each panel draws model and reference MD on shared axes
-(lines, histograms, a model-vs-reference scatter or bars). :func:`draw` writes one PNG.
+(lines, histograms, a model-vs-reference scatter or bars). :func:`figure` lays a grid out (titles
+wrapped to their panel, rows as tall as their bar labels need, so no text runs into a
+neighbour's); :func:`draw` writes it as one PNG.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,10 @@ import numpy as np  # noqa: E402
 
 _DPI = 90
 _COLUMNS = 3
+_WIDTH, _HEIGHT = 4.4, 3.3  # inches per panel (at least)
+_TITLE_CHARS = 40  # characters per title line: narrower than a panel's axes
+_BAR_LABEL_CHARS = 20  # characters per line of a bar's label
+_BAR_FONT = 7  # points
 
 
 @dataclass
@@ -33,13 +40,16 @@ class Panel:
         kind: ``"line"`` (series are ``(x, y)``), ``"hist"`` (series are samples, drawn as
             normalised histograms on shared bins), ``"scatter"`` (one series ``(reference,
             model)`` with the identity line; ``names`` annotate the points) or ``"bar"`` (one
-            series ``(labels, values)``, ``None`` values shown as "n/a").
+            series ``(labels, values)``: horizontal bars, first at the top, each labelled with
+            its value, ``None`` values shown as "n/a").
         series: label -> data, as described for ``kind``.
         log: log-log axes (line and scatter panels; non-positive points are dropped).
         xlog: a logarithmic x axis only (line panels; non-positive x are dropped).
         spans: label -> ``(x0, x1)`` shaded in that series' colour (fit windows).
         hline: y of a dashed horizontal guide (g(r) = 1, C = 0).
         names: point labels of a scatter panel.
+        intervals: bar panels: each bar's ``[low, high]`` (drawn as an error bar from low to
+            high; ``None``, or one with a ``None`` end, draws none).
     """
 
     title: str
@@ -52,6 +62,7 @@ class Panel:
     spans: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     hline: float | None = None
     names: Sequence[str] = ()
+    intervals: Sequence[Sequence[float | None] | None] = ()
 
 
 def _line(ax: plt.Axes, panel: Panel) -> None:
@@ -107,37 +118,70 @@ def _scatter(ax: plt.Axes, panel: Panel) -> None:
             ax.annotate(str(name), (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
 
 
-def _bar(ax: plt.Axes, panel: Panel) -> None:
+def _bar_labels(panel: Panel) -> list[str]:
+    """Each bar's label with its value, wrapped to :data:`_BAR_LABEL_CHARS` per line."""
     (labels, values), = panel.series.values()
-    heights = np.array([np.nan if v is None else float(v) for v in values])
-    positions = np.arange(len(labels))
-    ax.bar(positions, np.nan_to_num(heights))
-    for x, h in zip(positions, heights, strict=True):
-        ax.annotate("n/a" if np.isnan(h) else f"{h:.3g}", (x, np.nan_to_num(h)), ha="center",
-                    va="bottom", fontsize=7)
-    ax.set_xticks(positions, labels, rotation=20, ha="right", fontsize=7)
-    ax.axhline(0.0, color="black", lw=0.6)
+    return [textwrap.fill(f"{label}: {'n/a' if v is None else f'{float(v):.3g}'}",
+                          _BAR_LABEL_CHARS, break_long_words=True)
+            for label, v in zip(labels, values, strict=True)]
+
+
+def _bar(ax: plt.Axes, panel: Panel) -> None:
+    (_, values), = panel.series.values()
+    widths = np.array([np.nan if v is None else float(v) for v in values])
+    positions = np.arange(len(widths))
+    ax.barh(positions, np.nan_to_num(widths))
+    shown = [(y, *interval) for y, interval in zip(positions, panel.intervals, strict=False)
+             if interval is not None and None not in interval]
+    if shown:  # centred on the interval: it spans [low, high] wherever the value lies
+        y, low, high = np.array(shown, dtype=float).T
+        ax.errorbar((low + high) / 2, y, xerr=(high - low) / 2, fmt="none", ecolor="black",
+                    elinewidth=1.0, capsize=3)
+    ax.set_yticks(positions, _bar_labels(panel), fontsize=_BAR_FONT)
+    ax.invert_yaxis()  # the first bar on top, as in the table
+    ax.axvline(0.0, color="black", lw=0.6)
+
+
+def _height(panel: Panel) -> float:
+    """Inches a panel needs: :data:`_HEIGHT`, or more for the wrapped labels of many bars."""
+    if panel.kind != "bar":
+        return _HEIGHT
+    lines = [label.count("\n") + 1 for label in _bar_labels(panel)]
+    label_inches = sum(n * _BAR_FONT * 1.3 + 6 for n in lines) / 72
+    return max(_HEIGHT, label_inches + 1.5)  # + title, x axis and margins
 
 
 _DRAWERS = {"line": _line, "hist": _hist, "scatter": _scatter, "bar": _bar}
 
 
-def draw(path: str | os.PathLike, panels: Sequence[Panel]) -> Path:
-    """Draw ``panels`` in a grid (up to three per row) into the PNG ``path``; return ``path``."""
+def figure(panels: Sequence[Panel]) -> plt.Figure:
+    """``panels`` in a grid, up to three per row, titles wrapped to their panel and each row as
+    tall as its tallest panel needs (:func:`_height`)."""
     n_cols = min(_COLUMNS, len(panels))
     n_rows = math.ceil(len(panels) / n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.4 * n_cols, 3.3 * n_rows), squeeze=False)
+    heights = [max(_height(p) for p in panels[row * n_cols:(row + 1) * n_cols])
+               for row in range(n_rows)]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(_WIDTH * n_cols, sum(heights)),
+                             squeeze=False, gridspec_kw={"height_ratios": heights})
     for ax, panel in zip(axes.ravel(), panels, strict=False):  # spare axes hidden below
         _DRAWERS[panel.kind](ax, panel)
         if panel.hline is not None:
             ax.axhline(panel.hline, color="grey", ls="--", lw=0.8)
-        ax.set_title(panel.title, fontsize=9)
+        ax.set_title(textwrap.fill(panel.title, _TITLE_CHARS), fontsize=9)
         ax.set(xlabel=panel.xlabel, ylabel=panel.ylabel)
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
+    return fig
+
+
+def draw(path: str | os.PathLike, panels: Sequence[Panel]) -> Path:
+    """Draw ``panels`` (:func:`figure`) into the PNG ``path``; return ``path``."""
+    fig = figure(panels)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=_DPI)
+    finally:
+        plt.close(fig)
     return path

@@ -7,6 +7,8 @@ position history, typed CG edges under periodic boundaries, the Rg property head
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +45,19 @@ class Prediction:
     normalized: GaussianAcceleration
     latent: torch.Tensor
     rg_residual: torch.Tensor | None
+
+
+@contextmanager
+def eager_fallback() -> Iterator[None]:
+    """Within the block a graph dynamo fails to compile runs eagerly instead of raising
+    (dynamo's ``suppress_errors``, set for the block only: never fail a rollout or a training
+    step for the compiler's sake, and leave other users of ``torch.compile`` alone)."""
+    config = torch._dynamo.config
+    previous, config.suppress_errors = config.suppress_errors, True
+    try:
+        yield
+    finally:
+        config.suppress_errors = previous
 
 
 class Simulator(nn.Module):
@@ -100,18 +115,27 @@ class Simulator(nn.Module):
         )
         self.register_buffer("sigmas", sigmas)
         self.training_levels = score.training_levels
+        self.compiled = False
 
     def compile_networks(self) -> None:
-        """Compile the dynamics and score networks with ``torch.compile`` for rollouts.
+        """Compile the dynamics and score networks with ``torch.compile``, for rollouts and
+        training (gradients flow through the compiled networks).
 
         Shapes are dynamic (the edge count changes with every neighbour list), so one
-        compilation serves a whole rollout; it costs tens of seconds up front and pays on long
-        rollouts (``benchmarks/step_cost.py --compile``). Graphs dynamo cannot compile run
-        eagerly. The compiled modules wrap the originals: train and save checkpoints without it.
+        compilation serves a whole run; it costs tens of seconds up front (on a network's first
+        call, and for training on its first backward) and pays on long runs
+        (``benchmarks/step_cost.py --compile``). Graphs dynamo cannot compile run eagerly. The
+        networks are compiled in place (:meth:`torch.nn.Module.compile`): parameter names,
+        and so checkpoints, are those of the eager model. Nothing global changes: dynamo's
+        eager fallback is switched on only while the compiled networks run.
         """
-        torch._dynamo.config.suppress_errors = True  # fall back to eager, never fail a rollout
-        self.dynamics = torch.compile(self.dynamics, dynamic=True)
-        self.score_network = torch.compile(self.score_network, dynamic=True)
+        self.dynamics.compile(dynamic=True)
+        self.score_network.compile(dynamic=True)
+        self.compiled = True
+
+    def _network_call(self) -> AbstractContextManager:
+        """The context a network runs in: :func:`eager_fallback` once compiled."""
+        return eager_fallback() if self.compiled else nullcontext()
 
     @property
     def requires_temperature(self) -> bool:
@@ -163,7 +187,8 @@ class Simulator(nn.Module):
     ) -> Prediction:
         graph = self.graph_inputs(batch, pos_history[:, -1], bead_features, neighbors)
         velocities = finite_difference_velocities(pos_history) / self.velocity_scale
-        out: DynamicsOutput = self.dynamics(graph, velocities)
+        with self._network_call():
+            out: DynamicsOutput = self.dynamics(graph, velocities)
         rg_residual = None
         if self.property_head is not None:
             pooled = scatter(out.invariant_latent, batch.batch, dim=0, reduce="mean",
@@ -197,7 +222,8 @@ class Simulator(nn.Module):
         with record_function(SCORE):
             graph = self.graph_inputs(batch, noisy_pos, bead_features, neighbors)
             displacement = (noisy_pos - last_pos) / self.velocity_scale
-            return self.score_network(graph, context, displacement, torch.log(sigma))
+            with self._network_call():
+                return self.score_network(graph, context, displacement, torch.log(sigma))
 
     def score(
         self,

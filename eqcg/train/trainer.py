@@ -238,6 +238,7 @@ class _Job:
     resume: bool
     force_data: bool
     dtype: torch.dtype
+    compile: bool
     show_progress: bool
     command: Sequence[str]
 
@@ -305,6 +306,7 @@ def train(
     force_data: bool = False,
     device: str = "auto",
     dtype: torch.dtype = torch.float32,
+    compile: bool = False,
     show_progress: bool = True,
     command: Sequence[str] = (),
 ) -> TrainResult:
@@ -327,6 +329,9 @@ def train(
         force_data: let ``resume`` continue on another dataset than the run's.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
         dtype: float dtype of model and data.
+        compile: train with the dynamics and score networks compiled by ``torch.compile``
+            (:meth:`~eqcg.models.simulator.Simulator.compile_networks`; the checkpoints are
+            those of the eager model). Recorded in ``run.json``.
         show_progress: draw the progress bar (rank 0).
         command: the command line, recorded in ``run.json``.
 
@@ -342,8 +347,8 @@ def train(
     if stop_after is not None:
         at_least("stop_after (--stop-after)", stop_after, 0)
     job = _Job(config=config, data=Path(data), run_dir=Path(run_dir), stop_after=stop_after,
-               resume=resume, force_data=force_data, dtype=dtype, show_progress=show_progress,
-               command=command)
+               resume=resume, force_data=force_data, dtype=dtype, compile=compile,
+               show_progress=show_progress, command=command)
     check_output(job.run_dir, "run", resume=resume)
     ctx = distributed_context(resolve_device(device))
     try:
@@ -453,6 +458,8 @@ def _start_run(
                                      config.data.history, data.velocity_scale,
                                      data.acceleration_scale, data.temperature_scale)
     simulator = simulator.to(device=ctx.device, dtype=job.dtype)
+    if job.compile:
+        simulator.compile_networks()
     module = ctx.wrap(_LossModule(simulator))
     optimizer = torch.optim.Adam(simulator.parameters(), lr=config.train.lr)
     horizon = config.train.max_steps
@@ -469,7 +476,7 @@ def _start_run(
         job.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, job.run_dir / CONFIG_FILE)
         write_run_info(job.run_dir, config.to_dict(), config.train.seed, job.command,
-                       extra={"world_size": ctx.world})
+                       extra={"world_size": ctx.world, "compile": job.compile})
         log = _MetricsLog(job.run_dir, step)
     return _Run(job=job, ctx=ctx, simulator=simulator, module=module, optimizer=optimizer,
                 scheduler=scheduler, metadata=data.metadata, log=log, step=step,
