@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from eqcg.data.store import load_dataset
-from eqcg.evaluate.markdown import json_ready, table
-from eqcg.evaluate.properties import DEFAULT_OPTIONS, PropertyOptions, com_fit_window
+from eqcg.evaluation.markdown import json_ready, table
+from eqcg.evaluation.properties import DEFAULT_OPTIONS, PropertyOptions, com_fit_window
 from eqcg.metrics.agreement import agreement, within_factor
 from eqcg.metrics.dynamics import exact_com_diffusivity, fit_diffusivity, mean_squared_displacement
 from eqcg.metrics.structure import centres_of_mass

@@ -27,8 +27,8 @@ from eqcg.graphs.system import CGSystem, TypeVocabulary, prepare_systems
 from eqcg.graphs.windows import history_frames
 from eqcg.models.gaussian import gaussian_noise
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.refinement import score_evaluations
-from eqcg.simulate.rollout import rollout
+from eqcg.simulation.refinement import score_evaluations
+from eqcg.simulation.rollout import rollout
 from eqcg.systems.electrolyte import generate_electrolyte
 from eqcg.testing import random_system
 
@@ -117,7 +117,7 @@ def rollout_step_measure(
     simulator: Simulator, batch: Batch, refinement: RolloutConfig | None,
     generator: torch.Generator,
 ) -> Callable[[], float]:
-    """``() -> seconds`` of one :func:`~eqcg.simulate.rollout.rollout` step of ``simulator``,
+    """``() -> seconds`` of one :func:`~eqcg.simulation.rollout.rollout` step of ``simulator``,
     always from ``batch``'s history (the stepping loop's own wall time, embedding excluded)."""
 
     def measure() -> float:

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 
 from eqcg.data.rollout_file import ROLLOUT_FILE, read_rollout_state
-from eqcg.interrupt import Interrupted, interruptible
 from eqcg.models.checkpoint import load_checkpoint, resolve_checkpoint
-from eqcg.simulate.rollout import RolloutFailure
-from eqcg.simulate.runner import run_rollout
+from eqcg.runtime.interrupt import Interrupted, interruptible
+from eqcg.simulation.rollout import RolloutFailure
+from eqcg.simulation.runner import run_rollout
 
 PHASES = ("tests", "benchmark", "rollout")
 TIMED_OUT = (124, 137)  # what `timeout` returns for TERM and KILL

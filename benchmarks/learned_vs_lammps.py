@@ -62,7 +62,7 @@ from common import (
     write_json,
 )
 
-from eqcg.simulate.refinement import score_evaluations
+from eqcg.simulation.refinement import score_evaluations
 from eqcg.systems.generate import LAMMPS_DIR
 from eqcg.systems.lammps_runner import LOG_FILE, lammps_wall_seconds
 

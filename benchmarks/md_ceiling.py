@@ -15,7 +15,7 @@ its bootstrap 95 % interval and the fractions of systems whose halves agree with
 ``data.dilation`` sets the learned step of the chains' centre-of-mass fit window, as in
 evaluate. Prints the tables and writes ``md_ceiling.json``, ``md_ceiling.md`` and
 ``md_ceiling.png`` (half-2 against half-1 D per species, log-log) into ``--out``
-(:mod:`eqcg.evaluate.ceiling`).
+(:mod:`eqcg.evaluation.ceiling`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from eqcg.cg.mapping import CGSettings
 from eqcg.config import load_config
 from eqcg.data.store import load_dataset
 from eqcg.errors import EqcgError
-from eqcg.evaluate.ceiling import ceiling_markdown, md_ceiling, select_systems, write_ceiling
+from eqcg.evaluation.ceiling import ceiling_markdown, md_ceiling, select_systems, write_ceiling
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ systems' reference MD over their whole trajectories:
 * the Wasserstein-1 distance between the CG bond-length distributions of rollout and MD;
 * mean Rg per system vs MD (r², mean relative error) and the centre-of-mass diffusivity from
   the MSD vs MD (median ratio, fraction within 1.5x);
-* the one-step calibration of the model on the same systems (:mod:`eqcg.evaluate.calibration`);
+* the one-step calibration of the model on the same systems (:mod:`eqcg.evaluation.calibration`);
 * periodic systems: the largest shift of an RDF's first peak from the MD's (pairs with Li+
   when there is Li+, e.g. Li+ to the ether beads).
 
@@ -60,9 +60,9 @@ from eqcg.cg.mapping import CGSettings
 from eqcg.config import RolloutConfig, load_config
 from eqcg.data.rollout_file import RUNNING, rollout_status
 from eqcg.data.store import load_dataset
-from eqcg.evaluate.beads import reference_beads, rollout_beads
-from eqcg.evaluate.calibration import one_step_calibration
-from eqcg.evaluate.properties import (
+from eqcg.evaluation.beads import reference_beads, rollout_beads
+from eqcg.evaluation.calibration import one_step_calibration
+from eqcg.evaluation.properties import (
     DEFAULT_OPTIONS,
     default_rdf_r_max,
     species_pairs,
@@ -73,8 +73,8 @@ from eqcg.metrics.agreement import agreement
 from eqcg.metrics.stability import COLLISION_THRESHOLDS, collision_report
 from eqcg.models.checkpoint import load_simulator
 from eqcg.models.gaussian import gaussian_noise
-from eqcg.simulate.rollout import RolloutFailure, rollout
-from eqcg.simulate.runner import run_rollout, start_batch
+from eqcg.simulation.rollout import RolloutFailure, rollout
+from eqcg.simulation.runner import run_rollout, start_batch
 
 # name -> rollout settings (the run's Langevin step size is put in: _schedule)
 SCHEDULES: dict[str, RolloutConfig] = {
@@ -136,7 +136,7 @@ def _trained_run(args: argparse.Namespace, device: torch.device) -> tuple[Path, 
         return args.run, args.data
     from eqcg.systems.electrolyte import generate_electrolyte
     from eqcg.systems.polymer import generate_polymer
-    from eqcg.train.trainer import train
+    from eqcg.training.trainer import train
 
     data = args.work / f"{args.system}_{args.preset}"
     generate = generate_polymer if args.system == "polymer" else generate_electrolyte

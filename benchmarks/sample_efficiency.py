@@ -9,10 +9,10 @@ the rest form one ordered training pool whose first ``n`` systems train the size
 (nested sets). The first system of the pool is one that contains every atom and bond type of
 the held-out systems, so every model knows every type it is evaluated on.
 
-Each run calls :func:`eqcg.train.trainer.train` on a dataset holding only its training systems
+Each run calls :func:`eqcg.training.trainer.train` on a dataset holding only its training systems
 (split ``[1, 0, 0]``), with the same seed, step budget and config for every size, and the final
 weights are scored on all windows of the held-out systems with
-:func:`eqcg.train.trainer.validate`. The NLL is reported in physical units (nats per bead, with
+:func:`eqcg.training.trainer.validate`. The NLL is reported in physical units (nats per bead, with
 the acceleration in the dataset's length unit): the networks work in units of the training
 set's RMS acceleration, which differs between training sets, and ``nll + 3 log(scale)``
 undoes that. ``mse/cv`` is the mean squared error of the predicted mean acceleration over that
@@ -54,7 +54,7 @@ from eqcg.graphs.system import TypeVocabulary, prepare_systems
 from eqcg.graphs.windows import WindowDataset
 from eqcg.models.simulator import Simulator
 from eqcg.systems.polymer import generate_polymer
-from eqcg.train.trainer import train, validate
+from eqcg.training.trainer import train, validate
 
 REPO = Path(__file__).resolve().parent.parent
 WORK_DIR = RESULTS_DIR / "sample_efficiency"

@@ -59,7 +59,7 @@ from torch_geometric.data import Batch
 from eqcg.config import load_config
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.graphs.windows import WindowDataset, history_frames
-from eqcg.train.losses import compute_losses
+from eqcg.training.losses import compute_losses
 
 BASE_BEADS, BASE_CHAINS, BASE_IONS, BASE_BOX = 280, 20, 40, 30.0  # step_cost.py's box
 

@@ -4,8 +4,8 @@
     python benchmarks/step_breakdown.py --copies 1 8 64 --steps 10 --device cuda
 
 The rollout loop and the layers it calls mark their work with the labels of
-:mod:`eqcg.profiling`; this script runs ``--steps`` steps under :mod:`torch.profiler` and adds
-up, per step, the wall time spent in each stage *exclusive of the stages nested in it*: the
+:mod:`eqcg.runtime.profiling`; this script runs ``--steps`` steps under :mod:`torch.profiler`
+and adds up, per step, the wall time spent in each stage *exclusive of the stages nested in it*: the
 neighbour list (Verlet filter or rebuild), the rest of the edge construction (bond edges,
 displacements), the dynamics network, each score evaluation, the sampler arithmetic around
 them, the excluded-volume pass, the integrator, the guards and saving frames through the
@@ -54,9 +54,9 @@ from eqcg import keys, profiling
 from eqcg.data.rollout_file import RolloutHeader, RolloutState, create_rollout_file
 from eqcg.graphs.system import CGSystem
 from eqcg.models.gaussian import gaussian_noise
-from eqcg.simulate.rollout import rollout
-from eqcg.simulate.runner import StreamRecorder
-from eqcg.simulate.writer import bead_trajectory
+from eqcg.simulation.rollout import rollout
+from eqcg.simulation.runner import StreamRecorder
+from eqcg.simulation.writer import bead_trajectory
 
 STEP_STAGES = tuple(s for s in profiling.STAGES if s != profiling.EMBEDDING)
 

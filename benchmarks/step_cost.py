@@ -12,9 +12,9 @@ alternate between the variants and the table reports medians:
 
 * dynamics: one :meth:`Simulator.predict` (neighbour list + dynamics network);
 * score: one :meth:`Simulator.score` (neighbour list + score network);
-* rollout step: one step of :func:`eqcg.simulate.rollout.rollout` (predict, sample, Euler
-  step, the configured refinement's score calls: ``eqcg.simulate.refinement.score_evaluations``);
-* training step: forward + backward of :func:`eqcg.train.losses.compute_losses` on a batch of
+* rollout step: one step of :func:`eqcg.simulation.rollout.rollout` (predict, sample, Euler
+  step, the configured refinement's score calls: ``eqcg.simulation.refinement.score_evaluations``);
+* training step: forward + backward of :func:`eqcg.training.losses.compute_losses` on a batch of
   ``train.batch_size`` windows.
 
 ``--compile`` then compiles both variants (:meth:`Simulator.compile_networks`) and measures the
@@ -67,8 +67,8 @@ from eqcg.data.trajectory import SystemTrajectory
 from eqcg.graphs.neighbors import cg_edges
 from eqcg.graphs.windows import WindowDataset, history_frames
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.refinement import score_evaluations
-from eqcg.train.losses import compute_losses
+from eqcg.simulation.refinement import score_evaluations
+from eqcg.training.losses import compute_losses
 
 TARGET_RATIO = 1.0  # the project's goal: equivariant <= 1.0x baseline per rollout step on CPU
 

@@ -12,20 +12,20 @@ The objects a user touches, importable from ``eqcg`` (loaded on first use)::
                   trajectories=["new.dump"], timestep=0.01), "rollouts/new", n_steps=100)
     eqcg.evaluate("rollouts/poly-eq", "data/polymer", "reports/poly-eq")
 
-``train``, ``evaluate`` and ``simulate`` are also the names of subpackages
-(``eqcg.train.trainer``, ``eqcg.evaluate.report``, ``eqcg.simulate.new_system``). Importing a
-subpackage binds its name in ``eqcg``, so these names are the subpackages made callable:
-``eqcg.train(...)`` calls :func:`eqcg.train.trainer.train` however often and in whatever order
-the subpackages are used.
+The packages, lowest layer first: ``data`` (trajectories on disk) -> ``cg`` / ``systems`` /
+``metrics`` -> ``graphs`` -> ``models`` -> ``simulation`` / ``training`` -> ``evaluation`` ->
+``commands`` (the ``eqcg`` command line, ablations); beside them ``config`` and ``runtime``
+(atomic writes, output ownership, interrupts, process groups) serve every layer. Module paths
+of eqcg 0.1 (``eqcg.train.trainer``, ``eqcg.atomic``, ...) still import, with a
+:class:`DeprecationWarning` (:mod:`eqcg.runtime.moved_modules`).
 """
 
-import inspect
-import sys
-import types
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
+from eqcg.runtime import moved_modules
+
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "SystemTrajectory": "eqcg.data.trajectory",
@@ -45,58 +45,28 @@ _EXPORTS = {
     "Simulator": "eqcg.models.simulator",
     "variants": "eqcg.models.registry",
     "system_kinds": "eqcg.systems.registry",
-    "train": "eqcg.train.trainer",
+    "train": "eqcg.training.trainer",
     "load_simulator": "eqcg.models.checkpoint",
-    "rollout": "eqcg.simulate.rollout",
+    "rollout": "eqcg.simulation.rollout",
     "RolloutConfig": "eqcg.config",
-    "run_rollout": "eqcg.simulate.runner",
-    "RolloutOptions": "eqcg.simulate.runner",
-    "simulate": "eqcg.simulate.new_system",
-    "SystemFiles": "eqcg.simulate.new_system",
-    "BuiltinSystem": "eqcg.simulate.new_system",
-    "evaluate": "eqcg.evaluate.report",
-    "compare": "eqcg.evaluate.comparison",
-    "measure_equivariance": "eqcg.equivariance",
-    "run_ablation": "eqcg.ablation",
+    "run_rollout": "eqcg.simulation.runner",
+    "RolloutOptions": "eqcg.simulation.runner",
+    "simulate": "eqcg.simulation.new_system",
+    "SystemFiles": "eqcg.simulation.new_system",
+    "BuiltinSystem": "eqcg.simulation.new_system",
+    "evaluate": "eqcg.evaluation.report",
+    "compare": "eqcg.evaluation.comparison",
+    "measure_equivariance": "eqcg.simulation.equivariance",
+    "run_ablation": "eqcg.commands.ablation",
     "generate_polymer": "eqcg.systems.polymer",
     "generate_electrolyte": "eqcg.systems.electrolyte",
 }
 
 __all__ = sorted(_EXPORTS)
-# exported functions named like their subpackage
-_CALLABLE_PACKAGES = ("train", "evaluate", "simulate")
-
-
-class _CallablePackage(types.ModuleType):
-    """A subpackage that, called, calls the function of the same name that ``eqcg`` exports."""
-
-    def _function(self) -> Any:
-        name = self.__name__.rpartition(".")[2]
-        return getattr(import_module(_EXPORTS[name]), name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._function()(*args, **kwargs)
-
-    @property
-    def __signature__(self) -> inspect.Signature:
-        return inspect.signature(self._function())
-
-
-class _Eqcg(types.ModuleType):
-    """``eqcg`` itself: makes :data:`_CALLABLE_PACKAGES` callable as the import binds them."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _CALLABLE_PACKAGES and isinstance(value, types.ModuleType):
-            value.__class__ = _CallablePackage
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Eqcg
+moved_modules.install()
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CALLABLE_PACKAGES:
-        return import_module(f"{__name__}.{name}")  # binds the callable subpackage
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'eqcg' has no attribute {name!r}")

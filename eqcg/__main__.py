@@ -2,6 +2,6 @@
 
 import sys
 
-from eqcg.cli import main
+from eqcg.commands.cli import main
 
 sys.exit(main())

@@ -7,9 +7,10 @@ saved next to every run's outputs.
 
 Every numeric key's range is declared once, on its field (:func:`bounded`); the loader checks
 it, and the command line types the options it generates from a section with the same
-:class:`~eqcg.arguments.Range` (:func:`eqcg.cli` builds ``rollout``/``simulate``'s flags from
-:class:`RolloutConfig`). The ``rollout`` section is read only when a trained model is rolled
-out: changing it does not change the model, so a run's ``config.yaml`` may edit it.
+:class:`~eqcg.runtime.arguments.Range` (:mod:`eqcg.commands.cli` builds the flags of
+``rollout``/``simulate`` from :class:`RolloutConfig`). The ``rollout`` section is read only
+when a trained model is rolled out: changing it does not change the model, so a run's
+``config.yaml`` may edit it.
 
 A variant's own options form a section under ``model`` named after it
 (``model.equivariant: {lmax: 2}``). This module keeps such sections as plain mappings, so that
@@ -31,10 +32,10 @@ from typing import Any
 
 import yaml
 
-from eqcg.arguments import Range
-from eqcg.atomic import write_text_atomic
 from eqcg.errors import ConfigError
-from eqcg.yaml_files import read_yaml
+from eqcg.runtime.arguments import Range
+from eqcg.runtime.atomic import write_text_atomic
+from eqcg.runtime.yaml_files import read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class ScoreConfig:
     training_levels: str = choice("ladder", ("ladder", "spread"))
 
 
-# refinement samplers (eqcg.simulate.langevin): Langevin steps at each level, or one
+# refinement samplers (eqcg.simulation.langevin): Langevin steps at each level, or one
 # level-to-level step per level
 LANGEVIN_SCHEDULES = ("constant", "ncsn")
 LEVEL_SCHEDULES = ("ancestral", "geometric", "ddim")

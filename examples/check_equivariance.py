@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 import eqcg
-from eqcg.equivariance import measure_equivariance, probe_batch
+from eqcg.simulation.equivariance import measure_equivariance, probe_batch
 
 
 def main() -> None:

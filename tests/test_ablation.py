@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from eqcg.ablation import VARIANTS_FILE, run_ablation
+from eqcg.commands.ablation import VARIANTS_FILE, run_ablation
 from eqcg.models.checkpoint import CHECKPOINT_DIR, LAST
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -12,11 +12,11 @@ from e3nn import o3
 
 from eqcg import keys
 from eqcg.config import ModelConfig
-from eqcg.equivariance import transform_batch
 from eqcg.errors import ConfigError
 from eqcg.models.baseline import BaselineDynamics, BaselineScore
 from eqcg.models.registry import check_variant, get_variant
 from eqcg.models.simulator import Simulator
+from eqcg.simulation.equivariance import transform_batch
 from eqcg.testing import random_batch
 from eqcg.testing.variant_tests import (
     VariantTests,

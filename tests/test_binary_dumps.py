@@ -20,7 +20,7 @@ import mdtraj.formats
 import numpy as np
 import pytest
 
-from eqcg.cli import main
+from eqcg.commands.cli import main
 from eqcg.data.ingest import detect_format, ingest
 from eqcg.data.store import load_dataset
 from eqcg.errors import DataError, SimulationError

@@ -11,9 +11,9 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.text import Text
 
-from eqcg.evaluate import plots
-from eqcg.evaluate.figures import comparison_panels
-from eqcg.evaluate.results import ComparisonRow
+from eqcg.evaluation import plots
+from eqcg.evaluation.figures import comparison_panels
+from eqcg.evaluation.results import ComparisonRow
 
 LABELS = ["baseline", "equivariant-full-covariance-no-refinement [long chains]",
           "equivariant [short]", "a-variant-name-without-any-break-in-it-at-all"]

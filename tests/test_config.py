@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eqcg.ablation import load_spec, training_runs, variant_config
+from eqcg.commands.ablation import load_spec, training_runs, variant_config
 from eqcg.config import Config, config_from_dict, load_config, save_config
 from eqcg.errors import ConfigError
 from eqcg.models.registry import check_variant

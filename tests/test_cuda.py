@@ -19,12 +19,12 @@ import torch
 from eqcg import load_dataset, write_dataset
 from eqcg.config import ModelConfig, ScoreConfig, load_config
 from eqcg.data.rollout_file import COMPLETE, ROLLOUT_FILE, read_rollout_state, rollout_status
-from eqcg.equivariance import measure_equivariance
-from eqcg.interrupt import Interrupted
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.runner import run_rollout
+from eqcg.runtime.interrupt import Interrupted
+from eqcg.simulation.equivariance import measure_equivariance
+from eqcg.simulation.runner import run_rollout
 from eqcg.testing import random_batch, random_system
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA absent")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
@@ -44,8 +44,8 @@ import sys, torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from eqcg.config import load_config
-from eqcg.distributed import DistributedContext
-from eqcg.train import trainer
+from eqcg.runtime.distributed import DistributedContext
+from eqcg.training import trainer
 
 class AlwaysWrapped(DistributedContext):
     def wrap(self, module):

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from eqcg import load_dataset, write_dataset
-from eqcg.cli import main
+from eqcg.commands.cli import main
 from eqcg.config import load_config
 from eqcg.testing import random_system
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 OVERRIDES = [  # random systems record no temperature
     "model.temperature_input=false", "model.embed_dim=8", "model.latent_dim=16",
@@ -25,7 +25,7 @@ OVERRIDES = [  # random systems record no temperature
 RANK_SCRIPT = """
 import os, sys, torch
 from eqcg.config import load_config
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 config = load_config(sys.argv[1], sys.argv[4:])
 result = train(config, sys.argv[2], sys.argv[3], device="cpu", show_progress=False)
 torch.save(result.simulator.state_dict(), f"{sys.argv[3]}/rank{os.environ['RANK']}.pt")

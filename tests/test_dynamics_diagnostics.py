@@ -13,8 +13,8 @@ from eqcg.cg.mapping import CGSettings, compute_mapping
 from eqcg.data.rollout_file import ROLLOUT_FILE, RolloutAttrs
 from eqcg.data.store import load_dataset, write_dataset
 from eqcg.data.trajectory import SystemTrajectory, Topology
-from eqcg.evaluate import compare, evaluate
-from eqcg.evaluate.properties import PropertyOptions, com_fit_window, lag_ratio
+from eqcg.evaluation import compare, evaluate
+from eqcg.evaluation.properties import PropertyOptions, com_fit_window, lag_ratio
 from eqcg.metrics.dynamics import (
     bond_separation,
     correlation_profile,

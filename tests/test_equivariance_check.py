@@ -1,4 +1,4 @@
-"""eqcg.equivariance: helpers and the CLI table, one column per registered variant (each
+"""eqcg.simulation.equivariance: helpers and the CLI table, one column per registered variant (each
 variant's own pass/fail of the measurements is in the shared variant tests,
 eqcg.testing.variant_tests)."""
 
@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from eqcg import keys
-from eqcg.cli import main
-from eqcg.equivariance import (
+from eqcg.commands.cli import main
+from eqcg.models.registry import variants
+from eqcg.simulation.equivariance import (
     cube_symmetries,
     equivariance_table,
     format_equivariance_table,
@@ -17,7 +18,6 @@ from eqcg.equivariance import (
     probe_batch,
     random_orthogonal,
 )
-from eqcg.models.registry import variants
 from eqcg.testing import random_batch
 
 HISTORY = 3

@@ -17,13 +17,13 @@ from torch_geometric.utils import scatter
 
 from eqcg import keys
 from eqcg.config import ModelConfig, ScoreConfig
-from eqcg.equivariance import cube_symmetries, random_orthogonal, transform_batch
 from eqcg.errors import ConfigError
 from eqcg.graphs.neighbors import BOND_EDGE, RADIUS_EDGE
 from eqcg.models.equivariant import EquivariantOptions
 from eqcg.models.equivariant_layers import ChannelwiseTensorProduct, EdgeEncoding
 from eqcg.models.registry import check_variant, get_variant
 from eqcg.models.simulator import Simulator
+from eqcg.simulation.equivariance import cube_symmetries, random_orthogonal, transform_batch
 from eqcg.testing import random_batch
 from eqcg.testing.variant_tests import VariantTests, relative_error, variant_outputs
 

@@ -15,13 +15,13 @@ from eqcg.data.rollout_file import ROLLOUT_FILE, RolloutAttrs
 from eqcg.data.store import load_dataset, write_dataset
 from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory, Topology
 from eqcg.errors import DataError
-from eqcg.evaluate import compare, evaluate
-from eqcg.evaluate.beads import BeadTrajectory
-from eqcg.evaluate.comparison import COMPARISON_FILES, comparison_row
-from eqcg.evaluate.markdown import fmt
-from eqcg.evaluate.properties import DEFAULT_OPTIONS, trajectory_properties, with_fit_windows
-from eqcg.evaluate.report import REPORT_FILE
-from eqcg.evaluate.results import (
+from eqcg.evaluation import compare, evaluate
+from eqcg.evaluation.beads import BeadTrajectory
+from eqcg.evaluation.comparison import COMPARISON_FILES, comparison_row
+from eqcg.evaluation.markdown import fmt
+from eqcg.evaluation.properties import DEFAULT_OPTIONS, trajectory_properties, with_fit_windows
+from eqcg.evaluation.report import REPORT_FILE
+from eqcg.evaluation.results import (
     METRICS_FILE,
     AgreementEntry,
     Comparison,

@@ -23,15 +23,15 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from eqcg.ablation import load_spec
-from eqcg.arguments import Range
-from eqcg.cli import build_parser
+from eqcg.commands.ablation import load_spec
+from eqcg.commands.cli import build_parser
 from eqcg.config import Config, config_from_dict, load_config
 from eqcg.data.lammps_data_file import read_lammps_data
 from eqcg.data.lammps_dump import read_lammps_dump
 from eqcg.data.lammps_files import read_lammps
 from eqcg.errors import ConfigError, EqcgError
 from eqcg.models.registry import check_variant
+from eqcg.runtime.arguments import Range
 
 FUZZ = settings(max_examples=150, deadline=None, report_multiple_bugs=False)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eqcg.ablation import load_spec, variant_config
+from eqcg.commands.ablation import load_spec, variant_config
 from eqcg.data.lammps_data_file import read_lammps_data
 from eqcg.data.store import load_dataset
 from eqcg.errors import SimulationError

@@ -14,7 +14,7 @@ import torch
 
 from eqcg.config import load_config
 from eqcg.models.checkpoint import load_checkpoint, resolve_checkpoint
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"

@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 import eqcg.systems.generate as generation
-from eqcg.ablation import load_spec, run_ablation
-from eqcg.cli import main
+from eqcg.commands.ablation import load_spec, run_ablation
+from eqcg.commands.cli import main
 from eqcg.config import load_config
 from eqcg.data.lammps_data_file import read_lammps_data
 from eqcg.errors import ConfigError, DataError, OutputError
-from eqcg.interrupt import Interrupted
+from eqcg.runtime.interrupt import Interrupted
 
 BASE = Path(__file__).resolve().parents[1] / "configs" / "polymer_baseline.yaml"
 

@@ -14,8 +14,8 @@ from eqcg.models.gaussian import (
     gaussian_noise,
 )
 from eqcg.models.integrator import acceleration_target, append_frame, euler_step
-from eqcg.simulate.langevin import annealed_langevin
-from eqcg.train.losses import score_matching_loss
+from eqcg.simulation.langevin import annealed_langevin
+from eqcg.training.losses import score_matching_loss
 
 D = torch.float64
 
@@ -131,7 +131,7 @@ def test_pushforward_term_is_the_nll_after_the_models_own_sampled_step():
     from eqcg.config import ModelConfig, ScoreConfig
     from eqcg.models.simulator import Simulator
     from eqcg.testing import random_batch
-    from eqcg.train.losses import compute_losses
+    from eqcg.training.losses import compute_losses
 
     batch, vocabulary = random_batch(history=5)  # k + 1 = 5 frames for a model of k = 4
     torch.manual_seed(0)

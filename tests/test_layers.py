@@ -9,19 +9,18 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "eqcg"
 
-# data -> cg -> graphs -> models -> simulate/train -> evaluate -> cli; a module may import its
-# own part and any lower layer, never a higher one nor a sibling part of its own layer (the
-# foundation's single modules and the entry points of the top layer may use each other).
+# data -> cg -> graphs -> models -> simulation/training -> evaluation -> commands; a module may
+# import its own part and any lower layer, never a higher one nor a sibling part of its own
+# layer (the foundation's parts and the entry points of the top layer may use each other).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "units", "keys", "run_info", "arguments", "interrupt", "profiling", "atomic",
-     "config", "distributed", "names", "boundary", "outputs", "yaml_files"),
+    ("errors", "units", "keys", "config", "runtime"),
     ("data",),
     ("cg", "systems", "metrics"),
     ("graphs",),
     ("models",),
-    ("simulate", "train"),
-    ("evaluate", "equivariance"),
-    ("ablation", "info", "cli", "testing", "__main__"),
+    ("simulation", "training"),
+    ("evaluation",),
+    ("commands", "testing", "__main__"),
 )
 SHARED_LAYERS = (LAYERS[0], LAYERS[-1])
 
@@ -130,8 +129,8 @@ def test_the_checker_sees_upward_and_sibling_imports(tmp_path):
     for module, text in {
         "data/reader.py": "from eqcg.models.simulator import Simulator\n",
         "models/simulator.py": "from eqcg import keys\nfrom eqcg.data import reader\n",
-        "train/loop.py": "def f():\n    from eqcg.simulate.rollout import rollout\n",
-        "simulate/rollout.py": "from ..models.simulator import Simulator\n",
+        "training/loop.py": "def f():\n    from eqcg.simulation.rollout import rollout\n",
+        "simulation/rollout.py": "from ..models.simulator import Simulator\n",
         "keys.py": "",
     }.items():
         (root / module).parent.mkdir(parents=True, exist_ok=True)
@@ -141,8 +140,8 @@ def test_the_checker_sees_upward_and_sibling_imports(tmp_path):
     assert len(found) == 2, found
     assert found[0].startswith("eqcg/data/reader.py:1: eqcg.data (layer 1) imports "
                                "eqcg.models.simulator (layer 4)")
-    assert found[1].startswith("eqcg/train/loop.py:2: eqcg.train (layer 5) imports "
-                               "eqcg.simulate.rollout (layer 5)")
+    assert found[1].startswith("eqcg/training/loop.py:2: eqcg.training (layer 5) imports "
+                               "eqcg.simulation.rollout (layer 5)")
 
 
 def test_config_validates_without_importing_torch(tmp_path):

@@ -1,4 +1,4 @@
-"""The MD ceiling (eqcg.evaluate.ceiling, benchmarks/md_ceiling.py) on random walks of known D."""
+"""The MD ceiling (eqcg.evaluation.ceiling, benchmarks/md_ceiling.py) on random walks of known D."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from eqcg.cg.mapping import CGSettings
 from eqcg.config import load_config
 from eqcg.data.store import load_dataset, write_dataset
 from eqcg.data.trajectory import SystemTrajectory, Topology
-from eqcg.evaluate.ceiling import LI, md_ceiling
+from eqcg.evaluation.ceiling import LI, md_ceiling
 from eqcg.graphs.windows import split_systems
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,11 +16,11 @@ from pathlib import Path
 import h5py
 import pytest
 
-import eqcg.atomic
-from eqcg.cli import main
+import eqcg.runtime.atomic
+from eqcg.commands.cli import main
 from eqcg.data.store import load_dataset, system_digest
 from eqcg.errors import DataError, OutputError
-from eqcg.outputs import LOCK_FILE, MARKER_FILE, claim_output, output_kind
+from eqcg.runtime.outputs import LOCK_FILE, MARKER_FILE, claim_output, output_kind
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -85,7 +85,7 @@ def test_a_failed_command_leaves_no_directory_it_created(tmp_path):
 def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
     out = tmp_path / "rollout"
     other = textwrap.dedent(f"""
-        from eqcg.outputs import claim_output
+        from eqcg.runtime.outputs import claim_output
         with claim_output({str(out)!r}, "rollout", overwrite=True):
             pass
     """)
@@ -183,7 +183,7 @@ def test_a_failed_write_in_ingest_is_named_and_keeps_the_previous_dataset(
     before = snapshot(dataset_dir)
     if site == "hdf5 write":
         real_open = open
-        monkeypatch.setattr(eqcg.atomic, "open", lambda *a, **k: _FailingFile(
+        monkeypatch.setattr(eqcg.runtime.atomic, "open", lambda *a, **k: _FailingFile(
             real_open(*a, **k), number, allowed=3), raising=False)
         expected = f"writing the dataset {dataset_dir}/dataset.h5: {reason}"
     elif site == "fsync":
@@ -259,11 +259,11 @@ def test_a_dataset_with_damaged_metadata_is_named_and_its_file_closed(dataset_di
 # --- the error boundary and option ranges -------------------------------------------------
 
 def test_no_traceback_reaches_the_user(monkeypatch, capsys):
-    import eqcg.info
+    import eqcg.commands.info
 
     def broken(path):
         raise RuntimeError("something eqcg did not expect")
-    monkeypatch.setattr(eqcg.info, "describe", broken)
+    monkeypatch.setattr(eqcg.commands.info, "describe", broken)
     assert main(["info", "anything"]) == 3
     assert capsys.readouterr().err.strip().splitlines() == [
         "eqcg info: internal error: RuntimeError: something eqcg did not expect (a bug in eqcg: "
@@ -271,7 +271,7 @@ def test_no_traceback_reaches_the_user(monkeypatch, capsys):
 
     def unwritable(path):
         raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), "x" * 300)
-    monkeypatch.setattr(eqcg.info, "describe", unwritable)
+    monkeypatch.setattr(eqcg.commands.info, "describe", unwritable)
     assert main(["info", "anything"]) == 2
     assert last_error(capsys) == f"eqcg info: error: {'x' * 300}: file name too long"
 
@@ -309,9 +309,9 @@ def test_after_a_failed_write_hdf5_sees_the_file_it_believes_it_wrote(tmp_path, 
     """Discarded bytes still count for positions and the file's end (HDF5 checks addresses
     against it) and read back as zeros."""
     real_open = open
-    monkeypatch.setattr(eqcg.atomic, "open", lambda *a, **k: _FailingFile(
+    monkeypatch.setattr(eqcg.runtime.atomic, "open", lambda *a, **k: _FailingFile(
         real_open(*a, **k), errno.ENOSPC, allowed=1), raising=False)
-    latched = eqcg.atomic._LatchedFile(tmp_path / "f", "w+b")
+    latched = eqcg.runtime.atomic._LatchedFile(tmp_path / "f", "w+b")
     assert latched.write(b"abcd") == 4 and latched.error is None
     assert latched.write(b"efgh") == 4 and latched.error.errno == errno.ENOSPC
     assert latched.seek(0, os.SEEK_END) == 8 == latched.tell()

@@ -13,18 +13,18 @@ import h5py
 import pytest
 import torch
 
-import eqcg.atomic
-from eqcg.cli import main
+import eqcg.runtime.atomic
+from eqcg.commands.cli import main
 from eqcg.config import load_config
 from eqcg.data.store import load_dataset
 from eqcg.errors import ConfigError, DataError, FileSystemError
-from eqcg.evaluate import compare, evaluate
+from eqcg.evaluation import compare, evaluate
 from eqcg.models.checkpoint import load_checkpoint
-from eqcg.outputs import claim_output
-from eqcg.simulate.new_system import SystemFiles, simulate
-from eqcg.simulate.runner import run_rollout
+from eqcg.runtime.outputs import claim_output
+from eqcg.simulation.new_system import SystemFiles, simulate
+from eqcg.simulation.runner import run_rollout
 from eqcg.systems.polymer import generate_polymer
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",
          "model.score_message_passing_steps=1", "train.val_windows=8", "score.n_levels=4",
@@ -293,7 +293,7 @@ def test_a_failed_write_while_a_rollout_streams_keeps_the_frames_written_before(
 
         def __getattr__(self, name):
             return getattr(self._raw, name)
-    monkeypatch.setattr(eqcg.atomic, "open", lambda *a, **k: Full(real_open(*a, **k)),
+    monkeypatch.setattr(eqcg.runtime.atomic, "open", lambda *a, **k: Full(real_open(*a, **k)),
                         raising=False)
     with pytest.raises(FileSystemError) as caught:
         run_rollout(results / "run", polymer_data, rollout, 5, resume=True, show_progress=False)

@@ -19,7 +19,7 @@ import mdtraj as md
 import numpy as np
 import pytest
 
-from eqcg.cli import main
+from eqcg.commands.cli import main
 from eqcg.data.ase_reader import read_ase
 from eqcg.data.ingest import detect_format, ingest
 from eqcg.data.lammps_data_file import read_lammps_data

@@ -11,24 +11,24 @@ from torch_geometric.utils import scatter
 
 from eqcg import keys
 from eqcg.config import ModelConfig, RolloutConfig, ScoreConfig
-from eqcg.equivariance import random_orthogonal, transform_batch
-from eqcg.evaluate.calibration import calibration_from_distances, mahalanobis_squared
+from eqcg.evaluation.calibration import calibration_from_distances, mahalanobis_squared
 from eqcg.graphs.neighbors import VerletList, radius_edges
 from eqcg.models.gaussian import GaussianAcceleration, gaussian_noise
 from eqcg.models.simulator import Simulator
-from eqcg.simulate import rollout as rollout_module
-from eqcg.simulate.langevin import (
+from eqcg.simulation import rollout as rollout_module
+from eqcg.simulation.equivariance import random_orthogonal, transform_batch
+from eqcg.simulation.langevin import (
     annealed_langevin,
     geometric_ladder,
     level_to_level,
 )
-from eqcg.simulate.refinement import (
+from eqcg.simulation.refinement import (
     keep_molecule_centres,
     noise_ladder,
     push_apart,
     score_evaluations,
 )
-from eqcg.simulate.rollout import rollout
+from eqcg.simulation.rollout import rollout
 from eqcg.testing import random_batch
 
 D = torch.float64

@@ -17,17 +17,17 @@ import torch
 import yaml
 
 import eqcg
-from eqcg.arguments import resolve_device
-from eqcg.cli import main
+from eqcg.commands.cli import main
+from eqcg.commands.info import describe
 from eqcg.config import load_config, save_config
 from eqcg.errors import CheckpointError, ConfigError
-from eqcg.info import describe
 from eqcg.models.checkpoint import load_checkpoint, load_simulator
-from eqcg.simulate.rollout import rollout
-from eqcg.simulate.runner import _check_systems, run_rollout
+from eqcg.runtime.arguments import resolve_device
+from eqcg.simulation.rollout import rollout
+from eqcg.simulation.runner import _check_systems, run_rollout
 from eqcg.systems.generate import LAMMPS_DIR, RECORD_FILE, check_workdir, generation_record
 from eqcg.systems.polymer import generate_polymer, get_preset
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",
          "model.score_message_passing_steps=1", "train.val_windows=8", "train.log_every=1"]
@@ -317,7 +317,7 @@ def test_sigterm_during_training_writes_last_and_resume_continues(polymer_data, 
 
 def test_every_public_name_stays_usable_in_any_order(polymer_data, tmp_path):
     script = textwrap.dedent(f"""
-        import importlib, inspect, sys
+        import importlib, sys
         from pathlib import Path
         import eqcg
         from eqcg.config import load_config
@@ -326,7 +326,7 @@ def test_every_public_name_stays_usable_in_any_order(polymer_data, tmp_path):
         first = eqcg.train(config, {str(polymer_data)!r}, {str(tmp_path / 'a')!r},
                            show_progress=False)
         eqcg.load_simulator({str(tmp_path / 'a')!r})
-        import eqcg.train.trainer, eqcg.evaluate.report
+        import eqcg.training.trainer, eqcg.evaluation.report
         second = eqcg.train(config, {str(polymer_data)!r}, {str(tmp_path / 'b')!r},
                             show_progress=False)
         assert first.step == second.step == 2
@@ -335,11 +335,11 @@ def test_every_public_name_stays_usable_in_any_order(polymer_data, tmp_path):
             name = ".".join(("eqcg",) + path.relative_to(root).with_suffix("").parts)
             if not name.endswith("__main__"):  # (that one runs the command line)
                 importlib.import_module(name.removesuffix(".__init__"))
-        assert "eqcg.models.checkpoint" in sys.modules and "eqcg.simulate.runner" in sys.modules
+        assert "eqcg.models.checkpoint" in sys.modules and "eqcg.simulation.runner" in sys.modules
         for name in eqcg.__all__:
             assert callable(getattr(eqcg, name)), name
-        assert inspect.signature(eqcg.evaluate) == inspect.signature(eqcg.evaluate.report.evaluate)
-        assert inspect.signature(eqcg.train) == inspect.signature(eqcg.train.trainer.train)
+        assert eqcg.evaluate is eqcg.evaluation.report.evaluate
+        assert eqcg.train is eqcg.training.trainer.train
         eqcg.train(config, {str(polymer_data)!r}, {str(tmp_path / 'c')!r}, show_progress=False)
         from eqcg import evaluate, train
         assert callable(train) and callable(evaluate)

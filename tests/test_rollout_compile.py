@@ -8,7 +8,7 @@ import torch
 
 from eqcg.config import ModelConfig, RolloutConfig, ScoreConfig
 from eqcg.models.simulator import Simulator, eager_fallback
-from eqcg.simulate.rollout import rollout
+from eqcg.simulation.rollout import rollout
 from eqcg.testing import random_batch
 
 

@@ -8,14 +8,14 @@ import logging
 import pytest
 import yaml
 
-from eqcg.cli import EXIT_BAD_INPUT, build_parser, main
+from eqcg.commands.cli import EXIT_BAD_INPUT, build_parser, main
 from eqcg.config import MOVED_KEYS, Config, RolloutConfig, config_from_dict, load_config
 from eqcg.data.rollout_file import ROLLOUT_FILE, read_rollout_state
 from eqcg.data.store import load_dataset
 from eqcg.errors import CheckpointError, ConfigError
 from eqcg.models.checkpoint import CONFIG_FILE, load_simulator
-from eqcg.simulate.runner import RolloutOptions
-from eqcg.train.trainer import train
+from eqcg.simulation.runner import RolloutOptions
+from eqcg.training.trainer import train
 
 SMALL = ["model.embed_dim=8", "model.latent_dim=16", "model.message_passing_steps=1",
          "model.score_message_passing_steps=1", "train.val_windows=8", "train.max_steps=20",

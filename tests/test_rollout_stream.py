@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from eqcg import load_dataset
-from eqcg.cli import main
+from eqcg.commands.cli import main
 from eqcg.config import load_config
 from eqcg.data.rollout_file import (
     COMPLETE,
@@ -21,11 +21,11 @@ from eqcg.data.rollout_file import (
     rollout_status,
 )
 from eqcg.errors import ConfigError
-from eqcg.evaluate.report import evaluate
-from eqcg.interrupt import Interrupted
+from eqcg.evaluation.report import evaluate
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.runner import run_rollout
-from eqcg.train.trainer import train
+from eqcg.runtime.interrupt import Interrupted
+from eqcg.simulation.runner import run_rollout
+from eqcg.training.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",
          "model.score_message_passing_steps=1", "train.val_windows=32"]
@@ -125,7 +125,7 @@ def test_killed_rollout_keeps_whole_frames_and_resumes(run_dir, polymer_data, tm
     out = tmp_path / "killed"
     script = textwrap.dedent(f"""
         import torch
-        from eqcg.simulate.runner import run_rollout
+        from eqcg.simulation.runner import run_rollout
         run_rollout({str(run_dir)!r}, {str(polymer_data)!r}, {str(out)!r}, 100000,
                     systems={SYSTEMS!r}, dtype=torch.float64, show_progress=False,
                     flush_seconds=0.0)

@@ -23,8 +23,8 @@ from eqcg import keys
 from eqcg.config import ModelConfig, RolloutConfig, ScoreConfig
 from eqcg.graphs.neighbors import VerletList, radius_edges
 from eqcg.models.simulator import Simulator
-from eqcg.simulate import rollout as rollout_module
-from eqcg.simulate.rollout import rollout
+from eqcg.simulation import rollout as rollout_module
+from eqcg.simulation.rollout import rollout
 from eqcg.testing import random_batch
 from eqcg.testing.host_syncs import HostSync, HostSyncCounter
 
@@ -153,4 +153,4 @@ def test_rollout_loop_syncs_only_at_save_points_and_for_edge_counts(device, monk
         where = Counter(s.site.split(":")[0] for s in syncs)
         assert in_file(syncs, r"eqcg/graphs/") == CALLS_PER_STEP, (step, where)
         saved = int(step % save_every == 0)
-        assert in_file(syncs, r"eqcg/simulate/") == saved, (step, where)
+        assert in_file(syncs, r"eqcg/simulation/") == saved, (step, where)

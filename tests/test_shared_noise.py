@@ -10,7 +10,6 @@ import torch
 from scipy.linalg import block_diag
 from scipy.stats import multivariate_normal
 
-from eqcg.equivariance import random_orthogonal
 from eqcg.models.gaussian import (
     GaussianAcceleration,
     SharedNoise,
@@ -18,6 +17,7 @@ from eqcg.models.gaussian import (
     gaussian_noise,
     molecule_noise,
 )
+from eqcg.simulation.equivariance import random_orthogonal
 
 D = torch.float64
 MOLECULES = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])  # a single-bead molecule among them

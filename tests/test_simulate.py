@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import eqcg
-from eqcg.cli import EXIT_BAD_INPUT, main
+from eqcg.commands.cli import EXIT_BAD_INPUT, main
 from eqcg.config import load_config
 from eqcg.data.rollout_file import ROLLOUT_FILE, read_rollout_state
 from eqcg.errors import DataError
@@ -18,7 +18,7 @@ from eqcg.models import checkpoint
 from eqcg.systems import polymer
 from eqcg.systems.generate import LAMMPS_DIR, run_specs
 from eqcg.systems.lammps_runner import LOG_FILE
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",
          "model.score_message_passing_steps=1", "train.val_windows=16", "train.max_steps=100",

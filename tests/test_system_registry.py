@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eqcg.ablation import load_spec
-from eqcg.cli import EXIT_BAD_INPUT, main
+from eqcg.commands.ablation import load_spec
+from eqcg.commands.cli import EXIT_BAD_INPUT, main
 from eqcg.config import load_config
 from eqcg.data.store import load_dataset, write_dataset
 from eqcg.data.synthetic import random_system
 from eqcg.errors import ConfigError
-from eqcg.simulate.new_system import BuiltinSystem
+from eqcg.simulation.new_system import BuiltinSystem
 from eqcg.systems.registry import (
     SystemKind,
     get_system_kind,
@@ -28,7 +28,7 @@ from eqcg.systems.registry import (
     system_kinds,
     unregister_system_kind,
 )
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 BUILT_IN = "electrolyte, polymer"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -169,7 +169,7 @@ def test_the_frame_interval_of_a_preset_is_that_of_its_dataset(polymer_data):
 
 def test_listing_the_systems_imports_no_generator():
     code = ("import sys\n"
-            "from eqcg.cli import build_parser\n"
+            "from eqcg.commands.cli import build_parser\n"
             "build_parser()\n"
             "heavy = sorted(m for m in ('torch', 'h5py', 'mdtraj', 'eqcg.data',\n"
             "                           'eqcg.systems.generate', 'eqcg.systems.polymer',\n"

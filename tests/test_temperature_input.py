@@ -10,7 +10,7 @@ import torch
 
 from eqcg import keys
 from eqcg.cg.mapping import CGSettings
-from eqcg.cli import EXIT_BAD_INPUT, main
+from eqcg.commands.cli import EXIT_BAD_INPUT, main
 from eqcg.config import ModelConfig, ScoreConfig, load_config
 from eqcg.data.store import load_dataset
 from eqcg.errors import DataError
@@ -18,7 +18,7 @@ from eqcg.graphs.system import CGSystem, TypeVocabulary, require_temperatures
 from eqcg.models.checkpoint import load_simulator
 from eqcg.models.simulator import Simulator
 from eqcg.testing import random_batch
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",
          "model.score_message_passing_steps=1", "train.val_windows=16", "train.max_steps=20",

@@ -20,10 +20,10 @@ from eqcg.models.gaussian import GaussianAcceleration, isotropic_covariance
 from eqcg.models.interface import DynamicsNetwork, DynamicsOutput, GraphInputs, ScoreNetwork
 from eqcg.models.mlp import mlp
 from eqcg.models.registry import Variant, register_variant, variants
-from eqcg.simulate.runner import run_rollout
+from eqcg.simulation.runner import run_rollout
 from eqcg.testing import random_system
 from eqcg.testing.variant_tests import VariantTests
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -7,10 +7,10 @@ import json
 
 import torch
 
-from eqcg.cli import main
+from eqcg.commands.cli import main
 from eqcg.config import load_config, save_config
 from eqcg.models.checkpoint import load_checkpoint, load_simulator
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 SMALL = ["model.embed_dim=8", "model.latent_dim=16", "model.message_passing_steps=1",
          "model.score_message_passing_steps=1", "train.val_windows=4", "train.max_steps=2",

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from eqcg import load_dataset
-from eqcg.cli import main
+from eqcg.commands.cli import main
 from eqcg.config import load_config
 from eqcg.data.rollout_file import ROLLOUT_FILE
 from eqcg.errors import CheckpointError, OutputError
 from eqcg.models.checkpoint import load_checkpoint, load_simulator
-from eqcg.train.trainer import train
+from eqcg.training.trainer import train
 
 SMALL = ["model.embed_dim=16", "model.latent_dim=32", "model.message_passing_steps=2",
          "model.score_message_passing_steps=1", "train.log_every=10", "train.val_windows=32"]
@@ -123,7 +123,7 @@ def test_rollout_on_electrolyte_data(electrolyte_data, tmp_path):
 
 
 def test_bead_budget_keeps_the_longest_prefix_within_it_and_at_least_one_window():
-    from eqcg.train.trainer import within_bead_budget
+    from eqcg.training.trainer import within_bead_budget
 
     beads = np.array([100, 40, 40, 3000, 10, 60])
     drawn = np.array([1, 2, 5, 0, 4])

@@ -20,10 +20,10 @@ import pymetis
 import scipy.sparse
 import scipy.sparse.csgraph
 
-from eqcg.atomic import atomic_path
 from eqcg.config import DataConfig
 from eqcg.data.trajectory import SystemTrajectory, Topology
 from eqcg.errors import DataError
+from eqcg.runtime.atomic import atomic_path
 
 _FRAMES_PER_READ = 256
 

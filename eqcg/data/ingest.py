@@ -22,18 +22,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eqcg.atomic import atomic_path, sync
-from eqcg.boundary import doing
 from eqcg.data.ase_reader import read_ase
 from eqcg.data.lammps_files import read_lammps
 from eqcg.data.mdtraj_reader import read_mdtraj
 from eqcg.data.store import write_dataset
 from eqcg.data.trajectory import TEMPERATURE_ATTRS, SystemTrajectory
 from eqcg.errors import DataError
-from eqcg.interrupt import interruptible
-from eqcg.names import check_name
-from eqcg.outputs import claim_output
-from eqcg.run_info import RUN_INFO_FILE, run_info_text
+from eqcg.runtime.atomic import atomic_path, sync
+from eqcg.runtime.boundary import doing
+from eqcg.runtime.interrupt import interruptible
+from eqcg.runtime.names import check_name
+from eqcg.runtime.outputs import claim_output
+from eqcg.runtime.run_info import RUN_INFO_FILE, run_info_text
 
 PathLike = str | os.PathLike
 
@@ -170,7 +170,7 @@ def ingest(
         overwrite: replace the dataset ``out`` holds (refused otherwise).
 
     Returns the path of the written dataset file. ``out`` is claimed as a dataset
-    (:func:`~eqcg.outputs.claim_output`) before any file is read: an existing file, another
+    (:func:`~eqcg.runtime.outputs.claim_output`) before any file is read: an existing file, another
     kind of output, another writer, or a dataset without ``overwrite`` is an error. The dataset
     and its ``run.json`` replace the old ones only once both are written; Ctrl-C or SIGTERM
     leave the old ones as they were.

@@ -26,11 +26,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from eqcg.atomic import atomic_hdf5
-from eqcg.boundary import doing
 from eqcg.data.store import FORMAT_NAME, FORMAT_VERSION, write_system_group
 from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import DataError
+from eqcg.runtime.atomic import atomic_hdf5
+from eqcg.runtime.boundary import doing
 
 ROLLOUT_FILE = "rollout.h5"  # the bead-level dataset a rollout directory holds
 STATE_GROUP = "rollout_state"
@@ -140,7 +140,7 @@ def _replace_atomically(
     target: Path, write: Callable[[h5py.File], None], start_from_target: bool
 ) -> None:
     """Run ``write(h5py.File)`` on a temporary copy (of ``target``, or empty) and rename it
-    over ``target`` once it is complete and on disk (:func:`~eqcg.atomic.atomic_hdf5`)."""
+    over ``target`` once it is complete and on disk (:func:`~eqcg.runtime.atomic.atomic_hdf5`)."""
     with doing("writing the rollout", target), atomic_hdf5(
             target, copy_of=target if start_from_target else None) as out:
         write(out.file)

@@ -15,8 +15,9 @@ Layout of ``DIR/dataset.h5``::
         charges            (n_atoms,)  (optional)
 
 Any window of frames is read without loading the whole trajectory. Files are written to a
-temporary name and renamed into place (:func:`~eqcg.atomic.atomic_hdf5`), so an interrupted or
-failed write never leaves a valid-looking dataset behind and never damages the one it replaces.
+temporary name and renamed into place (:func:`~eqcg.runtime.atomic.atomic_hdf5`), so an
+interrupted or failed write never leaves a valid-looking dataset behind and never damages the
+one it replaces.
 ``content_hash`` (:func:`system_digest`) identifies what the systems hold, whatever the file's
 layout: a rollout records it, and evaluation checks its reference against it.
 """
@@ -33,11 +34,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from eqcg.atomic import atomic_hdf5
-from eqcg.boundary import doing
 from eqcg.data.trajectory import SystemTrajectory, Topology
 from eqcg.errors import DataError
-from eqcg.names import check_name
+from eqcg.runtime.atomic import atomic_hdf5
+from eqcg.runtime.boundary import doing
+from eqcg.runtime.names import check_name
 from eqcg.units import unit_system
 
 DATASET_FILE = "dataset.h5"

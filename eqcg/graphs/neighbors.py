@@ -12,7 +12,7 @@ import torch
 import vesin.torch
 from torch.profiler import record_function
 
-from eqcg.profiling import EDGES, NEIGHBOR_LIST
+from eqcg.runtime.profiling import EDGES, NEIGHBOR_LIST
 
 RADIUS_EDGE = 0
 BOND_EDGE = 1

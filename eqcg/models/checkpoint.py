@@ -21,12 +21,12 @@ from typing import Any
 import torch
 import yaml
 
-from eqcg.atomic import atomic_path
-from eqcg.boundary import doing
 from eqcg.config import Config, config_from_dict
 from eqcg.errors import CheckpointError, ConfigError, EqcgError
 from eqcg.graphs.system import TypeVocabulary
 from eqcg.models.simulator import Simulator
+from eqcg.runtime.atomic import atomic_path
+from eqcg.runtime.boundary import doing
 
 FORMAT_NAME = "eqcg-checkpoint"
 FORMAT_VERSION = 1
@@ -43,7 +43,7 @@ UNTRAINED_SECTIONS = ("rollout",)
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` atomically to ``path`` (serialised in memory first, so that a full disk
-    is an OSError from Python's write, named by :func:`~eqcg.boundary.doing`)."""
+    is an OSError from Python's write, named by :func:`~eqcg.runtime.boundary.doing`)."""
     buffer = io.BytesIO()
     torch.save({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}, buffer)
     with doing("writing the checkpoint", path), atomic_path(path) as tmp:

@@ -27,7 +27,7 @@ from eqcg.models.integrator import finite_difference_velocities
 from eqcg.models.interface import DynamicsOutput, GraphInputs
 from eqcg.models.mlp import mlp
 from eqcg.models.registry import check_variant, get_variant
-from eqcg.profiling import DYNAMICS, EMBEDDING, SCORE
+from eqcg.runtime.profiling import DYNAMICS, EMBEDDING, SCORE
 
 
 @dataclass

@@ -27,11 +27,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from eqcg.atomic import write_text_atomic
 from eqcg.data.store import write_dataset
 from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory
 from eqcg.errors import ConfigError
-from eqcg.run_info import write_run_info
+from eqcg.runtime.atomic import write_text_atomic
+from eqcg.runtime.run_info import write_run_info
 from eqcg.systems.lammps_runner import (
     LOG_FILE,
     lammps_finished,

@@ -31,7 +31,6 @@ from torch_geometric.data import Batch
 
 from eqcg import keys
 from eqcg.config import Config, DataConfig, ModelConfig, RolloutConfig, ScoreConfig
-from eqcg.equivariance import measure_equivariance, permute_batch, transform_batch
 from eqcg.errors import ConfigError
 from eqcg.models.checkpoint import (
     RunMetadata,
@@ -44,7 +43,8 @@ from eqcg.models.integrator import acceleration_target
 from eqcg.models.interface import DynamicsNetwork, ScoreNetwork
 from eqcg.models.registry import Variant, check_variant, get_variant
 from eqcg.models.simulator import Simulator
-from eqcg.simulate.rollout import rollout
+from eqcg.simulation.equivariance import measure_equivariance, permute_batch, transform_batch
+from eqcg.simulation.rollout import rollout
 from eqcg.testing import random_batch
 
 __all__ = ["Outputs", "VariantTests", "relative_error", "score_inputs", "variant_outputs"]
@@ -231,7 +231,7 @@ class VariantTests:
         self, simulator: Simulator, variant: Variant, case: str
     ) -> None:
         """Rotations + reflections + translations of every output and of a refined rollout
-        (:func:`~eqcg.equivariance.measure_equivariance`): pass if the variant claims
+        (:func:`~eqcg.simulation.equivariance.measure_equivariance`): pass if the variant claims
         equivariance, fail (but stay permutation equivariant) if it does not."""
         spec = EQUIVARIANCE_CASES[case]
         batch, _ = random_batch(history=self.history, pbc=spec["pbc"],
