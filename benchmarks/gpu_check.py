@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from eqcg.data.rollout_file import ROLLOUT_FILE, read_rollout_state
-from eqcg.models.checkpoint import load_checkpoint, resolve_checkpoint
+from eqcg.models.checkpoint import RunMetadata, load_checkpoint, resolve_checkpoint
 from eqcg.runtime.interrupt import Interrupted, interruptible
 from eqcg.simulation.rollout import RolloutFailure
 from eqcg.simulation.runner import run_rollout
@@ -57,9 +57,10 @@ def parse_args() -> argparse.Namespace:
 
 def held_out_systems(run: Path, data: Path) -> list[str] | None:
     """The run's test split when it was trained on a dataset of that name, else ``None``."""
-    metadata = load_checkpoint(resolve_checkpoint(run))["metadata"]
-    same_name = Path(metadata.get("dataset", "")).parent.name == data.resolve().name
-    return list(metadata.get("split", {}).get("test", [])) if same_name else None
+    file = resolve_checkpoint(run)
+    metadata = RunMetadata.from_dict(load_checkpoint(file).get("metadata", {}), str(file))
+    same_name = Path(metadata.dataset or "").parent.name == data.resolve().name
+    return list(metadata.test) if same_name else None
 
 
 def timed_rollout(args: argparse.Namespace) -> dict[str, Any]:
