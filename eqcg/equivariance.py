@@ -19,6 +19,7 @@ import torch
 from torch_geometric.data import Batch
 
 from eqcg import keys
+from eqcg.arguments import at_least
 from eqcg.cg.mapping import CGSettings
 from eqcg.config import Config, load_config
 from eqcg.data.synthetic import random_system
@@ -135,7 +136,9 @@ def measure_equivariance(
 
     Trials alternate proper rotations and rotoreflections, each with a random translation.
     With ``rotate_box=False`` only the 48 cube symmetries are used (for a cubic box held fixed).
+    ``n_trials`` below 1 is a :class:`~eqcg.errors.ConfigError` (no trial measures nothing).
     """
+    at_least("n_trials (--trials)", n_trials, 1)
     generator = torch.Generator().manual_seed(seed)
     dtype = batch[keys.POS_HISTORY].dtype
     n = batch[keys.POS_HISTORY].shape[0]
