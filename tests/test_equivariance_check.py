@@ -9,11 +9,15 @@ import torch
 
 from eqcg import keys
 from eqcg.commands.cli import main
+from eqcg.config import ModelConfig, ScoreConfig
+from eqcg.errors import ConfigError
 from eqcg.models.registry import variants
+from eqcg.models.simulator import Simulator
 from eqcg.simulation.equivariance import (
     cube_symmetries,
     equivariance_table,
     format_equivariance_table,
+    measure_equivariance,
     permute_batch,
     probe_batch,
     random_orthogonal,
@@ -73,3 +77,14 @@ def test_the_library_returns_the_table_and_the_cli_prints_it(tmp_path, capsys):
                                           for errors in table[case].values())]
     assert len(lines) == 3 * (1 + 2 + 6)  # per case: a blank, title, header, six quantities
     assert json.loads(out.read_text()) == table
+
+
+@pytest.mark.parametrize("n_trials", [0, -2])
+def test_measure_equivariance_refuses_fewer_than_one_trial(n_trials):
+    batch, vocabulary = random_batch(history=HISTORY)
+    model = ModelConfig(radius=5.0, embed_dim=8, latent_dim=8, message_passing_steps=1,
+                        score_message_passing_steps=1)
+    simulator = Simulator(model, ScoreConfig(n_levels=3), vocabulary, HISTORY).double()
+    with pytest.raises(ConfigError) as caught:
+        measure_equivariance(simulator, batch, n_trials=n_trials)
+    assert str(caught.value) == f"n_trials (--trials) must be an integer >= 1, got {n_trials}"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from eqcg.cg.mapping import CGSettings, compute_mapping
+from eqcg.commands.cli import main
 from eqcg.data.rollout_file import ROLLOUT_FILE, RolloutAttrs
 from eqcg.data.store import load_dataset, write_dataset
 from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory, Topology
@@ -113,7 +114,8 @@ def _rollout_system(
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     """Reference data, an exact rollout ("equivariant", 3 systems) and a noisy one ("baseline",
-    2 systems, evaluated without figures to save time), and their comparison."""
+    2 systems, evaluated without figures to save time), and their comparison (allowed over
+    different systems)."""
     root = tmp_path_factory.mktemp("evaluate")
     rng = np.random.default_rng(0)
     references = [_reference_system(i, rng) for i in range(3)]
@@ -131,7 +133,8 @@ def evaluated(tmp_path_factory):
                              group_by="length_group")
     metrics_noisy = evaluate(root / "noisy", root / "reference" / "dataset.h5",
                              root / "report_noisy", draw_plots=False)
-    comparison = compare([root / "report_exact", root / "report_noisy"], root / "comparison")
+    comparison = compare([root / "report_exact", root / "report_noisy"], root / "comparison",
+                         allow_mixed=True)
     return root, metrics_exact, metrics_noisy, comparison
 
 
@@ -271,6 +274,22 @@ def test_compare_writes_table_and_bar_charts(evaluated):
     for path in comparison["plots"].values():
         assert f"]({path})" in markdown
         _assert_png(out / path)
+
+
+def test_compare_refuses_reports_over_different_systems_unless_allowed(evaluated, tmp_path,
+                                                                       capsys):
+    root = evaluated[0]
+    exact, noisy = root / "report_exact", root / "report_noisy"
+    out = tmp_path / "comparison"
+    for first, second, counts in ((exact, noisy, "3 and 2"), (noisy, exact, "2 and 3")):
+        assert main(["compare", str(first), str(second), "--out", str(out)]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"eqcg compare: error: {first} and {second} evaluate different systems ({counts}; "
+            f"only in {exact}: sys2): one table would put numbers over different systems side "
+            "by side; compare reports of the same systems, or pass --allow-mixed")
+        assert not out.exists()
+    assert main(["compare", str(exact), str(noisy), "--out", str(out), "--allow-mixed"]) == 0
+    assert (out / "comparison.json").is_file()
 
 
 def test_metrics_and_comparison_files_round_trip_through_the_typed_results(evaluated):

@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true", help="replace the comparison OUT holds")
     p.add_argument("--allow-mixed", action="store_true",
-                   help="compare reports in different unit systems")
+                   help="compare reports over different systems or in different unit systems")
 
     p = add("ablate", _cmd_ablate,
             "train, roll out, evaluate and compare several variants on the same data")

@@ -220,8 +220,9 @@ def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, *,
     partner in MD.
 
     ``out_dir`` is claimed as a comparison (:func:`~eqcg.runtime.outputs.claim_output`): one
-    holding a comparison needs ``overwrite``. Reports in different unit systems are refused unless
-    ``allow_mixed`` (reports over different systems are warned about).
+    holding a comparison needs ``overwrite``. Reports in different unit systems or over
+    different systems are refused unless ``allow_mixed``
+    (:func:`~eqcg.evaluation.provenance.check_comparable`).
 
     Returns the content of ``comparison.json`` (:class:`Comparison` as a dict).
     """

@@ -4,13 +4,12 @@ A rollout records the content hash of the dataset it started from (``run.json``:
 ``dataset_hash``, :attr:`~eqcg.data.store.TrajectoryDataset.content_hash`); a reference with
 another hash (another seed's systems under the same names, say) is refused unless forced, and
 then the report says so. A reference's time axes must run forward. Reports put side by side
-must be in one unit system (and are warned about when over different systems).
+must be in one unit system and over the same systems (unless the comparison allows them mixed).
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +71,16 @@ def read_report(report_dir: str | os.PathLike) -> EvaluationSummary:
                             f"or mistyped {exc})") from None
 
 
+def _names(names: list[str], limit: int = 5) -> str:
+    """Up to ``limit`` of ``names``, with how many more there are."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def check_comparable(directories: list[Path], summaries: list[EvaluationSummary]) -> None:
-    """:class:`DataError` unless all reports share one unit system; a warning when they
-    evaluate different systems (a held-out subset, a partial rollout: legitimate, but their
-    agreement numbers are not over the same systems)."""
+    """:class:`DataError` unless all reports share one unit system and evaluate the same
+    systems (a held-out subset or a partial rollout is legitimate, but one table would then
+    put numbers over different systems side by side): the message names what differs."""
     def describe(summary: EvaluationSummary) -> str:
         units = summary.units
         return f"{units.get('name')} ({units.get('length')}, {units.get('time')})"
@@ -88,9 +93,12 @@ def check_comparable(directories: list[Path], summaries: list[EvaluationSummary]
                 f"{describe(summary)}: one table would mix them; compare reports of one unit "
                 "system, or pass --allow-mixed")
         if set(summary.systems) != set(first.systems):
-            only = sorted(set(summary.systems) ^ set(first.systems))
-            warnings.warn(
+            only = [(d, sorted(set(a.systems) - set(b.systems)))
+                    for d, a, b in ((directories[0], first, summary),
+                                    (directory, summary, first))]
+            differs = "; ".join(f"only in {d}: {_names(names)}" for d, names in only if names)
+            raise DataError(
                 f"{directories[0]} and {directory} evaluate different systems "
-                f"({len(first.systems)} and {len(summary.systems)}; not in both: "
-                f"{', '.join(only[:5])}{' ...' if len(only) > 5 else ''}): their columns are "
-                "not over the same systems", stacklevel=4)
+                f"({len(first.systems)} and {len(summary.systems)}; {differs}): one table "
+                "would put numbers over different systems side by side; compare reports of "
+                "the same systems, or pass --allow-mixed")

@@ -3,7 +3,9 @@
 Every checkpoint, dataset, mapping cache, rollout and record is written through
 :func:`atomic_path` (or :func:`atomic_hdf5` for HDF5 files): to a temporary file beside the
 target, flushed to disk, then renamed over the target, so an interrupted or failed write never
-leaves a truncated file behind and the previous file stays as it was.
+leaves a truncated file behind and the previous file stays as it was. The temporary is named
+after its writer (:func:`~eqcg.runtime.stale.writer_tag`), so the next write of the target
+removes one that a killed process left behind.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eqcg.runtime.interrupt import raise_pending, uninterrupted
+from eqcg.runtime.stale import remove_stale, writer_tag
 
 if TYPE_CHECKING:  # the command line writes its small files without loading HDF5
     import h5py
@@ -27,10 +30,13 @@ if TYPE_CHECKING:  # the command line writes its small files without loading HDF
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, for writers that look at it);
     once the block returns it is synced to disk and renamed over ``path``; if the block
-    raises it is removed and ``path`` is left as it was."""
+    raises it is removed and ``path`` is left as it was. Temporaries of ``path`` left by dead
+    processes are removed first (:func:`~eqcg.runtime.stale.remove_stale`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    prefix = f".{path.stem}.tmp-"
+    remove_stale(path.parent, prefix, path.suffix)
+    tmp = path.with_name(f"{prefix}{writer_tag()}{path.suffix}")
     try:
         yield tmp
         sync(tmp)

