@@ -174,6 +174,20 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     print(f"rollout written to {out} (rollout.h5, <system>.pdb + <system>.dcd)")
 
 
+def _add_file_arguments(p: argparse.ArgumentParser, units_help: str) -> None:
+    """What ``ingest`` and ``simulate`` ask about a user's MD files that they may not say."""
+    p.add_argument("--format", default=None, choices=["lammps", "mdtraj", "ase"])
+    p.add_argument("--name", default=None, help="system name (default: topology file stem)")
+    p.add_argument("--units", default=None, choices=["real", "lj"], help=units_help)
+    p.add_argument("--timestep", type=POSITIVE, default=None,
+                   help="MD step in ps (real) or tau (lj), for LAMMPS dumps")
+    p.add_argument("--frame-interval", type=POSITIVE, default=None,
+                   help="time between frames when the files carry none")
+    p.add_argument("--temperature", type=POSITIVE, default=None,
+                   help="thermostat temperature of the MD (K, or epsilon/k_B for lj); models "
+                        "trained with model.temperature_input need it")
+
+
 # old spellings of rollout flags, kept as aliases
 _FLAG_ALIASES = {"refine_levels": ("--levels",)}
 
@@ -283,16 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trajectory", required=True, action="append",
                    help="trajectory file; repeat to join several in time")
     p.add_argument("--out", required=True)
-    p.add_argument("--format", default=None, choices=["lammps", "mdtraj", "ase"])
-    p.add_argument("--name", default=None, help="system name (default: topology file stem)")
-    p.add_argument("--units", default=None, choices=["real", "lj"])
-    p.add_argument("--timestep", type=POSITIVE, default=None,
-                   help="MD step in ps (real) or tau (lj), for LAMMPS dumps")
-    p.add_argument("--frame-interval", type=POSITIVE, default=None,
-                   help="time between frames when the files carry none")
-    p.add_argument("--temperature", type=POSITIVE, default=None,
-                   help="thermostat temperature of the MD (K, or epsilon/k_B for lj); models "
-                        "trained with model.temperature_input need it")
+    _add_file_arguments(p, "units of the files")
     p.add_argument("--overwrite", action="store_true", help="replace the dataset OUT holds")
 
     p = add("info", _cmd_info, "summarise a dataset, run directory or rollout")
@@ -332,20 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trajectory", default=None, action="append",
                    help="short MD trajectory holding the history frames; repeat to join "
                         "several in time")
-    p.add_argument("--format", default=None, choices=["lammps", "mdtraj", "ase"])
-    p.add_argument("--name", default=None, help="system name (default: topology file stem)")
-    p.add_argument("--units", default=None, choices=["real", "lj"],
-                   help="units of the files (default: the training data's)")
-    p.add_argument("--timestep", type=POSITIVE, default=None,
-                   help="MD step in ps (real) or tau (lj), for LAMMPS dumps")
-    p.add_argument("--frame-interval", type=POSITIVE, default=None,
-                   help="time between frames when the files carry none")
+    _add_file_arguments(p, "units of the files (default: the training data's)")
     p.add_argument("--stride", type=COUNT, default=None,
                    help="trajectory frames per learned step (default: the model's learned "
                         "step over the trajectory's frame interval)")
-    p.add_argument("--temperature", type=POSITIVE, default=None,
-                   help="thermostat temperature of the MD (K, or epsilon/k_B for lj); models "
-                        "trained with model.temperature_input need it")
     _add_system_arguments(p, {name: kind for name, kind in kinds.items() if kind.history},
                           "--generate-history", "instead of files: run a short LAMMPS job of "
                           "one built-in system (in OUT/history) for the history")
