@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from eqcg.models.simulator import Simulator
 from eqcg.simulation.refinement import score_evaluations
 from eqcg.simulation.rollout import rollout
 from eqcg.systems.electrolyte import generate_electrolyte
+from eqcg.systems.polymer import generate_polymer
 from eqcg.testing import random_system
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +46,43 @@ VARIANTS = ("baseline", "equivariant")
 # refinement see a realistic configuration; the work done per step does not depend on them.
 UNTRAINED_ACCELERATION_SCALE = 1e-3  # length per learned step
 UNTRAINED_LANGEVIN_STEP_SIZE = 1e-12  # length², at the smallest level (schedules scale it up)
+SECONDS_PER_DAY = 86400.0
+NO_REFINEMENT = "no refinement"
+_LOOP = re.compile(r"Loop time of (\S+) on (\d+) procs for (\d+) steps with (\d+) atoms")
+_PERFORMANCE = re.compile(r"Performance: (\S+) (ns|tau)/day")
+_CPU_USE = re.compile(r"(\S+)% CPU use")
+
+
+@dataclass
+class LammpsRun:
+    """One ``run`` of a LAMMPS log: wall seconds, processes, MD steps, atoms, speed per day
+    (``unit``: ``ns/day`` or ``tau/day``) and the % of one CPU it got (``None``: not printed)."""
+
+    loop_seconds: float
+    procs: int
+    steps: int
+    atoms: int
+    per_day: float
+    unit: str
+    cpu_percent: float | None = None
+
+
+def lammps_runs(log: Path) -> list[LammpsRun]:
+    """Every ``run`` of a LAMMPS log that printed a ``Performance:`` line, in order."""
+    runs, loop = [], None
+    for line in log.read_text().splitlines():
+        if match := _LOOP.match(line):
+            loop = match
+        elif (match := _PERFORMANCE.match(line)) and loop is not None:
+            seconds, procs, steps, atoms = loop.groups()
+            runs.append(LammpsRun(float(seconds), int(procs), int(steps), int(atoms),
+                                  float(match.group(1)), f"{match.group(2)}/day"))
+            loop = None
+        elif (match := _CPU_USE.match(line)) and runs and runs[-1].cpu_percent is None:
+            runs[-1].cpu_percent = float(match.group(1))
+    if not runs:
+        raise SystemExit(f"{log}: no 'Performance:' line; did LAMMPS finish?")
+    return runs
 
 
 def untrained_simulator(config: Config, vocabulary: TypeVocabulary) -> Simulator:
@@ -57,7 +98,16 @@ def untrained_refinement(refinement: RolloutConfig, n_model_levels: int) -> Roll
     return RolloutConfig(refine=refinement.refine, schedule="constant", langevin_steps=1,
                          refine_levels=max(score_evaluations(refinement, n_model_levels), 1),
                          step_size=UNTRAINED_LANGEVIN_STEP_SIZE,
-                         excluded_volume=refinement.excluded_volume)
+                         excluded_volume=refinement.excluded_volume,
+                         keep_com=refinement.keep_com)
+
+
+def step_refinements(config: Config) -> list[tuple[str, RolloutConfig | None]]:
+    """The two steps to time: :data:`NO_REFINEMENT` (``None``) and ``config``'s refinement as
+    :func:`untrained_refinement`, labelled by its schedule and score evaluations per step."""
+    configured, n_levels = config.rollout, config.score.n_levels
+    label = f"{configured.schedule}, {score_evaluations(configured, n_levels)} evaluations"
+    return [(NO_REFINEMENT, None), (label, untrained_refinement(configured, n_levels))]
 
 
 def electrolyte_dataset(data: Path | None, preset: str = "tiny") -> TrajectoryDataset:
@@ -69,13 +119,32 @@ def electrolyte_dataset(data: Path | None, preset: str = "tiny") -> TrajectoryDa
     return load_dataset(data)
 
 
+def polymer_dataset(data: Path | None, preset: str, n_chains: int) -> TrajectoryDataset:
+    """The dataset at ``data``, or ``n_chains`` chains of the polymer ``preset`` generated with
+    LAMMPS one after another (each on a core of its own) into ``benchmarks/results/data/``
+    (kept for later runs; ``small``: a few seconds per chain)."""
+    if data is None:
+        data = RESULTS_DIR / "data" / f"polymer-{preset}-n{n_chains}"
+        generate_polymer(data, preset, seed=0, n_systems=n_chains, jobs=1, show_progress=False)
+    return load_dataset(data)
+
+
 def cg_system(
     dataset: TrajectoryDataset, name: str, config: Config
 ) -> tuple[CGSystem, TypeVocabulary]:
     """System ``name`` of ``dataset`` coarse-grained with ``config``'s CG settings."""
-    vocabulary = TypeVocabulary.from_systems([dataset[name]])
+    [system], vocabulary = cg_systems(dataset, [name], config)
+    return system, vocabulary
+
+
+def cg_systems(
+    dataset: TrajectoryDataset, names: Sequence[str], config: Config
+) -> tuple[list[CGSystem], TypeVocabulary]:
+    """Systems ``names`` of ``dataset`` coarse-grained with ``config``'s CG settings, with the
+    vocabulary of their types."""
+    vocabulary = TypeVocabulary.from_systems([dataset[name] for name in names])
     settings = CGSettings.from_config(config.data)
-    return prepare_systems(dataset, settings, vocabulary, [name])[0], vocabulary
+    return prepare_systems(dataset, settings, vocabulary, list(names)), vocabulary
 
 
 def trajectory_system(
@@ -90,8 +159,16 @@ def trajectory_system(
 def replicated_batch(system: CGSystem, history: int, copies: int, device: torch.device) -> Batch:
     """``copies`` copies of ``system``'s first history (frames one apart) in one batch: the
     graph a rollout of that many systems steps."""
-    graph = system.graph(history_frames(0, history, 1))
-    return Batch.from_data_list([graph] * copies).to(device)
+    return cycled_batch([system], history, copies, device)
+
+
+def cycled_batch(
+    systems: Sequence[CGSystem], history: int, copies: int, device: torch.device
+) -> Batch:
+    """``copies`` systems taken from ``systems`` in turn (each its first history, frames one
+    apart) in one batch: a rollout of that many systems in (nearly) equal shares."""
+    graphs = [system.graph(history_frames(0, history, 1)) for system in systems]
+    return Batch.from_data_list(list(itertools.islice(itertools.cycle(graphs), copies))).to(device)
 
 
 def synthetic_system(

@@ -34,13 +34,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from common import (
     RESULTS_DIR,
+    SECONDS_PER_DAY,
     VARIANTS,
     add_config_arguments,
     add_device_arguments,
@@ -50,6 +49,7 @@ from common import (
     environment,
     format_table,
     interleaved_times,
+    lammps_runs,
     load_variant_configs,
     match_baseline_width,
     median,
@@ -57,32 +57,16 @@ from common import (
     replicated_batch,
     rollout_step_measure,
     setup_device,
-    untrained_refinement,
+    step_refinements,
     untrained_simulator,
     write_json,
 )
 
-from eqcg.simulation.refinement import score_evaluations
 from eqcg.systems.generate import LAMMPS_DIR
 from eqcg.systems.lammps_runner import LOG_FILE, lammps_wall_seconds
 
-SECONDS_PER_DAY = 86400.0
 # Per-day units LAMMPS prints, and how many of the dataset's time unit each holds.
 DAY_UNITS = {"real": ("ns/day", 1000.0), "lj": ("tau/day", 1.0)}
-_LOOP = re.compile(r"Loop time of (\S+) on (\d+) procs for (\d+) steps with (\d+) atoms")
-_PERFORMANCE = re.compile(r"Performance: (\S+) (ns|tau)/day")
-
-
-@dataclass
-class LammpsRun:
-    """One ``run`` of a LAMMPS log: wall seconds, processes, MD steps, atoms, speed per day."""
-
-    loop_seconds: float
-    procs: int
-    steps: int
-    atoms: int
-    per_day: float
-    unit: str
 
 
 def parse_args() -> argparse.Namespace:
@@ -109,22 +93,6 @@ def parse_args() -> argparse.Namespace:
     add_device_arguments(parser)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "learned_vs_lammps.json")
     return parser.parse_args()
-
-
-def lammps_runs(log: Path) -> list[LammpsRun]:
-    """Every ``run`` of a LAMMPS log that printed a ``Performance:`` line, in order."""
-    runs, loop = [], None
-    for line in log.read_text().splitlines():
-        if match := _LOOP.match(line):
-            loop = match
-        elif (match := _PERFORMANCE.match(line)) and loop is not None:
-            seconds, procs, steps, atoms = loop.groups()
-            runs.append(LammpsRun(float(seconds), int(procs), int(steps), int(atoms),
-                                  float(match.group(1)), f"{match.group(2)}/day"))
-            loop = None
-    if not runs:
-        raise SystemExit(f"{log}: no 'Performance:' line; did LAMMPS finish?")
-    return runs
 
 
 def plot(rates: dict[str, float], unit: str, path: Path) -> None:
@@ -180,14 +148,11 @@ def main() -> None:
         if mode == "compiled":
             simulator.compile_networks()
         name_of = variant if mode == "eager" else f"{variant} (compiled)"
-        configured = config.rollout
-        n_levels = config.score.n_levels
-        refinements[variant] = (f"{configured.schedule}, "
-                                f"{score_evaluations(configured, n_levels)} evaluations")
-        refined = untrained_refinement(configured, n_levels)
+        steps = step_refinements(config)
+        refinements[variant] = steps[-1][0]
         for copies in args.copies:
             batch = replicated_batch(system, config.data.history, copies, device)
-            for label, refinement in (("no refinement", None), (refinements[variant], refined)):
+            for label, refinement in steps:
                 key = f"{name_of} / {label} / {copies} systems"
                 row_labels[key] = (name_of, label, copies)
                 measures[key] = rollout_step_measure(simulator, batch, refinement, generator)

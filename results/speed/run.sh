@@ -12,3 +12,4 @@ python benchmarks/learned_vs_lammps.py --copies 1 50 --compile --match-parameter
 python benchmarks/step_breakdown.py --copies 1 50 --steps 5 --out "$out/step_breakdown.json"
 python benchmarks/step_cost.py --compile --out "$out/step_cost.json"
 python benchmarks/scaling.py --out "$out/scaling.json"
+python benchmarks/polymer_throughput.py --out "$out/polymer_throughput.json"
