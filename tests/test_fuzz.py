@@ -238,6 +238,7 @@ def mutated_config(draw: st.DrawFn) -> dict[str, Any]:
 
 @FUZZ
 @example(data={"data": {1: 2, "history": 5}})
+@example(data={"data": {"cg_level": 10**400}})  # an int too large for a float (the fuzzer's find)
 @example(data={"model": {"radius": 10**400}})
 @given(data=mutated_config())
 def test_mutated_configs_raise_only_config_errors(data: dict[str, Any]):

@@ -19,8 +19,15 @@ import pytest
 import eqcg.runtime.atomic
 from eqcg.commands.cli import main
 from eqcg.data.store import load_dataset, system_digest
-from eqcg.errors import DataError, OutputError
-from eqcg.runtime.outputs import LOCK_FILE, MARKER_FILE, claim_output, output_kind
+from eqcg.errors import DataError, FileSystemError, OutputError, SimulationError
+from eqcg.runtime.outputs import (
+    LOCK_FILE,
+    MARKER_FILE,
+    check_output_file,
+    claim_output,
+    claims_output,
+    output_kind,
+)
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -74,6 +81,107 @@ def test_a_claim_refuses_files_other_kinds_and_finished_outputs(tmp_path):
     with pytest.raises(OutputError, match="holds a report, not an ablation"), \
             claim_output(new, "ablation"):
         pass
+
+
+def test_a_directory_of_a_users_own_files_needs_overwrite(tmp_path):
+    """Files eqcg did not mark as its output (a user's notes named like ours) are refused;
+    with --overwrite the claim goes ahead."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "report.md").write_text("my own notes")
+    (notes / "run.json").write_text("{}")
+    with pytest.raises(OutputError, match=(
+            rf"--out {notes}: holds files eqcg did not mark as its output \(report.md, "
+            r"run.json\); pass --overwrite to write the report into it anyway")):
+        with claim_output(notes, "report"):
+            pass
+    with pytest.raises(OutputError, match=rf"--out {notes}: holds a report, not a rollout"):
+        with claim_output(notes, "rollout"):  # report.md: taken for an older eqcg's report
+            pass
+    (notes / "report.md").rename(notes / "notes.md")
+    with pytest.raises(OutputError, match=(
+            rf"--out {notes}: holds files eqcg did not mark as its output \(notes.md, "
+            r"run.json\); pass --overwrite to write the rollout into it anyway")):
+        with claim_output(notes, "rollout"):
+            pass
+    assert (notes / "notes.md").read_text() == "my own notes"
+    with claim_output(notes, "report", overwrite=True):
+        pass
+    with claim_output(tmp_path / "empty", "report"):  # an empty or new directory is fine
+        pass
+
+
+def test_a_single_output_file_is_checked_like_a_directory(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match=rf"--out {tmp_path}: is a directory; give the name"):
+        check_output_file(tmp_path)
+    with pytest.raises(OutputError, match=rf"{tmp_path}/afile is an existing file, not a "
+                                          r"directory"):
+        check_output_file(tmp_path / "afile" / "table.json")
+    with pytest.raises(OutputError, match=r"exists already; pass --overwrite to replace it"):
+        check_output_file(tmp_path / "afile")
+    assert check_output_file(tmp_path / "afile", overwrite=True) == tmp_path / "afile"
+    dataset = tmp_path / "dataset.h5"
+    dataset.write_bytes(b"precious")
+    assert main(["check-equivariance", "configs/polymer_equivariant.yaml",
+                 "--out", str(dataset)]) == 2
+    assert last_error(capsys) == (f"eqcg check-equivariance: error: --out {dataset}: exists "
+                                  "already; pass --overwrite to replace it, or choose another "
+                                  "--out")
+    assert dataset.read_bytes() == b"precious"
+
+
+def _previous_rollout(directory: Path) -> dict[str, bytes]:
+    with claim_output(directory, "rollout"):
+        (directory / "rollout.h5").write_bytes(b"old frames")
+        (directory / "run.json").write_text("{}")
+    return snapshot(directory)
+
+
+@pytest.mark.parametrize("failure, kept", [
+    (OSError(errno.ENOSPC, "No space left on device"), "previous"),
+    (FileSystemError("writing: no space left on device"), "previous"),
+    (OutputError("refused before writing"), "previous"),
+    (KeyboardInterrupt(), "new"),
+    (SimulationError("blew up at step 3"), "new"),
+])
+def test_overwrite_keeps_the_previous_output_until_it_is_replaced(tmp_path, failure, kept):
+    """A failed write brings the previous files back; an end that leaves a new output of its
+    own (a blown-up or interrupted rollout) keeps that; no hidden folder is left either way."""
+    out = tmp_path / "rollout"
+    before = _previous_rollout(out)
+    with pytest.raises(type(failure)):
+        with claim_output(out, "rollout", overwrite=True):
+            assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
+            if not isinstance(failure, OutputError):
+                (out / "rollout.h5").write_bytes(b"new frames")
+                (out / "rollout.pdb").write_text("new")
+            raise failure
+    after = snapshot(out)
+    if kept == "previous":
+        assert after == before
+    else:
+        assert after["rollout.h5"] == b"new frames" and "run.json" not in after
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [MARKER_FILE]
+
+
+def test_a_finished_overwrite_removes_the_previous_output(tmp_path):
+    out = tmp_path / "rollout"
+    _previous_rollout(out)
+    with claim_output(out, "rollout", overwrite=True):
+        (out / "rollout.h5").write_bytes(b"new frames")
+    assert snapshot(out) == {MARKER_FILE: (out / MARKER_FILE).read_bytes(),
+                             "rollout.h5": b"new frames"}
+
+
+def test_a_write_error_without_a_file_name_names_the_output(tmp_path):
+    @claims_output("report", "out")
+    def write(out: Path, overwrite: bool = False) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(FileSystemError, match=rf"^writing the report into {tmp_path}/rep: no "
+                                              r"space left on device$"):
+        write(tmp_path / "rep")
 
 
 def test_a_failed_command_leaves_no_directory_it_created(tmp_path):

@@ -303,6 +303,37 @@ def test_a_failed_write_while_a_rollout_streams_keeps_the_frames_written_before(
 
 @pytest.mark.parametrize("number, reason", [(errno.ENOSPC, "no space left on device"),
                                             (errno.EROFS, "read-only file system")])
+def test_a_failed_write_while_a_rollout_overwrites_keeps_the_previous_rollout(
+        polymer_data, results, tmp_path, monkeypatch, capsys, number, reason):
+    """--overwrite of a finished rollout on a full disk: the previous rollout.h5, run.json and
+    viewer files are back, byte for byte, and nothing of the new one is left."""
+    rollout = tmp_path / "rollout"
+    shutil.copytree(results / "rollout", rollout)
+    before = snapshot(rollout)
+    real_open = open
+
+    class Full:
+        def __init__(self, raw):
+            self._raw = raw
+
+        def write(self, data):
+            raise OSError(number, os.strerror(number))
+
+        def __getattr__(self, name):
+            return getattr(self._raw, name)
+    monkeypatch.setattr(eqcg.runtime.atomic, "open", lambda *a, **k: Full(real_open(*a, **k)),
+                        raising=False)
+    assert main(["rollout", str(results / "run"), "--data", str(polymer_data), "--steps", "4",
+                 "--out", str(rollout), "--overwrite", "--device", "cpu"]) == 2
+    assert last_error(capsys) == (f"eqcg rollout: error: writing the rollout "
+                                  f"{rollout}/rollout.h5: {reason}")
+    assert snapshot(rollout) == before
+    assert sorted(p.name for p in rollout.iterdir() if p.name.startswith(".")) == [
+        ".eqcg-output.json"]  # no lock, no hidden folder left
+
+
+@pytest.mark.parametrize("number, reason", [(errno.ENOSPC, "no space left on device"),
+                                            (errno.EROFS, "read-only file system")])
 def test_a_failed_write_while_evaluate_overwrites_keeps_the_previous_report(
         polymer_data, results, tmp_path, monkeypatch, capsys, number, reason):
     report = tmp_path / "report"

@@ -262,12 +262,16 @@ def _cmd_ablate(args: argparse.Namespace) -> None:
 
 def _cmd_check_equivariance(args: argparse.Namespace) -> None:
     from eqcg.runtime.atomic import write_text_atomic
+    from eqcg.runtime.boundary import doing
+    from eqcg.runtime.outputs import check_output_file
     from eqcg.simulation.equivariance import equivariance_table, format_equivariance_table
 
+    out = check_output_file(args.out, overwrite=args.overwrite) if args.out else None
     table = equivariance_table(args.target, n_trials=args.trials, seed=args.seed)
     print(format_equivariance_table(table, args.trials))
-    if args.out:
-        write_text_atomic(args.out, json.dumps(table, indent=2))
+    if out is not None:
+        with doing("writing the equivariance table", out):
+            write_text_atomic(out, json.dumps(table, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -385,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=COUNT, default=5)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default=None, help="also write the table as JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace the file OUT names")
     return parser
 
 

@@ -61,8 +61,9 @@ class Range:
             return False
         if self.integer and not isinstance(value, int):
             return False
-        if not math.isfinite(value) or value < self.minimum or (
-                self.strict and value == self.minimum):
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if value < self.minimum or (self.strict and value == self.minimum):
             return False
         return self.maximum is None or value <= self.maximum
 

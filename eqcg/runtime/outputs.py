@@ -10,10 +10,15 @@ Every command that writes a directory claims it with :func:`claim_output` before
   writer (pid, host, command, start). A second writer is refused while the first is alive;
   a lock left by a process that died on this host is reported and taken over.
 * a finished output (the kind's first file exists) is refused unless the command continues it
-  (``resume``) or replaces it (``overwrite``).
+  (``resume``) or replaces it (``overwrite``); so is a directory without a marker that holds
+  files (a user's own files, or an output of an eqcg older than markers).
+* with ``overwrite``, the files the directory held wait in a hidden folder while the command
+  writes, and come back if a write fails (full disk, read-only) or the command ends before
+  writing its output: only a finished replacement, or a new output that is a result of its own
+  (a rollout that blew up keeps its frames, an interrupted one is resumable), removes them.
 
 A directory the claim created is removed again when the command fails before writing
-anything into it.
+anything into it. :func:`check_output_file` does the same checks for a single output file.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +46,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 MARKER_FILE = ".eqcg-output.json"
 LOCK_FILE = ".eqcg-lock"
 _STAGING = ".eqcg-staging-"
+_PREVIOUS = ".eqcg-previous-"
+_LISTED = 5  # files an error message names before abbreviating
 #: Each kind of output and the files that mark it, the first meaning "finished".
 KINDS: dict[str, tuple[str, ...]] = {
     "dataset": ("dataset.h5",),
@@ -85,6 +92,36 @@ def check_output(directory: Path, kind: str, *, resume: bool = False, overwrite:
     if held == kind and (directory / finished).exists() and not (resume or overwrite):
         raise OutputError(f"{option} {directory}: already holds {_article(kind)} {kind} "
                           f"({finished}); {_remedy(kind)}, or choose another {option}")
+    unmarked = [] if (directory / MARKER_FILE).exists() else _user_entries(directory)
+    if unmarked and not (resume or overwrite):
+        listed = ", ".join(sorted(p.name for p in unmarked)[:_LISTED])
+        more = f" and {len(unmarked) - _LISTED} more" if len(unmarked) > _LISTED else ""
+        raise OutputError(f"{option} {directory}: holds files eqcg did not mark as its output "
+                          f"({listed}{more}); pass --overwrite to write the {kind} into it "
+                          f"anyway (replacing files of the same names), or choose another "
+                          f"{option}")
+
+
+def check_output_file(path: str | os.PathLike, *, overwrite: bool = False,
+                      option: str = "--out") -> Path:
+    """Refuse to write the single file ``path`` when it is a directory, lies below a file, or
+    exists and ``overwrite`` is not given; returns it as a :class:`Path`."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: is a directory; give the name of a file")
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputError(f"{option} {path}: {existing} is an existing file, not a directory")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{option} {path}: exists already; pass --overwrite to replace it, "
+                          f"or choose another {option}")
+    return path
+
+
+def _user_entries(directory: Path) -> list[Path]:
+    """What ``directory`` holds beyond eqcg's own lock and hidden working files."""
+    return [p for p in directory.iterdir()
+            if p.name != LOCK_FILE and not p.name.startswith((_STAGING, _PREVIOUS))]
 
 
 @contextmanager
@@ -100,11 +137,13 @@ def claim_output(directory: str | os.PathLike, kind: str, *, resume: bool = Fals
     lock, finished = None, False
     try:
         lock = _acquire(directory, option)
-        marker = directory / MARKER_FILE
-        if not marker.exists():
-            with doing("marking the output directory", marker):
-                write_text_atomic(marker, json.dumps({"kind": kind, "created": _now()}))
-        yield directory
+        with (_kept_until_replaced(directory, KINDS[kind][0]) if overwrite
+              else nullcontext()):
+            marker = directory / MARKER_FILE
+            if not marker.exists():
+                with doing("marking the output directory", marker):
+                    write_text_atomic(marker, json.dumps({"kind": kind, "created": _now()}))
+            yield directory
         finished = True
     finally:
         if lock is not None:
@@ -141,12 +180,51 @@ def claims_output(kind: str, directory: str) -> Callable[[F], F]:
 
 def _named(exc: OSError, kind: str, staging: Path, out: Path) -> FileSystemError:
     """``exc`` as a :class:`FileSystemError`: ``writing the <kind> <file>: <reason>`` for a
-    file being staged (named by where it was to go), else ``<file>: <reason>``."""
+    file being staged (named by where it was to go), ``<file>: <reason>`` for another file,
+    ``writing the <kind> into <out>: <reason>`` where the error names no file."""
     path = os_error_path(exc)
     if path is not None and Path(path).is_relative_to(staging):
         return FileSystemError(describe_os_error(
             exc, f"writing the {kind}", out / Path(path).relative_to(staging)))
+    if path is None:
+        return FileSystemError(describe_os_error(exc, f"writing the {kind} into", out))
     return FileSystemError(describe_os_error(exc))
+
+
+@contextmanager
+def _kept_until_replaced(directory: Path, finished: str) -> Iterator[None]:
+    """Move what ``directory`` holds into a hidden folder for the block. It is removed when the
+    block returns, or ends otherwise with a new ``finished`` file in place (a rollout that blew
+    up keeps its frames, an interrupted one is resumable); otherwise (a failed write, an error
+    before anything was written) what the block wrote is removed and the previous files move
+    back. Folders that dead processes left are removed first."""
+    remove_stale(directory, _PREVIOUS)
+    previous = directory / f"{_PREVIOUS}{writer_tag()}"
+    kept = [p for p in _user_entries(directory) if p.name != MARKER_FILE]
+    with doing("setting the previous output aside in", previous):
+        previous.mkdir(exist_ok=True)
+        for path in kept:
+            os.replace(path, previous / path.name)
+    try:
+        yield
+    except BaseException as exc:
+        failed_write = isinstance(exc, OSError | FileSystemError)
+        if failed_write or not (directory / finished).exists():
+            for path in _user_entries(directory):
+                if path.name != MARKER_FILE:
+                    _remove(path)
+            for path in kept:
+                os.replace(previous / path.name, path)
+        shutil.rmtree(previous, ignore_errors=True)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextmanager
