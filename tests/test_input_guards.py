@@ -186,7 +186,8 @@ def test_a_six_column_file_that_fits_both_styles_must_name_one(tmp_path):
     assert str(caught.value) == (
         f"{path}, line 17: 6 values per Atoms line fit both atom style 'molecular' (id mol type "
         "x y z) and 'charge' (id type q x y z), and the file has no bonds to tell them apart; "
-        "name the style ('Atoms # charge' or 'Atoms # molecular') or pass atom_style=")
+        "name the style in the file ('Atoms # charge' or 'Atoms # molecular'; in Python: "
+        "atom_style=)")
     path.write_text(DATA.format(comment=" # charge", a="1 2", b="2 1"))
     np.testing.assert_array_equal(read_lammps_data(path).topology.charges, [2, 1, 2, 1])
 

@@ -11,18 +11,21 @@ import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import h5py
 import pytest
 
 import eqcg.runtime.atomic
+from eqcg.commands import cli
 from eqcg.commands.cli import main
 from eqcg.data.store import load_dataset, system_digest
 from eqcg.errors import DataError, FileSystemError, OutputError, SimulationError
 from eqcg.runtime.outputs import (
     LOCK_FILE,
     MARKER_FILE,
+    check_output,
     check_output_file,
     claim_output,
     claims_output,
@@ -430,3 +433,25 @@ def test_after_a_failed_write_hdf5_sees_the_file_it_believes_it_wrote(tmp_path, 
     assert (tmp_path / "f").read_bytes() == b"abcd"
     with pytest.raises(OSError, match="No space left on device"):
         latched.check()
+
+
+def test_a_finished_output_being_written_again_names_the_writer_first(tmp_path):
+    """A second writer learns that the output is being written, not that it should pass
+    --resume or --overwrite (which the lock would refuse next)."""
+    out = tmp_path / "rollout"
+    _previous_rollout(out)
+    with claim_output(out, "rollout", resume=True):
+        with pytest.raises(OutputError, match=rf"--out {out}: is being written by process "
+                                              rf"{os.getpid()} on "):
+            check_output(out, "rollout")
+
+
+def test_eqcg_warnings_print_as_one_line_of_the_command():
+    import eqcg.runtime.outputs as ours
+
+    with cli._warnings_as_lines("eqcg rollout"):
+        mine = warnings.formatwarning("no validation systems", UserWarning, ours.__file__, 3)
+        theirs = warnings.formatwarning("deprecated", DeprecationWarning, "/x/torch/jit.py", 7)
+    assert mine == "eqcg rollout: warning: no validation systems\n"
+    assert theirs.startswith("/x/torch/jit.py:7: DeprecationWarning: deprecated")
+    assert warnings.formatwarning("x", UserWarning, ours.__file__, 3) != mine  # restored

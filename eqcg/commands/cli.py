@@ -13,7 +13,9 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from eqcg.config import RolloutConfig
@@ -393,6 +395,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """eqcg's own warnings print as ``eqcg <command>: warning: <message>`` (others as Python
+    prints them) while the block runs."""
+    previous = warnings.formatwarning
+    package = str(Path(__file__).resolve().parents[1])
+
+    def format_warning(message: Warning | str, category: type[Warning], filename: str,
+                       lineno: int, line: str | None = None) -> str:
+        if str(Path(filename).resolve()).startswith(package):
+            return f"{command}: warning: {message}\n"
+        return previous(message, category, filename, lineno, line)
+
+    warnings.formatwarning = format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
@@ -406,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     command = f"eqcg {args.command}"
     try:
-        args.handler(args)
+        with _warnings_as_lines(command):
+            args.handler(args)
     except SimulationError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -332,14 +332,14 @@ def _atom_style(atoms: _Section, requested: str | None, header: dict[str, list[s
         if named not in ATOM_STYLES:
             raise DataError(
                 f"{where}: atom style {named!r} is not supported; supported: "
-                f"{', '.join(ATOM_STYLES)} (pass atom_style= to override)"
+                f"{', '.join(ATOM_STYLES)} (in Python, atom_style= overrides the file's)"
             )
         return named
     count = len(atoms.rows[0])
     if count not in _STYLE_BY_COUNT:
         raise DataError(
             f"{where}, line {atoms.lines[0]}: cannot tell the atom style from {count} values per "
-            f"Atoms line; name it ('Atoms # full') or pass atom_style="
+            f"Atoms line; name it in the file ('Atoms # full'; in Python: atom_style=)"
         )
     if _STYLE_BY_COUNT[count] == "molecular":
         return _molecular_or_charge(atoms, header, where)
@@ -367,8 +367,8 @@ def _molecular_or_charge(atoms: _Section, header: dict[str, list[str]], where: s
         raise DataError(
             f"{where}, line {atoms.lines[0]}: {len(atoms.rows[0])} values per Atoms line fit "
             "both atom style 'molecular' (id mol type x y z) and 'charge' (id type q x y z), and "
-            "the file has no bonds to tell them apart; name the style ('Atoms # charge' or "
-            "'Atoms # molecular') or pass atom_style="
+            "the file has no bonds to tell them apart; name the style in the file ('Atoms # "
+            "charge' or 'Atoms # molecular'; in Python: atom_style=)"
         )
     return "molecular"
 

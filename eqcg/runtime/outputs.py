@@ -84,6 +84,9 @@ def check_output(directory: Path, kind: str, *, resume: bool = False, overwrite:
                           f"is an existing file, not a directory for the {kind}")
     if not directory.is_dir():
         return
+    holder = _read_lock(directory / LOCK_FILE) if (directory / LOCK_FILE).exists() else None
+    if holder is not None and _alive(holder):
+        raise _being_written(directory, holder, option)
     held = output_kind(directory)
     if held is not None and held != kind:
         raise OutputError(f"{option} {directory}: holds {_article(held)} {held}, not "
@@ -277,10 +280,7 @@ def _acquire(directory: Path, option: str) -> Path:
         except FileExistsError:
             holder = _read_lock(lock)
             if _alive(holder):
-                raise OutputError(
-                    f"{option} {directory}: is being written by {_describe(holder)}; wait for "
-                    f"it to finish or choose another {option} (if no eqcg command is writing "
-                    f"there, remove {lock})") from None
+                raise _being_written(directory, holder, option) from None
             warnings.warn(f"{directory}: removed the stale lock of {_describe(holder)}, which "
                           "is no longer running; its output may be incomplete", stacklevel=4)
             lock.unlink(missing_ok=True)
@@ -292,6 +292,13 @@ def _acquire(directory: Path, option: str) -> Path:
             json.dump(_holder(), f)
         return lock
     raise OutputError(f"{option} {directory}: another process keeps taking its lock {lock}")
+
+
+def _being_written(directory: Path, holder: dict[str, object], option: str) -> OutputError:
+    return OutputError(
+        f"{option} {directory}: is being written by {_describe(holder)}; wait for it to finish "
+        f"or choose another {option} (if no eqcg command is writing there, remove "
+        f"{directory / LOCK_FILE})")
 
 
 def _read_lock(lock: Path) -> dict[str, object]:
