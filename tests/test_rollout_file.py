@@ -94,3 +94,18 @@ def test_a_rollout_file_reads_back_without_torch(tmp_path):
                                    START_TIME[name] + TIME_PER_STEP[i] * np.array([0, 2, 4]))
         assert system["attrs"] == vars(RolloutAttrs(name, 3, 15, 0, 7, 2, 1.5, "equivariant",
                                                     1.25))
+
+
+def test_eqcg_info_on_a_rollout_loads_no_torch(tmp_path):
+    """``eqcg info`` of a rollout reads the file (status and systems) without the model code."""
+    _write_rollout(tmp_path, np.random.default_rng(0))
+    code = textwrap.dedent("""
+        import sys
+        from eqcg.commands.info import describe
+        print(describe(sys.argv[1]))
+        assert not [m for m in ("torch", "torch_geometric") if m in sys.modules], sys.modules
+    """)
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert "status: complete at step 4" in result.stdout

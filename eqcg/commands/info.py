@@ -1,4 +1,5 @@
-"""``eqcg info``: a summary of a dataset, a run directory, a checkpoint or a rollout."""
+"""``eqcg info``: a summary of a dataset, a run directory, a checkpoint or a rollout (torch is
+loaded only to read a checkpoint)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from pathlib import Path
 from eqcg.data.rollout_file import ROLLOUT_FILE, RUNNING, read_rollout_state
 from eqcg.data.store import DATASET_FILE, load_dataset
 from eqcg.errors import CheckpointError, DataError
-from eqcg.models.checkpoint import BEST, CHECKPOINT_DIR, LAST, RunMetadata, load_checkpoint
+from eqcg.models.run_files import BEST, CHECKPOINT_DIR, LAST, RunMetadata
 
 
 def _describe_checkpoint(path: Path) -> str:
+    from eqcg.models.checkpoint import load_checkpoint  # torch: only for a checkpoint
+
     state = load_checkpoint(path)
     config = state["config"]
     n_params = sum(t.numel() for t in state["model"].values() if t.dtype.is_floating_point)

@@ -22,7 +22,7 @@ from eqcg.data.trajectory import SystemTrajectory
 from eqcg.errors import DataError
 from eqcg.graphs.system import CGSystem
 from eqcg.graphs.windows import history_frames
-from eqcg.models.checkpoint import RunMetadata
+from eqcg.models.run_files import RunMetadata
 from eqcg.runtime.arguments import at_least
 from eqcg.runtime.run_info import write_run_info
 from eqcg.simulation.writer import bead_trajectory
