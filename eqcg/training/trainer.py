@@ -376,6 +376,9 @@ def _train(job: _Job, ctx: DistributedContext) -> TrainResult:
             f"{str(exc) or 'interrupted'} at step {run.step} of {job.config.train.max_steps}; "
             f"{job.last_path} holds that step: continue with --resume", signal_of(exc)
         ) from None
+    except BaseException:
+        bar.close()  # what went wrong then prints on a line of its own
+        raise
     _finish(run, bar, interrupted=False)
     return TrainResult(job.run_dir, run.step, run.best_val, run.last_val, run.simulator)
 
