@@ -20,6 +20,7 @@ from pathlib import Path
 
 from eqcg.config import RolloutConfig
 from eqcg.errors import ConfigError, EqcgError, SimulationError
+from eqcg.models.run_files import BEST, LAST
 from eqcg.runtime.arguments import COUNT, INDEX, POSITIVE, SEED
 from eqcg.runtime.boundary import describe_os_error
 from eqcg.runtime.interrupt import Interrupted
@@ -220,7 +221,7 @@ def _add_rollout_arguments(p: argparse.ArgumentParser) -> None:
     saving, device."""
     p.add_argument("--steps", type=COUNT, required=True, help="learned steps")
     p.add_argument("--out", required=True)
-    p.add_argument("--checkpoint", default="best.pt", choices=["best.pt", "last.pt"])
+    p.add_argument("--checkpoint", default=BEST, choices=[BEST, LAST])
     p.add_argument("--save-every", type=COUNT, default=1)
     p.add_argument("--start-frame", type=INDEX, default=0,
                    help="first history frame of the starting trajectory")
