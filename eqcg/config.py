@@ -44,22 +44,18 @@ _SIZE = 10**6  # the largest count of anything that scales memory (steps, widths
 
 def bounded(
     default: Any, minimum: float, *, strict: bool = False, maximum: float | None = None,
-    choices: tuple[str, ...] = (), help: str = "",
+    help: str = "",
 ) -> Any:
-    """A config field with its range (integer when ``default`` is), or its ``choices``, and the
-    one-line ``help`` of the command-line option generated from it."""
-    metadata: dict[str, Any] = {"help": help}
-    if choices:
-        metadata["choices"] = choices
-    else:
-        integer = isinstance(default, int) and not isinstance(default, bool)
-        metadata["range"] = Range(minimum, integer=integer, strict=strict, maximum=maximum)
-    return field(default=default, metadata=metadata)
+    """A numeric config field with its range (integer when ``default`` is) and the one-line
+    ``help`` of the command-line option generated from it."""
+    integer = isinstance(default, int) and not isinstance(default, bool)
+    return field(default=default, metadata={
+        "help": help, "range": Range(minimum, integer=integer, strict=strict, maximum=maximum)})
 
 
 def choice(default: str, choices: tuple[str, ...], help: str = "") -> Any:
     """A string config field that must be one of ``choices``."""
-    return bounded(default, 0, choices=choices, help=help)
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 def flag(default: bool, help: str = "") -> Any:
@@ -381,7 +377,8 @@ def require_positive(section: Any, names: tuple[str, ...], prefix: str, where: s
 
 def check_section(section: Any, prefix: str, where: str) -> None:
     """:class:`ConfigError` naming ``prefix.<key>`` and ``where`` for the first field of the
-    dataclass ``section`` outside its declared range or choices (:func:`bounded`)."""
+    dataclass ``section`` outside its declared range or choices (:func:`bounded`,
+    :func:`choice`)."""
     for f in _yaml_fields(type(section)):
         value, key = getattr(section, f.name), f"{prefix}.{f.name}"
         if "range" in f.metadata:
