@@ -275,16 +275,11 @@ def test_a_second_rollout_into_the_same_out_is_refused_while_the_first_writes(
     assert main(argv) == 0
 
 
-@pytest.mark.parametrize("number, reason", [(errno.ENOSPC, "no space left on device"),
-                                            (errno.EROFS, "read-only file system")])
-def test_a_failed_write_while_a_rollout_streams_keeps_the_frames_written_before(
-        polymer_data, results, tmp_path, monkeypatch, number, reason):
-    rollout = tmp_path / "rollout"
-    shutil.copytree(results / "rollout", rollout)
-    before = snapshot(rollout)
+def _fail_atomic_writes(monkeypatch, number: int) -> None:
+    """Every write to a file the atomic writers open raises ``OSError(number)``."""
     real_open = open
 
-    class Full:
+    class Failing:
         def __init__(self, raw):
             self._raw = raw
 
@@ -293,8 +288,18 @@ def test_a_failed_write_while_a_rollout_streams_keeps_the_frames_written_before(
 
         def __getattr__(self, name):
             return getattr(self._raw, name)
-    monkeypatch.setattr(eqcg.runtime.atomic, "open", lambda *a, **k: Full(real_open(*a, **k)),
-                        raising=False)
+    monkeypatch.setattr(eqcg.runtime.atomic, "open",
+                        lambda *a, **k: Failing(real_open(*a, **k)), raising=False)
+
+
+@pytest.mark.parametrize("number, reason", [(errno.ENOSPC, "no space left on device"),
+                                            (errno.EROFS, "read-only file system")])
+def test_a_failed_write_while_a_rollout_streams_keeps_the_frames_written_before(
+        polymer_data, results, tmp_path, monkeypatch, number, reason):
+    rollout = tmp_path / "rollout"
+    shutil.copytree(results / "rollout", rollout)
+    before = snapshot(rollout)
+    _fail_atomic_writes(monkeypatch, number)
     with pytest.raises(FileSystemError) as caught:
         run_rollout(results / "run", polymer_data, rollout, 5, resume=True, show_progress=False)
     assert str(caught.value) == f"writing the rollout {rollout}/rollout.h5: {reason}"
@@ -310,19 +315,7 @@ def test_a_failed_write_while_a_rollout_overwrites_keeps_the_previous_rollout(
     rollout = tmp_path / "rollout"
     shutil.copytree(results / "rollout", rollout)
     before = snapshot(rollout)
-    real_open = open
-
-    class Full:
-        def __init__(self, raw):
-            self._raw = raw
-
-        def write(self, data):
-            raise OSError(number, os.strerror(number))
-
-        def __getattr__(self, name):
-            return getattr(self._raw, name)
-    monkeypatch.setattr(eqcg.runtime.atomic, "open", lambda *a, **k: Full(real_open(*a, **k)),
-                        raising=False)
+    _fail_atomic_writes(monkeypatch, number)
     assert main(["rollout", str(results / "run"), "--data", str(polymer_data), "--steps", "4",
                  "--out", str(rollout), "--overwrite", "--device", "cpu"]) == 2
     assert last_error(capsys) == (f"eqcg rollout: error: writing the rollout "
