@@ -1,8 +1,7 @@
 """The MD ceiling of a dataset: can its own MD rank Li+ (and every bead species') mobility?
 
     python benchmarks/md_ceiling.py --data ablation-work/electrolyte_transport/data \\
-        --config configs/electrolyte_baseline.yaml \\
-        --set "data.split=[0.5, 0.125, 0.375]" --set data.dilation=10 \\
+        --spec configs/ablation/electrolyte_transport.yaml \\
         --out results/md_ceiling/electrolyte_transport
 
 For every chosen system (``--systems``: the config's test split by default, ``all``, or names),
@@ -25,6 +24,7 @@ import shlex
 import sys
 
 from eqcg.cg.mapping import CGSettings
+from eqcg.commands.ablation import load_spec
 from eqcg.config import load_config
 from eqcg.data.store import load_dataset
 from eqcg.errors import EqcgError
@@ -34,8 +34,10 @@ from eqcg.evaluation.ceiling import ceiling_markdown, md_ceiling, select_systems
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="an eqcg dataset (directory or .h5)")
-    parser.add_argument("--config", required=True,
-                        help="run config giving the CG settings, split and dilation")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="run config giving the CG settings, split and dilation")
+    source.add_argument("--spec", help="an ablation spec: its base config with its shared "
+                                       "settings (the variants share the data section)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set data.dilation=10")
     parser.add_argument("--systems", nargs="+", default=["test"], metavar="NAME",
@@ -45,7 +47,11 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join(["python", "benchmarks/md_ceiling.py",
                           *(sys.argv[1:] if argv is None else argv)])
     try:
-        config = load_config(args.config, args.set)
+        if args.spec is not None:
+            spec = load_spec(args.spec)
+            config = load_config(spec.config, spec.shared + args.set)
+        else:
+            config = load_config(args.config, args.set)
         with load_dataset(args.data) as dataset:
             names = select_systems(dataset, config.data, args.systems)
             ceiling = md_ceiling(dataset, names, CGSettings.from_config(config.data),

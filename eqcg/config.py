@@ -80,6 +80,9 @@ class DataConfig:
     split_seed: int = bounded(0, 0)  # seed of the system shuffle before splitting
     # systems with at least this many atoms all go to test (0: off)
     test_min_atoms: int = bounded(0, 0)
+    # systems named outright as validation / test (the rest split by the fractions left)
+    val_systems: tuple[str, ...] = ()
+    test_systems: tuple[str, ...] = ()
 
 
 @dataclass
@@ -251,6 +254,10 @@ def _to_plain(value: Any) -> Any:
 
 def _coerce(value: Any, annotation: Any, key: str, where: str) -> Any:
     origin = typing.get_origin(annotation)
+    if origin is tuple and typing.get_args(annotation)[1:] == (Ellipsis,):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
+        return tuple(_coerce(v, typing.get_args(annotation)[0], key, where) for v in value)
     if origin is tuple:
         item_types = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)) or len(value) != len(item_types):

@@ -8,9 +8,10 @@ from torch_geometric.data import Batch
 
 from eqcg import keys, load_dataset, write_dataset
 from eqcg.cg import CGSettings
-from eqcg.errors import DataError
+from eqcg.config import config_from_dict
+from eqcg.errors import ConfigError, DataError
 from eqcg.graphs.system import CGSystem, TypeVocabulary
-from eqcg.graphs.windows import WindowDataset, split_systems
+from eqcg.graphs.windows import WindowDataset, split_of, split_systems
 from eqcg.testing import random_system
 
 
@@ -119,6 +120,50 @@ def test_split_is_by_system_and_deterministic():
     assert split_systems(["a"], (1.0, 0.0, 0.0), seed=0) == (["a"], [], [])
     with pytest.raises(DataError, match="sum to 1"):
         split_systems(names, (0.5, 0.2, 0.2), seed=0)
+
+
+def test_split_takes_named_systems_and_shares_the_rest_by_the_other_fractions():
+    names = [f"s{i}" for i in range(16)]
+    held_out = ["s3", "s0", "s9", "s12", "s5", "s14"]
+    train, val, test = split_systems(names, (0.5, 0.125, 0.375), seed=0, test_systems=held_out)
+    assert test == held_out  # exactly the named systems, in the order named
+    # the other 10 are shared 0.5 : 0.125 between train and validation -> 8 : 2
+    assert (len(train), len(val)) == (8, 2)
+    assert sorted(train + val + test) == sorted(names)
+    train2, val2, test2 = split_systems(names, (0.5, 0.125, 0.375), seed=0,
+                                        val_systems=["s1", "s2"], test_systems=held_out)
+    assert (val2, test2) == (["s1", "s2"], held_out)
+    assert sorted(train2) == sorted(set(names) - {"s1", "s2", *held_out})
+    # nothing named: the split of earlier runs, unchanged
+    assert split_systems(names, (0.5, 0.125, 0.375), seed=0, val_systems=(),
+                         test_systems=()) == split_systems(names, (0.5, 0.125, 0.375), seed=0)
+    # named systems stay where named even when they are large enough for unseen sizes
+    _, _, test3 = split_systems(names, (0.5, 0.25, 0.25), seed=0, n_atoms=[100] + [10] * 15,
+                                test_min_atoms=80, val_systems=["s0"])
+    assert "s0" not in test3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"test_systems": ["s1", "nope"]}, r"data.test_systems names systems the dataset does not "
+                                       r"hold: \['nope'\]"),
+    ({"val_systems": ["s1", "s1"]}, "data.val_systems names a system twice"),
+    ({"val_systems": ["s1"], "test_systems": ["s1", "s2"]},
+     r"data.val_systems and data.test_systems both name \['s1'\]"),
+    ({"test_systems": ["s0", "s1", "s2"]}, "besides the named ones are too few"),
+])
+def test_split_refuses_bad_named_systems(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        split_systems(["s0", "s1", "s2"], (0.6, 0.2, 0.2), seed=0, **kwargs)
+
+
+def test_named_split_reads_from_the_config():
+    config = config_from_dict({"data": {"test_systems": ["b", "d"], "split": [0.5, 0.25, 0.25]}})
+    assert config.data.test_systems == ("b", "d")
+    assert split_of(list("abcdef"), [1] * 6, config.data)[2] == ["b", "d"]
+    with pytest.raises(ConfigError, match="data.test_systems must be a list"):
+        config_from_dict({"data": {"test_systems": "b"}})
+    with pytest.raises(ConfigError, match="data.val_systems must be a string"):
+        config_from_dict({"data": {"val_systems": [3]}})
 
 
 def test_split_holds_out_every_system_of_unseen_size():

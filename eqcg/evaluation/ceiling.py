@@ -40,7 +40,7 @@ from eqcg.evaluation.properties import (
 )
 from eqcg.evaluation.results import AgreementEntry, Record
 from eqcg.evaluation.system_evaluation import trajectory_halves
-from eqcg.graphs.windows import split_systems
+from eqcg.graphs.windows import split_of
 from eqcg.metrics.agreement import MIN_SYSTEMS
 from eqcg.metrics.dynamics import diffusivity_unit
 from eqcg.runtime.atomic import write_text_atomic
@@ -125,9 +125,7 @@ def select_systems(
     if list(which) == ["all"]:
         return dataset.names
     if list(which) == ["test"]:
-        return split_systems(dataset.names, data.split, data.split_seed,
-                             n_atoms=[s.n_atoms for s in dataset.systems],
-                             test_min_atoms=data.test_min_atoms)[2]
+        return split_of(dataset.names, [s.n_atoms for s in dataset.systems], data)[2]
     unknown = sorted(set(which) - set(dataset.names))
     if unknown:
         raise DataError(f"{dataset.path}: no systems {unknown}; it has {dataset.names}")

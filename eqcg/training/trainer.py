@@ -44,7 +44,7 @@ from eqcg.graphs.system import (
     prepare_systems,
     require_temperatures,
 )
-from eqcg.graphs.windows import WindowDataset, split_systems
+from eqcg.graphs.windows import WindowDataset, split_of
 from eqcg.models.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -410,10 +410,8 @@ def _prepare_data(job: _Job, vocabulary: TypeVocabulary | None) -> _Data:
     windows; ``vocabulary`` None learns the types from the dataset (a new run)."""
     config = job.config
     dataset = load_dataset(job.data)
-    train_names, val_names, test_names = split_systems(
-        dataset.names, config.data.split, config.data.split_seed,
-        n_atoms=[s.n_atoms for s in dataset.systems], test_min_atoms=config.data.test_min_atoms,
-    )
+    train_names, val_names, test_names = split_of(
+        dataset.names, [s.n_atoms for s in dataset.systems], config.data)
     settings = CGSettings.from_config(config.data)
     if vocabulary is None:
         vocabulary = TypeVocabulary.from_systems(dataset.systems)
