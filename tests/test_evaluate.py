@@ -38,6 +38,7 @@ COLLISION_SYSTEM, COLLISION_FRAME = 2, 20
 WALL_SECONDS = 12.0
 LAMMPS_WALL_SECONDS_SYS0 = 100.0  # stored by the generator for sys0 only
 GROUPS = ("trained", "trained", "longer")  # the reference systems' length_group
+TEMPERATURES, LI_EO_RATIO = (400.0, 450.0, 500.0), 0.05  # the reference systems' conditions
 
 
 def _reference_system(index: int, rng: np.random.Generator) -> SystemTrajectory:
@@ -120,8 +121,9 @@ def evaluated(tmp_path_factory):
     rng = np.random.default_rng(0)
     references = [_reference_system(i, rng) for i in range(3)]
     references[0].attrs[LAMMPS_WALL_SECONDS] = LAMMPS_WALL_SECONDS_SYS0
-    for reference, group in zip(references, GROUPS, strict=True):
-        reference.attrs["length_group"] = group
+    for reference, group, temperature in zip(references, GROUPS, TEMPERATURES, strict=True):
+        reference.attrs |= {"length_group": group, "temperature_K": temperature,
+                            "li_eo_ratio": LI_EO_RATIO}
     write_dataset(root / "reference", references)
     exact = [_rollout_system(ref, n, 0.0, "equivariant", rng,
                              COLLISION_FRAME if i == COLLISION_SYSTEM else None)
@@ -433,3 +435,27 @@ def test_li_diffusivity_equals_an_independent_msd_fit(evaluated):
             assert reported["value"] == pytest.approx(slope / 6 * 1e-4, rel=1e-9)  # cm²/s
             assert reported["stderr"] == pytest.approx(
                 1e-4 * each.std(ddof=1) / np.sqrt(each.size), rel=1e-9)
+
+
+def test_conditions_and_the_temperature_trend_of_li_d(evaluated):
+    """All three reference systems share one salt at rising temperatures: three pairs."""
+    root, metrics, _, comparison = evaluated
+    systems = [metrics["systems"][f"sys{i}"] for i in range(3)]
+    assert [s["conditions"] for s in systems] == [
+        {"temperature": t, "li_eo_ratio": LI_EO_RATIO} for t in TEMPERATURES]
+    model, md = (np.array([s["values"][view]["diffusivity[Li]"] for s in systems])
+                 for view in ("model", "reference"))
+    pairs = [(0, 1), (0, 2), (1, 2)]  # (colder, warmer)
+    assert metrics["aggregate"]["temperature_trend"]["diffusivity[Li]"] == pytest.approx({
+        "pairs": 3,
+        "rising_model": np.mean([model[j] > model[i] for i, j in pairs]),
+        "rising_md": np.mean([md[j] > md[i] for i, j in pairs]),
+        "same_order": np.mean([(model[j] > model[i]) == (md[j] > md[i]) for i, j in pairs])})
+    trend = metrics["aggregate"]["temperature_trend"]["diffusivity[Li]"]
+    row, longer = comparison["rows"][0], comparison["rows"][1]  # exact, exact [longer]
+    assert (row["diffusivity_t_rising_model"], row["diffusivity_t_rising_md"],
+            row["diffusivity_t_same_order"]) == (
+        trend["rising_model"], trend["rising_md"], trend["same_order"])
+    assert longer["diffusivity_t_same_order"] is None  # one system: no pairs
+    assert "### Temperature trend at fixed salt" in (
+        root / "report_exact" / REPORT_FILE).read_text()

@@ -22,6 +22,8 @@ LAMMPS_WALL_SECONDS = "lammps_wall_s"
 # keys of a system's attrs holding its thermostat temperature (K for real units, epsilon/k_B for
 # lj), in the order they are looked up; ``ingest``/``simulate --temperature`` write the first
 TEMPERATURE_ATTRS = ("temperature", "temperature_K")
+# keys of a system's attrs describing its salt and chains: with its temperature, its conditions
+SALT_ATTRS = ("n_salt", "li_eo_ratio", "chain_length")
 
 
 @dataclass
@@ -144,6 +146,12 @@ class SystemTrajectory:
             if key in self.attrs:
                 return float(self.attrs[key])
         return None
+
+    @property
+    def conditions(self) -> dict[str, float]:
+        """``temperature`` (when known) and the :data:`SALT_ATTRS` the attrs hold."""
+        out = {} if self.temperature is None else {"temperature": self.temperature}
+        return out | {key: float(self.attrs[key]) for key in SALT_ATTRS if key in self.attrs}
 
     @property
     def frame_interval(self) -> float:

@@ -3,7 +3,9 @@
 Cross-system agreement pairs ``model_matched`` with ``reference_matched`` (same simulated span,
 same frame spacing) and, separately, ``model`` with ``reference`` (whole trajectories); the
 MD's first half with its second (``md_halves``: the ceiling the MD sets on the dynamic
-properties), and the exact values, where known, with the whole MD and the whole rollout.
+properties), and the exact values, where known, with the whole MD and the whole rollout; per
+diffusivity, whether the whole rollout follows temperature at fixed salt as the whole MD does
+(:func:`temperature_trend`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from eqcg.evaluation.results import (
     StabilityFractions,
     SystemEvaluation,
     SystemMean,
+    TrendEntry,
+    diffusing_species,
+    diffusivity_key,
 )
 from eqcg.metrics.agreement import (
     agreement,
@@ -50,6 +55,7 @@ AGREEMENT_PAIRS = {"matched": ("reference_matched", "model_matched"),
 PARTIAL_PAIRS = {"md_halves": REFERENCE_HALVES,
                  "exact_reference": (EXACT, "reference"),
                  "exact_model": (EXACT, "model")}
+SALT = "li_eo_ratio"  # the condition two systems share to count as the same salt
 
 
 def property_unit(key: str, units: str) -> str:
@@ -164,6 +170,27 @@ def _dynamics_medians(systems: list[SystemEvaluation]) -> dict[str, dict[str, fl
     return out
 
 
+def temperature_trend(systems: list[SystemEvaluation], key: str) -> TrendEntry:
+    """How the diffusivity ``key`` of the whole rollout and the whole MD follows temperature
+    over the same-salt pairs of ``systems`` (:class:`TrendEntry`)."""
+    temperature, salt = (np.array([s.conditions.get(name, np.nan) for s in systems], dtype=float)
+                         for name in ("temperature", SALT))
+    model, md = (property_column(systems, view, key) for view in ("model", "reference"))
+    usable = np.isfinite(temperature) & np.isfinite(model) & np.isfinite(md)
+    i, j = np.triu_indices(len(systems), k=1)
+    same_salt = (salt[i] == salt[j]) | (np.isnan(salt[i]) & np.isnan(salt[j]))
+    keep = usable[i] & usable[j] & same_salt & (temperature[i] != temperature[j])
+    i, j = i[keep], j[keep]
+    if not i.size:
+        return TrendEntry(0, None, None, None)
+    warmer = np.sign(temperature[j] - temperature[i])
+    model_step, md_step = np.sign(model[j] - model[i]), np.sign(md[j] - md[i])
+    return TrendEntry(pairs=int(i.size),
+                      rising_model=float(np.mean(model_step * warmer > 0)),
+                      rising_md=float(np.mean(md_step * warmer > 0)),
+                      same_order=float(np.mean(model_step == md_step)))
+
+
 def _agreement_pairs(
     systems: list[SystemEvaluation], keys: list[str]
 ) -> list[tuple[str, tuple[str, str], list[str]]]:
@@ -179,8 +206,9 @@ def _agreement_pairs(
 
 
 def aggregate(systems: dict[str, SystemEvaluation], units: str) -> Aggregate:
-    """Stability fractions, cross-system agreement, means and median speeds of ``systems``
-    (name -> evaluation; at least one), in unit system ``units``; no figures."""
+    """Stability fractions, cross-system agreement, means, median speeds and the temperature
+    trend of the diffusivities of ``systems`` (name -> evaluation; at least one), in unit
+    system ``units``; no figures."""
     evaluations = list(systems.values())
     keys = sorted({key for s in evaluations for view in VIEWS for key in s.values[view]})
     model_stability = [s.stability["model"] for s in evaluations]
@@ -214,6 +242,8 @@ def aggregate(systems: dict[str, SystemEvaluation], units: str) -> Aggregate:
             speedup_median=_median([s.speed.speedup for s in evaluations]),
         ),
         medians=_dynamics_medians(evaluations),
+        temperature_trend={key: temperature_trend(evaluations, key)
+                           for key in map(diffusivity_key, diffusing_species(keys))},
         system_means={
             "collision_free": system_mean(
                 [float(s["collision_free"]) for s in model_stability]),

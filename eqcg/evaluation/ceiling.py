@@ -49,7 +49,6 @@ from eqcg.units import unit_system
 LI = "Li"  # the species whose ranking the verdict is about
 RANKS_AT = 0.9  # the halves' Spearman at which a set can rank a species' mobility
 PARTS = ("whole", "half1", "half2")  # the fits of each species: whole trajectory, each half
-SALT_ATTRS = ("n_salt", "li_eo_ratio", "chain_length")  # system attrs shown beside D
 CEILING_FILES = ("md_ceiling.json", "md_ceiling.md", "md_ceiling.png")
 
 
@@ -60,7 +59,8 @@ class SystemCeiling(Record):
     Attributes:
         n_frames: frames of the whole trajectory (each half: ``n_frames // 2``).
         span: simulated time of the whole trajectory (ps or tau).
-        conditions: ``temperature`` (K or LJ) and :data:`SALT_ATTRS` the system's attrs hold.
+        conditions: ``temperature`` (K or LJ) and the salt attrs the system holds
+            (:attr:`~eqcg.data.trajectory.SystemTrajectory.conditions`).
         n_beads: species -> its beads.
         diffusivity: species -> :data:`PARTS` -> the fit's record of ``metrics.json``
             (:meth:`~eqcg.evaluation.properties.TrajectoryProperties.summary`: ``value`` and
@@ -132,12 +132,6 @@ def select_systems(
     return list(which)
 
 
-def _conditions(system: SystemTrajectory) -> dict[str, float]:
-    """The thermostat temperature and the :data:`SALT_ATTRS` that ``system``'s attrs hold."""
-    out = {} if system.temperature is None else {"temperature": system.temperature}
-    return out | {key: float(system.attrs[key]) for key in SALT_ATTRS if key in system.attrs}
-
-
 def _diffusivities(props: TrajectoryProperties) -> dict[str, dict[str, object] | None]:
     """Species -> the D record of ``metrics.json`` with ``stderr_native`` added."""
     records = props.summary()["diffusivity"]
@@ -162,7 +156,7 @@ def system_ceiling(
             for part, traj in parts.items()}
     species = list(fits["whole"])
     return SystemCeiling(
-        n_frames=beads.n_frames, span=beads.span, conditions=_conditions(system),
+        n_frames=beads.n_frames, span=beads.span, conditions=system.conditions,
         n_beads={name: int((beads.species == i).sum())
                  for i, name in enumerate(beads.species_names)},
         diffusivity={name: {part: fits[part].get(name) for part in PARTS} for name in species})

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import TypeVar
 
 from eqcg.evaluation.figures import comparison_figures
 from eqcg.evaluation.markdown import fmt, image, table
@@ -22,6 +23,7 @@ from eqcg.evaluation.results import (
     Comparison,
     ComparisonRow,
     EvaluationSummary,
+    TrendEntry,
     diffusing_species,
     diffusivity_key,
     key_pairs,
@@ -32,9 +34,12 @@ from eqcg.runtime.outputs import claims_output
 COMPARISON_FILES = ("comparison.md", "comparison.json", "comparison.csv")
 
 
-def _diffusivity_entry(entries: dict[str, AgreementEntry]) -> AgreementEntry | None:
-    """The agreement of the diffusivity of the first of :data:`PREFERRED_SPECIES` that
-    ``entries`` have, else of their first species (``None`` when no diffusivity was measured)."""
+E = TypeVar("E", AgreementEntry, TrendEntry)
+
+
+def _diffusivity_entry(entries: dict[str, E]) -> E | None:
+    """The entry of the diffusivity of the first of :data:`PREFERRED_SPECIES` that ``entries``
+    have, else of their first species (``None`` when no diffusivity was measured)."""
     species = diffusing_species(entries)
     if not species:
         return None
@@ -83,14 +88,16 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
     """The columns of one evaluation (or of ``aggregate``, one group of its systems) with their
     bootstrap intervals: Rg and relaxation agreement at the same simulated span, diffusivity
     and first-shell agreement over each trajectory's whole span, the MD's split-half ceiling
-    of the diffusivity, the chain centre-of-mass D against its exact value, and medians over
-    systems of the one-step statistics (whole trajectories)."""
+    of the diffusivity, its temperature trend at fixed salt (no intervals), the chain
+    centre-of-mass D against its exact value, and medians over systems of the one-step
+    statistics (whole trajectories)."""
     aggregate = summary.aggregate if aggregate is None else aggregate
     matched = aggregate.agreement["matched"]
     rg, relaxation = matched.get("rg_mean"), matched.get("rg_relaxation_integrated")
     end_to_end = matched.get("end_to_end_relaxation_integrated")
     diffusivity = _diffusivity_entry(aggregate.agreement["whole"])
     halves = _diffusivity_entry(aggregate.agreement.get("md_halves", {}))
+    trend = _diffusivity_entry(aggregate.temperature_trend)
     exact_md, exact_model = (aggregate.agreement.get(pair, {}).get(EXACT_COM)
                              for pair in ("exact_reference", "exact_model"))
     coordination, rdf_peak, rdf_peak_height = _first_shell_entries(aggregate)
@@ -113,6 +120,9 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
     mean_columns = {"collision_free_fraction": "collision_free",
                     "collisions_per_1000_steps": "collisions_per_1000_steps",
                     "bond_length_w1": "bond_length_w1"}
+    trend_columns = {"diffusivity_t_rising_model": "rising_model",
+                     "diffusivity_t_rising_md": "rising_md",
+                     "diffusivity_t_same_order": "same_order"}
     intervals = {column: entry.intervals[name] for column, (entry, name)
                  in agreement_columns.items() if entry is not None and name in entry.intervals}
     intervals |= {column: means[name].interval for column, name in mean_columns.items()
@@ -123,6 +133,8 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
         nll=summary.nll_value,
         **{column: getattr(entry, name) if entry is not None else None
            for column, (entry, name) in agreement_columns.items()},
+        **{column: getattr(trend, name) if trend is not None else None
+           for column, name in trend_columns.items()},
         collision_free_fraction=stability.collision_free_fraction,
         collisions_per_1000_steps=(means["collisions_per_1000_steps"].mean
                                    if "collisions_per_1000_steps" in means else None),

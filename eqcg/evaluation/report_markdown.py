@@ -70,6 +70,19 @@ def _exact_table(agg: Aggregate) -> str:
                      "within 2x of exact", "Spearman ρ with exact"], rows))
 
 
+def _trend_table(agg: Aggregate) -> str:
+    """How each diffusivity follows temperature at fixed salt in the whole rollout and the whole
+    MD (empty without diffusivities)."""
+    if not agg.temperature_trend:
+        return ""
+    return ("Pairs of systems with the same Li:EO ratio (systems without one count as one "
+            "salt) and different temperatures, D finite in both; fractions of them.\n\n"
+            + table(["property", "same-salt pairs", "model D rises with T",
+                     "MD D rises with T", "model orders as MD"],
+                    [[key, e.pairs, e.rising_model, e.rising_md, e.same_order]
+                     for key, e in agg.temperature_trend.items()]))
+
+
 def _medians_table(agg: Aggregate) -> str:
     """Medians over systems of the one-step statistics (whole trajectories)."""
     m = agg.medians
@@ -98,7 +111,8 @@ def _system_dynamics_table(summary: EvaluationSummary) -> str:
 
 
 def _dynamics_markdown(summary: EvaluationSummary) -> list[str]:
-    """The dynamics section: the MD ceiling, exact values and one-step statistics."""
+    """The dynamics section: the MD ceiling, exact values, the temperature trend and one-step
+    statistics."""
     agg = summary.aggregate
     return [
         "## Dynamics", "",
@@ -109,6 +123,7 @@ def _dynamics_markdown(summary: EvaluationSummary) -> list[str]:
         "fitted on its own): what the reference can resolve.", "",
         "### Model vs MD beside the MD ceiling (whole trajectories)", "",
         _ceiling_table(agg), "", _exact_table(agg), "",
+        "### Temperature trend at fixed salt (whole trajectories)", "", _trend_table(agg), "",
         "### One-step statistics", "", _medians_table(agg), "",
         _system_dynamics_table(summary), "",
     ]

@@ -49,6 +49,10 @@ DEFINITIONS = {
     "step_correlation": "rho-bar: mean over bead pairs i != j of one molecule of "
                         "<dx_i.dx_j> / sqrt(<|dx_i|²> <|dx_j|²>) over one step",
     "vacf_lag1": "normalised autocorrelation of step velocities at a lag of one step",
+    "temperature_trend": "over the pairs of systems with the same li_eo_ratio and different "
+                         "temperatures: the fractions where the whole rollout's / the whole "
+                         "MD's D is higher at the higher temperature, and where the two order "
+                         "the pair alike",
     "reference_half1/2": "the reference trajectory's first / second half (dynamic values, "
                          "fitted as trajectories of their own): their agreement is the MD "
                          "ceiling of the model's",
@@ -225,6 +229,8 @@ class SystemEvaluation(Record):
         values: view -> property name -> value compared across systems (NaN/None: undefined).
         distribution_distance: ``rg_wasserstein``, ``bond_length_wasserstein`` (length unit).
         speed: simulated time per wall-clock hour.
+        conditions: the reference system's ``temperature`` and salt attrs
+            (:attr:`~eqcg.data.trajectory.SystemTrajectory.conditions`).
         first_shells: ``centre|partner`` -> radius (length unit) of the first coordination
             shell in the whole reference MD (first minimum of its g(r)); every view's
             ``coordination[centre|partner]`` counts partners within it.
@@ -250,6 +256,7 @@ class SystemEvaluation(Record):
     values: dict[str, dict[str, float | None]]
     distribution_distance: dict[str, float | None]
     speed: Speed
+    conditions: dict[str, float] = field(default_factory=dict)
     first_shells: dict[str, float | None] = field(default_factory=dict)
     dynamics: dict[str, Any] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
@@ -312,6 +319,27 @@ class SystemMean(Record):
 
 
 @dataclass
+class TrendEntry(Record):
+    """How one diffusivity follows temperature at fixed salt (whole rollout and whole MD).
+
+    Over every pair of systems with the same ``li_eo_ratio`` (systems without one count as one
+    salt) and different temperatures whose D is finite in both trajectories:
+
+    Attributes:
+        pairs: how many such pairs there are.
+        rising_model, rising_md: fraction of them where the model's / the MD's D is higher at
+            the higher temperature (``None`` without pairs).
+        same_order: fraction of them the model's D orders as the MD's does (``None`` without
+            pairs).
+    """
+
+    pairs: int
+    rising_model: float | None
+    rising_md: float | None
+    same_order: float | None
+
+
+@dataclass
 class Aggregate(Record):
     """Numbers over all systems of an evaluation.
 
@@ -325,6 +353,8 @@ class Aggregate(Record):
             ``step_correlation`` (views ``model``, ``reference``), ``com_step_ratio``,
             ``bead_step_ratio`` (view ``model/reference``), ``diffusivity[chain COM]/exact``
             (views ``model``, ``reference``).
+        temperature_trend: diffusivity property name -> how it follows temperature at fixed
+            salt (:class:`TrendEntry`).
         mean_over_systems: property name -> view -> mean over systems.
         system_means: ``collision_free`` (fraction), ``collisions_per_1000_steps`` (colliding
             pairs summed over the rollout's frames per 1000 learned steps),
@@ -342,6 +372,7 @@ class Aggregate(Record):
     speed: SpeedMedians
     system_means: dict[str, SystemMean] = field(default_factory=dict)
     medians: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    temperature_trend: dict[str, TrendEntry] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
 
 
@@ -425,6 +456,13 @@ class ComparisonRow(Record):
         "diffusivity, MD half vs half Spearman ρ (ceiling)", "the MD's ceiling")
     diffusivity_md_halves_within_1_5x: float | None = column(
         "diffusivity, MD halves within 1.5x (ceiling)", "the MD's ceiling")
+    diffusivity_t_rising_model: float | None = column(
+        "D rises with T at fixed salt, model (fraction of same-salt pairs)",
+        "closer to MD is better")
+    diffusivity_t_rising_md: float | None = column(
+        "D rises with T at fixed salt, MD (fraction of same-salt pairs)", "the MD's value")
+    diffusivity_t_same_order: float | None = column(
+        "D orders same-salt pairs by T as the MD does (fraction)")
     com_diffusivity_exact_model: float | None = column(
         "chain COM D / exact, model (median)", "closer to 1 is better")
     com_diffusivity_exact_md: float | None = column(

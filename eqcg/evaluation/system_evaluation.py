@@ -276,6 +276,7 @@ def evaluate_system(
         values=values,
         distribution_distance=_distribution_distances(views),
         speed=system_speed(rollout, attrs, reference_system, reference.span),
+        conditions=reference_system.conditions,
         first_shells={f"{model.species_names[c]}|{model.species_names[p]}":
                       radius if np.isfinite(radius) else None
                       for (c, p), radius in shells.items()},
