@@ -124,6 +124,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--label", default=None, help="results name (default: system)")
     parser.add_argument("--work", type=Path, default=RESULTS_DIR / "refinement_work")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the networks (timings and rollouts alike)")
     add_device_arguments(parser)
     return parser.parse_args()
 
@@ -304,6 +306,8 @@ def main() -> None:
     run, data = _trained_run(args, device)
     simulator, config, metadata = load_simulator(run, map_location=device)
     simulator = simulator.to(device)
+    if args.compile:
+        simulator.compile_networks()
     run_refinement = config.rollout
     units = metadata.units
     excluded_volume = args.excluded_volume or 1.2 * COLLISION_THRESHOLDS[units]
@@ -325,8 +329,8 @@ def main() -> None:
         if status in (None, RUNNING):  # not started, or interrupted: (re)start or resume it
             try:
                 run_rollout(run, data, out, args.steps, systems=test, settings=refinement,
-                            seed=args.seed, device=str(device), show_progress=True,
-                            resume=status == RUNNING)
+                            seed=args.seed, device=str(device), compile=args.compile,
+                            show_progress=True, resume=status == RUNNING)
             except RolloutFailure as exc:
                 print(f"{name}: {exc}")
         result = {**timings[name], **_quality(out, data, settings, args.steps),
@@ -346,6 +350,7 @@ def main() -> None:
         "run": str(run), "data": str(data), "test_systems": test, "steps": args.steps,
         "seed": args.seed, "calibration": calibration.to_dict(),
         "environment": environment(device),
+        "compiled": args.compile,
     })
 
 
