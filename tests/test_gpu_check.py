@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,8 @@ def load_helper():
 
 
 def gpu_check(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # the interpreter running the tests, whether or not its environment is on PATH
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable)
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=900)
 
