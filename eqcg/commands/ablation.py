@@ -203,56 +203,76 @@ def _dataset(spec: AblationSpec, out: Path) -> Path:
 
 
 def run_ablation(
-    spec_path: str | os.PathLike, out: str | os.PathLike, device: str = "auto"
+    spec_path: str | os.PathLike, out: str | os.PathLike, device: str = "auto", jobs: int = 1
 ) -> Path:
     """Run the ablation of ``spec_path`` into ``out``; return the comparison directory.
 
     Layout: ``out/data`` (if generated), ``out/runs/<variant>``, ``out/rollouts/<variant>``,
     ``out/reports/<variant>``, ``out/comparison``. ``out`` is claimed as an ablation
-    (:func:`~eqcg.runtime.outputs.claim_output`; finished stages in it are reused). Ctrl-C and
-    SIGTERM stop it, generation included, keeping what is finished for the next call.
+    (:func:`~eqcg.runtime.outputs.claim_output`; finished stages in it are reused). With
+    ``jobs > 1`` up to that many trained runs (each with the variants that roll it out) are
+    worked on at once, each in its own process (:mod:`eqcg.commands.variant_jobs`; their
+    output in ``out/logs``). Ctrl-C and SIGTERM stop it, generation and jobs included, keeping
+    what is finished for the next call.
     """
+    at_least("jobs", jobs, 1)
     spec = load_spec(spec_path)
     out = Path(out)
     try:
         with interruptible(), claim_output(out, "ablation", resume=True):
-            return _run(spec, out, device)
+            return _run(spec, out, device, jobs)
     except KeyboardInterrupt as exc:
         raise Interrupted(f"{str(exc) or 'interrupted'}; {out} keeps the finished stages: run "
                           "the same command to continue", signal_of(exc)) from None
 
 
-def _run(spec: AblationSpec, out: Path, device: str) -> Path:
+def _run(spec: AblationSpec, out: Path, device: str, jobs: int) -> Path:
     """The stages of :func:`run_ablation`: data, then per variant train, roll out and
-    evaluate, then compare."""
+    evaluate (in ``jobs`` processes first when ``jobs > 1``), then compare."""
     from eqcg.evaluation import compare
     from eqcg.simulation.refinement import score_evaluations
-    from eqcg.simulation.runner import RolloutOptions
 
-    write_run_info(out, None, None, [], extra={"spec": str(spec.path)})
+    write_run_info(out, None, None, [], extra={"spec": str(spec.path), "jobs": jobs})
     data = _dataset(spec, out)
-    steps = spec.rollout["steps"]
-    changes = ({"deterministic": spec.rollout["deterministic"]}
-               if "deterministic" in spec.rollout else {})
-    rollout = RolloutOptions(save_every=spec.rollout["save_every"], changes=changes,
-                             seed=spec.rollout["seed"], device=spec.rollout.get("device", device))
     runs = training_runs(spec)
+    if jobs > 1:
+        from eqcg.commands.variant_jobs import run_variant_jobs
+
+        run_variant_jobs(spec.path, out, data, device, jobs)
     reports, record = [], {}
     for name in spec.variants:
+        reports.append(run_variant_stages(spec, out, data, name, runs[name], device))
         config = variant_config(spec, name)
         run_dir = out / "runs" / runs[name]
-        if runs[name] == name:
-            _train_variant(config, data, run_dir, device)
-        rollout_dir = _roll_out_variant(name, run_dir, data, out / "rollouts" / name, steps,
-                                        replace(rollout, settings=config.rollout))
-        reports.append(_evaluate_variant(rollout_dir, data, out / "reports" / name,
-                                         spec.evaluate.get("group_by")))
         record[name] = {"run": str(run_dir), "parameters": _parameters(run_dir),
                         "score_evaluations_per_step":
                             score_evaluations(config.rollout, config.score.n_levels)}
         write_text_atomic(out / VARIANTS_FILE, json.dumps(record, indent=2))
     compare(reports, out / "comparison", overwrite=True)
     return out / "comparison"
+
+
+def run_variant_stages(
+    spec: AblationSpec, out: Path, data: Path, name: str, run: str, device: str
+) -> Path:
+    """Train variant ``name``'s run (when ``run``, the variant whose run it rolls out, is
+    itself), roll it out and evaluate it, each stage unless already done; its report
+    directory."""
+    from eqcg.simulation.runner import RolloutOptions
+
+    config = variant_config(spec, name)
+    run_dir = out / "runs" / run
+    if run == name:
+        _train_variant(config, data, run_dir, device)
+    changes = ({"deterministic": spec.rollout["deterministic"]}
+               if "deterministic" in spec.rollout else {})
+    options = RolloutOptions(save_every=spec.rollout["save_every"], changes=changes,
+                             seed=spec.rollout["seed"], device=spec.rollout.get("device", device),
+                             settings=config.rollout)
+    rollout_dir = _roll_out_variant(name, run_dir, data, out / "rollouts" / name,
+                                    spec.rollout["steps"], options)
+    return _evaluate_variant(rollout_dir, data, out / "reports" / name,
+                             spec.evaluate.get("group_by"))
 
 
 def _parameters(run_dir: Path) -> int:

@@ -257,7 +257,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 def _cmd_ablate(args: argparse.Namespace) -> None:
     from eqcg.commands.ablation import run_ablation
 
-    comparison = run_ablation(args.spec, args.out, device=args.device)
+    comparison = run_ablation(args.spec, args.out, device=args.device, jobs=args.jobs)
     print((comparison / "comparison.md").read_text())
     print(f"runs, rollouts (rollout.h5, <system>.pdb/.dcd) and reports are in {args.out}; "
           f"the comparison is in {comparison}")
@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="ablation spec YAML, e.g. configs/ablation/demo.yaml")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
+    p.add_argument("--jobs", type=COUNT, default=1,
+                   help="trained runs worked on at once, each in its own process with "
+                        "cores / JOBS torch threads and its output in OUT/logs (default 1)")
 
     p = add("check-equivariance", _cmd_check_equivariance,
             "measure E(3) equivariance errors of every registered variant (a run dir or a config)")
