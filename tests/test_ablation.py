@@ -26,18 +26,24 @@ EQUIVARIANT = ["model.variant=equivariant", "model.covariance=isotropic",
                "model.equivariant.vector_channels=2", "model.equivariant.radial_basis=2"]
 
 
+def write_spec(path: Path, data: Path, variants: dict[str, list[str]], steps: int = 2,
+               shared: tuple[str, ...] = (), **sections: object) -> Path:
+    """An ablation spec on the polymer baseline config with the tiny model of :data:`SMALL`."""
+    path.write_text(yaml.safe_dump({
+        "data": {"path": str(data)}, "config": str(CONFIGS / "polymer_baseline.yaml"),
+        "set": [*SMALL, *shared], "rollout": {"steps": steps}, "variants": variants,
+        **sections}))
+    return path
+
+
+THREE_VARIANTS = {"baseline": [], "equivariant": EQUIVARIANT,
+                  "equivariant-no-refinement": [*EQUIVARIANT, "rollout.refine=false"]}
+
+
 def test_ablation_shares_runs_refines_per_variant_and_groups_systems(polymer_data, tmp_path,
                                                                      single_thread):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({
-        "data": {"path": str(polymer_data)},
-        "config": str(CONFIGS / "polymer_baseline.yaml"),
-        "set": SMALL,
-        "rollout": {"steps": 3},
-        "evaluate": {"group_by": "length_group"},
-        "variants": {"baseline": [], "equivariant": EQUIVARIANT,
-                     "equivariant-no-refinement": [*EQUIVARIANT, "rollout.refine=false"]},
-    }))
+    spec = write_spec(tmp_path / "spec.yaml", polymer_data, THREE_VARIANTS, steps=3,
+                      evaluate={"group_by": "length_group"})
     out = tmp_path / "ablation"
     comparison = run_ablation(spec, out, device="cpu")
 
@@ -65,15 +71,7 @@ def test_ablation_shares_runs_refines_per_variant_and_groups_systems(polymer_dat
 
 def test_ablation_in_two_jobs_trains_each_run_once_and_compares_as_one_process(
         polymer_data, tmp_path, single_thread):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({
-        "data": {"path": str(polymer_data)},
-        "config": str(CONFIGS / "polymer_baseline.yaml"),
-        "set": SMALL,
-        "rollout": {"steps": 2},
-        "variants": {"baseline": [], "equivariant": EQUIVARIANT,
-                     "equivariant-no-refinement": [*EQUIVARIANT, "rollout.refine=false"]},
-    }))
+    spec = write_spec(tmp_path / "spec.yaml", polymer_data, THREE_VARIANTS)
     out = tmp_path / "ablation"
     comparison = run_ablation(spec, out, device="cpu", jobs=2)
 
@@ -95,14 +93,8 @@ def test_ablation_in_two_jobs_trains_each_run_once_and_compares_as_one_process(
 
 def test_a_failing_variant_job_stops_the_ablation_naming_its_log(polymer_data, tmp_path,
                                                                   single_thread):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({
-        "data": {"path": str(polymer_data)},
-        "config": str(CONFIGS / "polymer_baseline.yaml"),
-        "set": SMALL,
-        "rollout": {"steps": 2},
-        "variants": {"baseline": [], "equivariant": EQUIVARIANT},
-    }))
+    spec = write_spec(tmp_path / "spec.yaml", polymer_data,
+                      {"baseline": [], "equivariant": EQUIVARIANT})
     out = tmp_path / "ablation"
     # a file where the baseline's run directory goes: its job cannot train
     (out / "runs").mkdir(parents=True)
@@ -131,14 +123,9 @@ def _ablate_until(command: list[str], ready) -> str:
 
 
 def test_sigterm_stops_every_variant_job_and_the_same_command_continues(polymer_data, tmp_path):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({
-        "data": {"path": str(polymer_data)},
-        "config": str(CONFIGS / "polymer_baseline.yaml"),
-        "set": [*SMALL, "train.max_steps=1000000", "train.val_every=20"],
-        "rollout": {"steps": 2},
-        "variants": {"baseline": [], "equivariant": EQUIVARIANT},
-    }))
+    spec = write_spec(tmp_path / "spec.yaml", polymer_data,
+                      {"baseline": [], "equivariant": EQUIVARIANT},
+                      shared=("train.max_steps=1000000", "train.val_every=20"))
     out = tmp_path / "ablation"
     command = [sys.executable, "-m", "eqcg", "ablate", str(spec), "--out", str(out),
                "--jobs", "2", "--device", "cpu"]

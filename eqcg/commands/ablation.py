@@ -238,7 +238,7 @@ def _run(spec: AblationSpec, out: Path, device: str, jobs: int) -> Path:
     if jobs > 1:
         from eqcg.commands.variant_jobs import run_variant_jobs
 
-        run_variant_jobs(spec.path, out, data, device, jobs)
+        run_variant_jobs(spec.path, runs, out, data, device, jobs)
     reports, record = [], {}
     for name in spec.variants:
         reports.append(run_variant_stages(spec, out, data, name, runs[name], device))

@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from eqcg.errors import SimulationError
-from eqcg.runtime.interrupt import interruptible
+from eqcg.runtime.interrupt import interruptible, signal_of
 
 LOG_DIR = "logs"
 _STOP_SECONDS = 120.0  # a stopped job's time to save its state before it is killed
@@ -45,12 +45,12 @@ def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def run_variant_jobs(spec_path: Path, out: Path, data: Path, device: str, jobs: int) -> None:
-    """Train, roll out and evaluate every variant of the spec at ``spec_path`` in up to
-    ``jobs`` processes (the module docstring says how)."""
-    from eqcg.commands.ablation import load_spec, training_runs
-
-    groups = variant_groups(training_runs(load_spec(spec_path)))
+def run_variant_jobs(
+    spec_path: Path, runs: dict[str, str], out: Path, data: Path, device: str, jobs: int
+) -> None:
+    """Train, roll out and evaluate every variant of the spec at ``spec_path`` (``runs``:
+    variant -> its trained run) in up to ``jobs`` processes (the module docstring says how)."""
+    groups = variant_groups(runs)
     logs = out / LOG_DIR
     logs.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
@@ -66,7 +66,7 @@ def run_variant_jobs(spec_path: Path, out: Path, data: Path, device: str, jobs: 
                 log = logs / f"{run}.log"
                 process = context.Process(
                     target=_job, name=f"eqcg-ablate-{run}",
-                    args=(str(spec_path), str(out), str(data), device, names, str(log),
+                    args=(str(spec_path), str(out), str(data), device, run, names, str(log),
                           threads_per_job(jobs)))
                 process.start()
                 running[process.sentinel] = (process, names, log)
@@ -98,13 +98,13 @@ def _stop(processes: list[multiprocessing.Process]) -> None:
             process.join()
 
 
-def _job(spec_path: str, out: str, data: str, device: str, names: list[str], log: str,
-         threads: int) -> None:
-    """One job, in its own process: the stages of ``names`` (one trained run first), its
-    output into ``log``."""
+def _job(spec_path: str, out: str, data: str, device: str, run: str, names: list[str],
+         log: str, threads: int) -> None:
+    """One job, in its own process: the stages of ``names``, the variants that roll out the
+    trained ``run`` (training it first), its output into ``log``."""
     import torch
 
-    from eqcg.commands.ablation import load_spec, run_variant_stages, training_runs
+    from eqcg.commands.ablation import load_spec, run_variant_stages
 
     with open(log, "a", buffering=1) as stream:
         os.dup2(stream.fileno(), 1)
@@ -112,11 +112,10 @@ def _job(spec_path: str, out: str, data: str, device: str, names: list[str], log
         sys.stdout = sys.stderr = stream
         torch.set_num_threads(threads)
         spec = load_spec(spec_path)
-        runs = training_runs(spec)
         try:
             with interruptible():
                 for name in names:
-                    run_variant_stages(spec, Path(out), Path(data), name, runs[name], device)
+                    run_variant_stages(spec, Path(out), Path(data), name, run, device)
         except KeyboardInterrupt as exc:
             print(f"{', '.join(names)}: {exc}; the finished stages are kept", flush=True)
-            raise SystemExit(130) from None
+            raise SystemExit(128 + signal_of(exc)) from None
