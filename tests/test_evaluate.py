@@ -456,6 +456,9 @@ def test_conditions_and_the_temperature_trend_of_li_d(evaluated):
     assert (row["diffusivity_t_rising_model"], row["diffusivity_t_rising_md"],
             row["diffusivity_t_same_order"]) == (
         trend["rising_model"], trend["rising_md"], trend["same_order"])
+    assert row["trend_pairs"] == 3
     assert longer["diffusivity_t_same_order"] is None  # one system: no pairs
+    markdown = (root / "comparison" / COMPARISON_FILES[0]).read_text()
+    assert f"{fmt(trend['same_order'])} (3 pairs)" in markdown
     assert "### Temperature trend at fixed salt" in (
         root / "report_exact" / REPORT_FILE).read_text()

@@ -32,6 +32,10 @@ from eqcg.evaluation.results import (
 from eqcg.runtime.outputs import claims_output
 
 COMPARISON_FILES = ("comparison.md", "comparison.json", "comparison.csv")
+# comparison column -> TrendEntry field: how Li's D follows temperature at fixed salt
+TREND_COLUMNS = {"diffusivity_t_rising_model": "rising_model",
+                 "diffusivity_t_rising_md": "rising_md",
+                 "diffusivity_t_same_order": "same_order"}
 
 
 E = TypeVar("E", AgreementEntry, TrendEntry)
@@ -120,9 +124,6 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
     mean_columns = {"collision_free_fraction": "collision_free",
                     "collisions_per_1000_steps": "collisions_per_1000_steps",
                     "bond_length_w1": "bond_length_w1"}
-    trend_columns = {"diffusivity_t_rising_model": "rising_model",
-                     "diffusivity_t_rising_md": "rising_md",
-                     "diffusivity_t_same_order": "same_order"}
     intervals = {column: entry.intervals[name] for column, (entry, name)
                  in agreement_columns.items() if entry is not None and name in entry.intervals}
     intervals |= {column: means[name].interval for column, name in mean_columns.items()
@@ -134,7 +135,7 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
         **{column: getattr(entry, name) if entry is not None else None
            for column, (entry, name) in agreement_columns.items()},
         **{column: getattr(trend, name) if trend is not None else None
-           for column, name in trend_columns.items()},
+           for column, name in TREND_COLUMNS.items()},
         collision_free_fraction=stability.collision_free_fraction,
         collisions_per_1000_steps=(means["collisions_per_1000_steps"].mean
                                    if "collisions_per_1000_steps" in means else None),
@@ -145,6 +146,7 @@ def comparison_row(label: str, report: Path, summary: EvaluationSummary,
         speedup=speed.speedup_median,
         **_median_columns(aggregate),
         n_systems=aggregate.n_systems,
+        trend_pairs=trend.pairs if trend is not None else None,
         intervals=intervals,
         diffusivity_by_species={
             species: aggregate.agreement["whole"][diffusivity_key(species)]
@@ -186,11 +188,17 @@ def _ceiling_cells(entry: AgreementEntry | None) -> list[str]:
             for name in ("spearman_rho", "within_1_5x")]
 
 
+def _row_cell(row: ComparisonRow, column: str) -> str:
+    """One markdown cell: the value with its interval, a trend fraction with its pair count."""
+    if column in TREND_COLUMNS and row.trend_pairs:
+        return f"{fmt(getattr(row, column))} ({row.trend_pairs} pairs)"
+    return _cell(getattr(row, column), row.intervals.get(column))
+
+
 def _markdown(comparison: Comparison) -> str:
     lines = ["# Comparison", "", table(
         ["label", "systems", *comparison.columns.values()],
-        [[row.label, row.n_systems,
-          *(_cell(getattr(row, c), row.intervals.get(c)) for c in comparison.columns)]
+        [[row.label, row.n_systems, *(_row_cell(row, c) for c in comparison.columns)]
          for row in comparison.rows],
     ), "", f"Speeds in {', '.join(comparison.speed_unit)}. r² (Pearson²) over systems at the "
            "same simulated span (diffusivity and first shell: each trajectory's whole span); "
@@ -253,7 +261,7 @@ def compare(report_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, *,
     content = comparison.to_dict()
     json_path.write_text(json.dumps(content, indent=2))
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["label", "report", "n_systems",
+        writer = csv.DictWriter(f, fieldnames=["label", "report", "n_systems", "trend_pairs",
                                                *comparison.columns], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(content["rows"])

@@ -438,7 +438,9 @@ class ComparisonRow(Record):
     agreement over systems at the same span, diffusivity and first-shell agreement over each
     trajectory's whole span; ``intervals``: column -> bootstrap 95 % interval over systems;
     ``diffusivity_by_species``: species -> agreement of its diffusivity (whole spans);
-    ``diffusivity_ceiling_by_species``: the same for the MD's two halves (the MD ceiling)."""
+    ``diffusivity_ceiling_by_species``: the same for the MD's two halves (the MD ceiling);
+    ``trend_pairs``: how many same-salt pairs at different temperatures the trend columns
+    count."""
 
     label: str
     report: str
@@ -499,6 +501,7 @@ class ComparisonRow(Record):
     model_speed: float | None = column("model sim. time per hour (median)")
     speedup: float | None = column("speed-up over MD (median)")
     n_systems: int | None = None
+    trend_pairs: int | None = None
     intervals: dict[str, list[float | None]] = field(default_factory=dict)
     diffusivity_by_species: dict[str, AgreementEntry] = field(default_factory=dict)
     diffusivity_ceiling_by_species: dict[str, AgreementEntry] = field(default_factory=dict)
