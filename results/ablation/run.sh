@@ -9,11 +9,16 @@
 #                                                    # ~20-30 min per variant on one thread
 #   bash results/ablation/run.sh electrolyte_medium  # ~50 min of LAMMPS (2 jobs), then
 #                                                    # ~5-10 min per variant on one thread
+#   JOBS=2 bash results/ablation/run.sh electrolyte_transport  # ~4.9 h of LAMMPS (2 jobs; it
+#                                                    # continues where it stopped), then the
+#                                                    # trained runs two at a time
+# JOBS=N trains N runs at once (eqcg ablate --jobs N); one thread each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-name=${1:?usage: run.sh polymer_medium|polymer_transport|electrolyte_medium}
+name=${1:?usage: run.sh polymer_medium|polymer_transport|electrolyte_medium|electrolyte_transport}
 work=${WORK:-ablation-work}/$name
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} eqcg ablate "configs/ablation/$name.yaml" --out "$work"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} eqcg ablate "configs/ablation/$name.yaml" --out "$work" \
+  --jobs "${JOBS:-1}"
 out=results/ablation/$name
 mkdir -p "$out/plots"
 cp "$work"/comparison/comparison.{md,json,csv} "$work/variants.json" "$out/"
