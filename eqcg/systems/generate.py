@@ -192,8 +192,8 @@ def run_specs(
     processes = LammpsProcesses()
 
     def advance(job: LammpsJob, steps: int) -> None:
-        with overall_lock:
-            overall.update(steps / job.total_steps)
+        with overall_lock:  # fractions of many jobs must not sum past the total
+            overall.update(min(steps / job.total_steps, overall.total - overall.n))
 
     def simulate(name: str, job: LammpsJob) -> None:
         line = free_lines.get()
