@@ -33,7 +33,9 @@ from the preset's grid in a seed-dependent order; any number of systems may be a
   jobs sharing it: 87-94 % CPU): 10 ps of production in 19.7 s (1,254 atoms) and 20.0 s
   (1,368 atoms), 44 and 43 ns/day; with equilibration ~36 min per system, so ~4.9 h for all
   16 with two jobs (16 x 36 min / 2), to be run in two pieces of under 3 h (an interrupted
-  generation continues: see :mod:`eqcg.systems.electrolyte`).
+  generation continues: see :mod:`eqcg.systems.electrolyte`). Measured over the whole
+  generation: 33.3 and 33.6 min for the last two systems (whole runs, two jobs and nothing
+  else on the CPU), so ~4.5 h for the 16.
 * ``paper`` — realistic (hours per system): 50 systems over five chain lengths, six salt
   ratios (Li:EO 1:33 to 1:8) and three temperatures, 2 ns NPT, 10 ns production with a frame
   every 2 ps (the reference work used 50 ns; pass a modified :class:`ElectrolytePreset` for
