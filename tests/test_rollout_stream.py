@@ -15,8 +15,10 @@ from eqcg.commands.cli import main
 from eqcg.config import load_config
 from eqcg.data.rollout_file import (
     COMPLETE,
+    FAILED,
     ROLLOUT_FILE,
     RUNNING,
+    RolloutAttrs,
     read_rollout_state,
     rollout_status,
 )
@@ -24,6 +26,7 @@ from eqcg.errors import ConfigError
 from eqcg.evaluation.report import evaluate
 from eqcg.models.simulator import Simulator
 from eqcg.runtime.interrupt import Interrupted
+from eqcg.simulation.rollout import RolloutFailure
 from eqcg.simulation.runner import run_rollout
 from eqcg.training.trainer import train
 
@@ -162,3 +165,41 @@ def test_sigterm_stops_a_rollout_with_exit_code_143(run_dir, polymer_data, tmp_p
                  "--resume"]) == 0
     assert len(frames(out / ROLLOUT_FILE)["chain000"][0]) == state.step + 3
     assert (out / "chain000.dcd").exists()
+
+
+def test_a_blown_up_system_is_recorded_and_evaluated_as_not_stable(
+        run_dir, polymer_data, tmp_path, monkeypatch):
+    """One system going non-finite at step 8 stops the rollout: the file records which system
+    at which step (state and that system's attributes), and evaluation counts it as neither
+    finite nor stable, the others as they are, and says so in the report."""
+    predict, calls = Simulator.predict, []
+
+    def exploding_predict(self, *args, **kwargs):  # the last bead (of chain003) at step 8
+        prediction = predict(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 8:
+            prediction.acceleration.mean[-1] = float("nan")
+        return prediction
+
+    monkeypatch.setattr(Simulator, "predict", exploding_predict)
+    out = tmp_path / "blown"
+    with pytest.raises(RolloutFailure, match="chain003 at step 8") as failure:
+        run_rollout(run_dir, polymer_data, out, 15, **OPTIONS)
+    assert failure.value.blown_up == {"chain003": 8}
+    _, state = read_rollout_state(out / ROLLOUT_FILE)
+    assert (state.status, state.blown_up) == (FAILED, {"chain003": 8})
+    with load_dataset(out / ROLLOUT_FILE) as rollout:
+        attrs = {s.name: RolloutAttrs.from_attrs(s.attrs, s.name) for s in rollout}
+    assert {name: a.blew_up_at_step for name, a in attrs.items()} == {
+        "chain000": None, "chain001": None, "chain002": None, "chain003": 8}
+
+    metrics = evaluate(out, polymer_data, tmp_path / "report", draw_plots=False)
+    model = {name: s["stability"]["model"] for name, s in metrics["systems"].items()}
+    assert [model[name]["finite"] for name in SYSTEMS] == [True, True, True, False]
+    assert not model["chain003"]["stable"] and model["chain003"]["blew_up_at_step"] == 8
+    stability = metrics["aggregate"]["stability"]
+    assert stability["finite_fraction"] == 0.75
+    assert stability["stable_fraction"] <= 0.75
+    assert stability["blown_up"] == {"chain003": 8}
+    assert "**The rollout blew up**: `chain003` at step 8" in (
+        tmp_path / "report" / "report.md").read_text()

@@ -19,7 +19,7 @@ import json
 import os
 import time as _time
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class RolloutAttrs:
         wall_seconds: wall-clock seconds spent stepping (all systems of the rollout together).
         model: the variant that made it.
         val_nll: the model's validation NLL when it was trained, if recorded.
+        blew_up_at_step: the learned step this system blew up at (non-finite, or a bead
+            jumping farther than the limit), which stopped the rollout; ``None`` if it did not.
     """
 
     reference_system: str
@@ -60,6 +62,7 @@ class RolloutAttrs:
     wall_seconds: float
     model: str
     val_nll: float | None = None
+    blew_up_at_step: int | None = None
 
     def to_attrs(self) -> dict[str, Any]:
         """The attributes as stored (a system's ``attrs``)."""
@@ -71,12 +74,13 @@ class RolloutAttrs:
         missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in attrs]
         if missing:
             raise DataError(f"{where}: attributes {missing} are missing")
-        val_nll = attrs.get("val_nll")
+        val_nll, blew_up = attrs.get("val_nll"), attrs.get("blew_up_at_step")
         return cls(str(attrs["reference_system"]), int(attrs["cg_level"]),
                    int(attrs["whole_molecule_max_atoms"]), int(attrs["cg_seed"]),
                    int(attrs["start_frame"]), int(attrs["dilation"]),
                    float(attrs["wall_seconds"]), str(attrs["model"]),
-                   None if val_nll is None else float(val_nll))
+                   None if val_nll is None else float(val_nll),
+                   None if blew_up is None else int(blew_up))
 
 
 @dataclass
@@ -92,6 +96,8 @@ class RolloutState:
         wall_seconds: wall-clock seconds spent stepping, over all sessions.
         status: ``running``, ``complete`` or ``failed``.
         message: why it failed (empty otherwise).
+        blown_up: system name -> the learned step it blew up at (a failed rollout's culprits;
+            also each such system's ``blew_up_at_step`` attribute).
     """
 
     step: int
@@ -100,6 +106,7 @@ class RolloutState:
     wall_seconds: float
     status: str = RUNNING
     message: str = ""
+    blown_up: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,11 +135,13 @@ def _write_state(f: h5py.File, state: RolloutState) -> None:
             del group[name]
         group.create_dataset(name, data=data)
     group.attrs.update(step=state.step, wall_seconds=state.wall_seconds, status=state.status,
-                       message=state.message)
+                       message=state.message, blown_up_json=json.dumps(state.blown_up))
     for name in f["systems"]:
         system = f["systems"][name]
         attrs = json.loads(system.attrs["attrs_json"])
         attrs["wall_seconds"] = state.wall_seconds
+        if name in state.blown_up:
+            attrs["blew_up_at_step"] = state.blown_up[name]
         system.attrs["attrs_json"] = json.dumps(attrs)
 
 
@@ -221,6 +230,7 @@ def read_rollout_state(path: str | os.PathLike) -> tuple[RolloutHeader, RolloutS
                 rng_state=group["rng_state"][()],
                 wall_seconds=float(group.attrs["wall_seconds"]),
                 status=str(group.attrs["status"]), message=str(group.attrs["message"]),
+                blown_up=json.loads(group.attrs.get("blown_up_json", "{}")),
             )
     except FileNotFoundError:
         raise DataError(f"{path}: no rollout to resume here") from None

@@ -228,6 +228,8 @@ def aggregate(systems: dict[str, SystemEvaluation], units: str) -> Aggregate:
                 s.stability["reference_matched"]["collision_free"] for s in evaluations) / n,
             first_collision_frame={name: s.stability["model"]["first_collision_frame"]
                                    for name, s in systems.items()},
+            blown_up={name: s.stability["model"]["blew_up_at_step"] for name, s in systems.items()
+                      if s.stability["model"].get("blew_up_at_step") is not None},
         ),
         agreement={pair: {key: agreement_entry(property_column(evaluations, ref, key),
                                                property_column(evaluations, mod, key))

@@ -156,6 +156,15 @@ def _first_shell_table(system: SystemEvaluation, length_unit: str) -> str:
                   f"first peak [{length_unit}]", "first-peak g(r)", "coordination"], rows)
 
 
+def _blown_up_lines(blown_up: dict[str, int]) -> list[str]:
+    """A line naming the systems that blew up (and stopped the rollout), if any."""
+    if not blown_up:
+        return []
+    named = ", ".join(f"`{name}` at step {step}" for name, step in blown_up.items())
+    return [f"**The rollout blew up**: {named}; it stopped there, so every system's frames end "
+            "at that step (the fractions above count a blown-up system as not finite).", ""]
+
+
 def report_markdown(summary: EvaluationSummary) -> str:
     """The Markdown report: stability and speed, agreement tables, calibration, figures, and
     one section per system."""
@@ -168,9 +177,10 @@ def report_markdown(summary: EvaluationSummary) -> str:
         f"{summary.options['collision_threshold']} {summary.units['length']}", "",
         "## Stability and speed", "",
         table(["quantity", "value"], [
-            ["finite fraction", stability.finite_fraction],
+            ["finite fraction (and not blown up)", stability.finite_fraction],
             ["collision-free fraction", stability.collision_free_fraction],
-            ["stable fraction (finite and collision-free)", stability.stable_fraction],
+            ["stable fraction (finite, not blown up, collision-free)",
+             stability.stable_fraction],
             ["reference MD collision-free fraction",
              stability.reference_collision_free_fraction],
             [f"model simulated time per hour, median [{speed.unit}]", speed.model_median],
@@ -178,6 +188,7 @@ def report_markdown(summary: EvaluationSummary) -> str:
              speed.reference_median],
             ["speed-up, median", speed.speedup_median],
         ]), "",
+        *_blown_up_lines(stability.blown_up),
         "## Cross-system agreement", "",
         "r² (Pearson²) is the squared Pearson correlation (the paper's r²); R² of y = x is the "
         "coefficient of determination of the identity line (1 only when the values agree).", "",

@@ -288,14 +288,17 @@ class AgreementEntry(Record):
 
 @dataclass
 class StabilityFractions(Record):
-    """Fractions of systems whose rollout stayed finite / collision-free / both, the reference
-    MD's collision-free fraction over the matched span, and each system's first collision."""
+    """Fractions of systems whose rollout stayed finite (and did not blow up) / collision-free /
+    both, the reference MD's collision-free fraction over the matched span, each system's first
+    collision, and ``blown_up``: system -> the learned step it blew up at, stopping the rollout
+    (every system of it ends there)."""
 
     finite_fraction: float
     collision_free_fraction: float
     stable_fraction: float
     reference_collision_free_fraction: float
     first_collision_frame: dict[str, int | None]
+    blown_up: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

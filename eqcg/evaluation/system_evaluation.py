@@ -61,7 +61,7 @@ from eqcg.evaluation.results import (
 )
 from eqcg.evaluation.speed import system_speed
 from eqcg.metrics.dynamics import diffusivity_unit, exact_com_diffusivity
-from eqcg.metrics.stability import collision_report
+from eqcg.metrics.stability import CollisionReport, collision_report
 from eqcg.units import unit_system
 
 
@@ -189,6 +189,15 @@ def _model_over_reference(
     return out
 
 
+def _model_stability(report: CollisionReport, attrs: RolloutAttrs) -> dict[str, object]:
+    """The rollout's collision summary, with ``blew_up_at_step``: a system that blew up (the
+    rollout stopped there, before its frames went non-finite) is neither finite nor stable."""
+    summary = report.summary() | {"blew_up_at_step": attrs.blew_up_at_step}
+    if attrs.blew_up_at_step is not None:
+        summary |= {"finite": False, "stable": False}
+    return summary
+
+
 def evaluate_system(
     rollout: SystemTrajectory,
     attrs: RolloutAttrs,
@@ -270,7 +279,7 @@ def evaluate_system(
         span=Span(model.span, traj["model_matched"].span, reference.span,
                   unit_system(model.units).time),
         reference_covers_rollout=n_matched == model.n_frames,
-        stability={"model": stability.summary(),
+        stability={"model": _model_stability(stability, attrs),
                    "reference_matched": reference_stability.summary()},
         properties={view: views[view].summary() for view in VIEWS},
         values=values,

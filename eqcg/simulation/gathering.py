@@ -45,8 +45,9 @@ def roll_out_ranks(
         trajectories, _ = job.trajectories(systems, batch, result.positions.double().numpy(),
                                            result.steps.numpy())
     failures = [str(failure)] if failure else []
-    trajectories, failures, wall_seconds = _gather(ctx, trajectories, failures, wall_seconds,
-                                                   job.systems)
+    blown_up = failure.blown_up if failure else {}
+    trajectories, failures, blown_up, wall_seconds = _gather(
+        ctx, trajectories, failures, blown_up, wall_seconds, job.systems)
     if ctx.is_main:
         for trajectory in trajectories:
             trajectory.attrs["wall_seconds"] = wall_seconds
@@ -55,24 +56,26 @@ def roll_out_ranks(
                                np.zeros(1, dtype=np.int64), np.zeros(0))
         create_rollout_file(job.path, trajectories, header, RolloutState(
             job.n_steps, np.zeros((0, 0, 3)), np.zeros(0, np.uint8), wall_seconds, status,
-            message))
+            message, blown_up))
         job.write_info(wall_seconds, ctx.world, failures or None)
         finish(job)
     if failures:
-        raise RolloutFailure("; ".join(failures), result=None)
+        raise RolloutFailure("; ".join(failures), result=None, blown_up=blown_up)
 
 
 def _gather(
     ctx: DistributedContext, trajectories: list[SystemTrajectory], failures: list[str],
-    wall_seconds: float, order: list[str],
-) -> tuple[list[SystemTrajectory], list[str], float]:
-    """Collect every rank's trajectories (in ``order``), failures and the longest wall time."""
+    blown_up: dict[str, int], wall_seconds: float, order: list[str],
+) -> tuple[list[SystemTrajectory], list[str], dict[str, int], float]:
+    """Collect every rank's trajectories (in ``order``), failures, blown-up systems and the
+    longest wall time."""
     gathered: list = [None] * ctx.world
-    dist.all_gather_object(gathered, (trajectories, failures, wall_seconds))
-    by_name = {t.name: t for part, _, _ in gathered for t in part}
+    dist.all_gather_object(gathered, (trajectories, failures, blown_up, wall_seconds))
+    by_name = {t.name: t for part, _, _, _ in gathered for t in part}
     return ([by_name[name] for name in order if name in by_name],
-            [f for _, part, _ in gathered for f in part],
-            max(seconds for _, _, seconds in gathered))
+            [f for _, part, _, _ in gathered for f in part],
+            {name: step for _, _, part, _ in gathered for name, step in part.items()},
+            max(seconds for _, _, _, seconds in gathered))
 
 
 __all__ = ["roll_out_ranks"]

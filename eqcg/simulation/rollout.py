@@ -66,11 +66,13 @@ class RolloutResult:
 
 class RolloutFailure(SimulationError):
     """A rollout that went non-finite or exploded; carries the frames saved before it (``None``
-    once they are written to disk)."""
+    once they are written to disk) and ``blown_up``: system name -> the step it blew up at."""
 
-    def __init__(self, message: str, result: RolloutResult | None):
+    def __init__(self, message: str, result: RolloutResult | None,
+                 blown_up: dict[str, int] | None = None):
         super().__init__(message)
         self.result = result
+        self.blown_up = dict(blown_up or {})
 
 
 @torch.no_grad()
@@ -220,13 +222,13 @@ def _failure(
     first_bad: torch.Tensor, names: list[str] | None, saved: list[torch.Tensor],
     steps: list[int], started: float, detected: int,
 ) -> RolloutFailure:
-    bad = [(i, int(s)) for i, s in enumerate(first_bad.tolist()) if s >= 0]
-    described = ", ".join(
-        f"{names[i] if names else f'system {i}'} at step {s}" for i, s in bad
-    )
+    blown_up = {names[i] if names else f"system {i}": int(s)
+                for i, s in enumerate(first_bad.tolist()) if s >= 0}
+    described = ", ".join(f"{name} at step {s}" for name, s in blown_up.items())
     return RolloutFailure(
         f"rollout blew up (non-finite positions or a bead jumping farther than the limit): "
         f"{described} (noticed at step {detected}); the frames saved up to step {steps[-1]} "
         f"were kept",
         _result(saved, steps, started),
+        blown_up,
     )

@@ -87,8 +87,10 @@ class StreamRecorder:
         if waited >= max(self.flush_seconds, _COMMIT_OVERHEAD * self.commit_seconds):
             self.commit(RUNNING)
 
-    def commit(self, status: str, message: str = "") -> float:
-        """Append the frames kept so far with the latest state; return the wall seconds."""
+    def commit(self, status: str, message: str = "",
+               blown_up: dict[str, int] | None = None) -> float:
+        """Append the frames kept so far with the latest state (``blown_up``: a failure's
+        systems and steps); return the wall seconds."""
         with uninterrupted():
             began = time.perf_counter()
             step, history, rng_state = self.point
@@ -99,7 +101,7 @@ class StreamRecorder:
             steps = np.array([s for s, _ in self.frames if s <= step], dtype=np.int64)
             append_frames(self.path, positions, steps, RolloutState(
                 step, history.detach().cpu().double().numpy(), rng_state.numpy(), wall,
-                status, message))
+                status, message, dict(blown_up or {})))
             self.frames.clear()
             self.last_commit = time.perf_counter()
             self.commit_seconds = self.last_commit - began
@@ -136,9 +138,10 @@ def stream(
                 show_progress=job.show_progress, start_step=state.step, on_save=recorder,
                 keep_frames=False)
     except RolloutFailure as failure:
-        job.write_info(recorder.commit(FAILED, str(failure)), 1, [str(failure)])
+        job.write_info(recorder.commit(FAILED, str(failure), failure.blown_up), 1,
+                       [str(failure)])
         finish(job)
-        raise RolloutFailure(str(failure), result=None) from None
+        raise RolloutFailure(str(failure), result=None, blown_up=failure.blown_up) from None
     except KeyboardInterrupt as exc:
         job.write_info(recorder.commit(RUNNING), 1, None)
         raise Interrupted(
