@@ -23,7 +23,7 @@ out=results/ablation/$name
 mkdir -p "$out/plots"
 cp "$work"/comparison/comparison.{md,json,csv} "$work/variants.json" "$out/"
 # agreement plots of the variants named in $PLOTS (default: those the README shows)
-for variant in ${PLOTS:-baseline equivariant baseline-shared shared-keep-com shared-seed1-keep-com}; do
+for variant in ${PLOTS:-baseline equivariant equivariant-seed1 baseline-shared shared-keep-com shared-seed1-keep-com}; do
   if [ -d "$work/reports/$variant" ]; then
     cp "$work/reports/$variant/plots/agreement.png" "$out/plots/agreement_$variant.png"
   fi
