@@ -34,3 +34,9 @@ if [ -d "$work/reports/shared-keep-com" ]; then  # one chain's dynamics, before 
       "$out/plots/dynamics_chain007_$variant.png"
   done
 fi
+if [ -d "$work/reports/equivariant/plots/peo18x8_li18_425K_000" ]; then  # one box's structure
+  for variant in baseline equivariant; do
+    cp "$work/reports/$variant/plots/peo18x8_li18_425K_000/structure.png" \
+      "$out/plots/structure_peo18x8_li18_425K_000_$variant.png"
+  done
+fi
