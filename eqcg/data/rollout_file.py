@@ -97,7 +97,7 @@ class RolloutState:
         status: ``running``, ``complete`` or ``failed``.
         message: why it failed (empty otherwise).
         blown_up: system name -> the learned step it blew up at (a failed rollout's culprits;
-            also each such system's ``blew_up_at_step`` attribute).
+            stored as each such system's ``blew_up_at_step`` attribute).
     """
 
     step: int
@@ -135,7 +135,7 @@ def _write_state(f: h5py.File, state: RolloutState) -> None:
             del group[name]
         group.create_dataset(name, data=data)
     group.attrs.update(step=state.step, wall_seconds=state.wall_seconds, status=state.status,
-                       message=state.message, blown_up_json=json.dumps(state.blown_up))
+                       message=state.message)
     for name in f["systems"]:
         system = f["systems"][name]
         attrs = json.loads(system.attrs["attrs_json"])
@@ -212,6 +212,13 @@ def append_frames(
     _replace_atomically(path, write, start_from_target=True)
 
 
+def _blown_up(systems: h5py.Group) -> dict[str, int]:
+    """System name -> ``blew_up_at_step`` of the systems that carry one."""
+    steps = {name: json.loads(systems[name].attrs["attrs_json"]).get("blew_up_at_step")
+             for name in systems}
+    return {name: int(step) for name, step in steps.items() if step is not None}
+
+
 def read_rollout_state(path: str | os.PathLike) -> tuple[RolloutHeader, RolloutState]:
     """The header and state of the streamed rollout at ``path`` (a :class:`DataError` when
     it is missing or was not written by a streaming rollout)."""
@@ -230,7 +237,7 @@ def read_rollout_state(path: str | os.PathLike) -> tuple[RolloutHeader, RolloutS
                 rng_state=group["rng_state"][()],
                 wall_seconds=float(group.attrs["wall_seconds"]),
                 status=str(group.attrs["status"]), message=str(group.attrs["message"]),
-                blown_up=json.loads(group.attrs.get("blown_up_json", "{}")),
+                blown_up=_blown_up(f["systems"]),
             )
     except FileNotFoundError:
         raise DataError(f"{path}: no rollout to resume here") from None
