@@ -46,6 +46,8 @@ _EXPORTS = {
     "variants": "eqcg.models.registry",
     "system_kinds": "eqcg.systems.registry",
     "train": "eqcg.training.trainer",
+    "distill": "eqcg.commands.distillation",
+    "DistillSettings": "eqcg.commands.distillation",
     "load_simulator": "eqcg.models.checkpoint",
     "rollout": "eqcg.simulation.rollout",
     "RolloutConfig": "eqcg.config",

@@ -23,7 +23,7 @@ from torch_geometric.utils import scatter
 from tqdm.auto import tqdm
 
 from eqcg import keys
-from eqcg.config import RolloutConfig
+from eqcg.config import RolloutConfig, check_distilled
 from eqcg.errors import SimulationError
 from eqcg.graphs.neighbors import VerletList, cg_edges
 from eqcg.models.gaussian import NoiseFunction, gaussian_noise
@@ -131,6 +131,8 @@ def rollout(
     history = batch[keys.POS_HISTORY].clone()
     features = simulator.embed(batch)
     settings = settings or RolloutConfig(refine=False)
+    check_distilled(simulator.distilled_noise.numel(), len(simulator.sigmas), settings,
+                    "rollout settings")
     neighbors = VerletList(simulator.radius, NEIGHBOR_SKIN * simulator.radius)
     first_bad = torch.full((n_graphs,), -1, dtype=torch.long, device=history.device)
     saved, saved_steps = [history[:, -1].clone()], [start_step]
@@ -196,7 +198,8 @@ def _refine(
         sigmas = noise_ladder(settings, simulator.sigmas,
                               prediction.acceleration.marginal_covariance(),
                               batch.batch, batch.num_graphs)
-        refined = refine_sample(settings, score, next_pos, sigmas, noise)
+        refined = refine_sample(settings, score, next_pos, sigmas, noise,
+                                simulator.distilled_noise)
     if settings.excluded_volume > 0:
         with record_function(EXCLUDED_VOLUME):
             edge_index, edge_vec, _ = cg_edges(
