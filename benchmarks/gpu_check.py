@@ -46,6 +46,8 @@ def parse_args() -> argparse.Namespace:
     rollout.add_argument("--steps", type=int, required=True)
     rollout.add_argument("--device", required=True)
     rollout.add_argument("--save-every", type=int, default=1000)
+    rollout.add_argument("--neighbor-search", default="device", choices=["verlet", "device"],
+                         help="rollout.neighbor_search (device: no host sync per step)")
     rollout.add_argument("--out", type=Path, required=True, help="rollout output directory")
     rollout.add_argument("--json", type=Path, required=True, help="where to write the result")
     report = commands.add_parser("report", help="JSON + Markdown of a gpu_check.sh run")
@@ -74,7 +76,8 @@ def timed_rollout(args: argparse.Namespace) -> dict[str, Any]:
         with interruptible():
             run_rollout(args.run, args.data, args.out, args.steps, systems=systems,
                         device=args.device, save_every=args.save_every, show_progress=False,
-                        flush_seconds=60.0)
+                        flush_seconds=60.0,
+                        changes={"neighbor_search": args.neighbor_search})
     except Interrupted:
         status = "time limit"
     except RolloutFailure as failure:
@@ -85,6 +88,7 @@ def timed_rollout(args: argparse.Namespace) -> dict[str, Any]:
     steps = state.step if state is not None else 0
     return {
         "steps_requested": args.steps, "steps_done": steps, "status": status,
+        "neighbor_search": args.neighbor_search,
         "systems": list(header.names) if header is not None else [],
         "beads": int(header.ptr[-1]) if header is not None else 0,
         "wall_seconds": wall, "rollout_seconds": state.wall_seconds if state else 0.0,
@@ -199,9 +203,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {r['variant']} | {r['refinement']} | {r['systems']} | "
                   f"{r['seconds_per_step']:.4g} | {r['speedup']:.3g} |" for r in bench["rows"]]
     if rollout := report["rollout"]:
-        lines += ["", "| rollout | steps done / asked | systems | beads | steps/s | peak memory |",
-                  "|---|---|---|---|---|---|",
-                  f"| {rollout['status']} | {rollout['steps_done']} / "
+        lines += ["", "| rollout | neighbour search | steps done / asked | systems | beads | "
+                  "steps/s | peak memory |", "|---|---|---|---|---|---|---|",
+                  f"| {rollout['status']} | {rollout['neighbor_search']} | "
+                  f"{rollout['steps_done']} / "
                   f"{rollout['steps_requested']} | {len(rollout['systems'])} | "
                   f"{rollout['beads']} | {rollout['steps_per_second']:.3g} | "
                   f"{rollout['peak_memory_bytes'] / 2**20:.0f} MiB "

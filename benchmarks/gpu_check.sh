@@ -28,7 +28,8 @@
 # Missing packages (vesin, mdtraj, ...) are installed from --wheels (default .gpu-wheels) into
 # a temporary folder; eqcg runs from this checkout (PYTHONPATH), installed or not. Each phase
 # has a wall-clock limit (--limits TESTS BENCHMARK ROLLOUT, seconds); a rollout stopped by its
-# limit reports the steps it took. A failed phase does not stop the next; the exit status is 1
+# limit reports the steps it took. The rollout uses --neighbor-search (default device: no host
+# sync per step; verlet: the vesin-based default of eqcg rollout). A failed phase does not stop the next; the exit status is 1
 # when any phase failed or timed out.
 set -uo pipefail
 
@@ -37,7 +38,7 @@ usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 DEVICE=cuda DATA="" RUN="" OUT="$REPO/results/gpu" STEPS=10000 COPIES="1 50 1000"
-REPEATS=5 COMPILE=(--compile)
+REPEATS=5 COMPILE=(--compile) SEARCH=device
 TEST_ARGS=(tests/test_cuda.py tests/test_rollout_sync.py -k "not cpu")
 WHEELS="$REPO/.gpu-wheels" LIMITS=(150 150 150)
 while (($#)); do
@@ -50,6 +51,7 @@ while (($#)); do
         --copies) COPIES=$2; shift ;;
         --repeats) REPEATS=$2; shift ;;
         --no-compile) COMPILE=() ;;
+        --neighbor-search) SEARCH=$2; shift ;;
         --wheels) WHEELS=$(realpath -m "$2"); shift ;;
         --limits) LIMITS=($2); shift ;;
         --) shift; TEST_ARGS=("$@"); break ;;
@@ -103,8 +105,8 @@ phase benchmark "${LIMITS[1]}" "$PYTHON" benchmarks/learned_vs_lammps.py --data 
     --equivariant-config configs/polymer_equivariant.yaml \
     --dilation 1 --frame-interval 5 --out "$WORK/learned_vs_lammps.json"
 phase rollout "${LIMITS[2]}" "$PYTHON" benchmarks/gpu_check.py rollout --run "$RUN" \
-    --data "$DATA" --steps "$STEPS" --device "$DEVICE" --out "$WORK/rollout" \
-    --json "$WORK/rollout.json"
+    --data "$DATA" --steps "$STEPS" --device "$DEVICE" --neighbor-search "$SEARCH" \
+    --out "$WORK/rollout" --json "$WORK/rollout.json"
 "$PYTHON" benchmarks/gpu_check.py report --work "$WORK" --out "$OUT" --device "$DEVICE" \
     || exit 2
 echo "gpu_check: logs in $WORK"

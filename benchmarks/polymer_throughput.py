@@ -31,6 +31,7 @@ Writes ``benchmarks/results/polymer_throughput.{json,png}`` (with the process' p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -62,6 +63,7 @@ from common import (
     write_json,
 )
 
+from eqcg.config import RolloutConfig
 from eqcg.data.store import TrajectoryDataset
 from eqcg.systems.generate import LAMMPS_DIR, RECORD_FILE
 from eqcg.systems.lammps_runner import LOG_FILE
@@ -83,6 +85,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per setting")
     parser.add_argument("--warmup", type=int, default=1)
     add_device_arguments(parser)
+    parser.add_argument("--neighbor-search", nargs="+", default=["verlet"],
+                        choices=["verlet", "device"],
+                        help="rollout.neighbor_search of the refined steps, side by side")
+    parser.add_argument("--steps", type=int, default=1,
+                        help="learned steps per timed rollout (they share its first neighbour "
+                             "search)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "polymer_throughput.json")
     return parser.parse_args()
 
@@ -110,6 +118,18 @@ def break_even_step(seconds_per_step: float, chain_rate: float, cores: int, chai
     """Learned step (tau) at which ``chains`` chains stepped in ``seconds_per_step`` match
     ``cores`` cores of LAMMPS at ``chain_rate`` chain·tau/s each."""
     return seconds_per_step * chain_rate * cores / chains
+
+
+def searched(steps: list[tuple[str, RolloutConfig | None]], searches: list[str]
+             ) -> list[tuple[str, RolloutConfig | None]]:
+    """The refined ``steps`` once per neighbour search (labelled by it when there are several);
+    the unrefined step as it is."""
+    if len(searches) == 1:
+        return [(label, r if r is None else dataclasses.replace(r, neighbor_search=searches[0]))
+                for label, r in steps]
+    return [(label, None) for label, r in steps if r is None] + [
+        (f"{label}, {search} search", dataclasses.replace(r, neighbor_search=search))
+        for label, r in steps if r is not None for search in searches]
 
 
 def peak_memory_mb() -> float:
@@ -163,10 +183,11 @@ def main() -> None:
         for copies in args.copies:
             batch = cycled_batch(systems, config.data.history, copies, device)
             beads[copies] = batch.num_nodes
-            for label, refinement in step_refinements(config):
+            for label, refinement in searched(step_refinements(config), args.neighbor_search):
                 key = f"{variant} / {label} / {copies} chains"
                 row_labels[key] = (variant, label, copies)
-                measures[key] = rollout_step_measure(simulator, batch, refinement, generator)
+                measures[key] = rollout_step_measure(simulator, batch, refinement, generator,
+                                                     args.steps)
     times = interleaved_times(measures, args.repeats, args.warmup)
 
     results, rows = {}, []

@@ -216,7 +216,7 @@ def main() -> None:
     train_batch = Batch.from_data_list(
         [windows[i] for i in range(min(batch_size, len(windows)))]
     ).to(device)
-    edge_index, _, _ = cg_edges(
+    edge_index, _, _, _ = cg_edges(
         batch[keys.POS_HISTORY][:, -1], batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
         batch[keys.CG_BOND_INDEX], configs["equivariant"].model.radius,
     )

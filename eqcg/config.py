@@ -177,6 +177,11 @@ class RolloutConfig:
     keep_com: bool = flag(
         False, "refinement keeps each molecule's centre of mass where the dynamics sample put "
                "it")
+    neighbor_search: str = choice(
+        "verlet", ("verlet", "device"),
+        help="verlet = vesin searches, reused while no bead has moved half the skin (one host "
+             "read per network call) / device = every pair of each system checked on the "
+             "device into fixed slots (no host read; small systems, GPUs)")
 
     def levels(self, model_levels: int) -> int:
         """Levels refinement visits for a model trained on ``model_levels`` levels."""

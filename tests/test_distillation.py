@@ -11,6 +11,15 @@ import pytest
 import torch
 
 from eqcg.commands.cli import main
+from eqcg.commands.distillation import (
+    DistillSettings,
+    distill,
+    distillation_loss,
+    distillation_target,
+    draw_variance,
+    teacher_levels,
+    teacher_step,
+)
 from eqcg.config import ModelConfig, RolloutConfig, ScoreConfig, load_config
 from eqcg.errors import ConfigError
 from eqcg.models.checkpoint import load_checkpoint, load_simulator
@@ -21,15 +30,6 @@ from eqcg.simulation.langevin import distilled_ladder, distilled_steps, geometri
 from eqcg.simulation.refinement import score_evaluations
 from eqcg.simulation.rollout import rollout
 from eqcg.testing import random_batch
-from eqcg.commands.distillation import (
-    DistillSettings,
-    distill,
-    distillation_loss,
-    distillation_target,
-    draw_variance,
-    teacher_levels,
-    teacher_step,
-)
 from eqcg.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -67,10 +67,11 @@ def test_cpu_form_runs_every_phase_and_says_cuda_is_absent(polymer_data, run_dir
     rollout = report["rollout"]
     held_out = load_checkpoint(resolve_checkpoint(run_dir))["metadata"]["split"]["test"]
     assert rollout["status"] == "complete" and rollout["steps_done"] == 3
+    assert rollout["neighbor_search"] == "device"  # the sync-free search, as on the GPU
     assert rollout["systems"] == held_out and rollout["peak_memory_bytes"] > 0
     table = report_file.with_suffix(".md").read_text()
     assert table.startswith(f"# GPU check: {device['name']}\n")
-    assert "**CUDA absent: torch" in table and "| complete | 3 / 3 |" in table
+    assert "**CUDA absent: torch" in table and "| complete | device | 3 / 3 |" in table
     assert table in done.stdout
 
 
@@ -87,6 +88,7 @@ def test_report_marks_timed_out_and_failed_phases(tmp_path):
     (tmp_path / "phases.tsv").write_text("tests\t1\t3.5\nbenchmark\t124\t150.0\n")
     (tmp_path / "rollout.json").write_text(json.dumps({
         "steps_requested": 10000, "steps_done": 1200, "status": "time limit", "systems": ["a"],
+        "neighbor_search": "device",
         "beads": 70, "steps_per_second": 8.0, "peak_memory_bytes": 3 * 2**20,
         "peak_memory_kind": "torch.cuda.max_memory_allocated"}))
     report = helper.build_report(tmp_path, "cpu")
@@ -97,4 +99,4 @@ def test_report_marks_timed_out_and_failed_phases(tmp_path):
     assert report["tests"] is None and report["learned_vs_lammps"] is None
     table = helper.markdown(report)
     assert "| benchmark | timed out | 150.0 |" in table
-    assert "| time limit | 1200 / 10000 | 1 | 70 | 8 | 3 MiB (torch.cuda" in table
+    assert "| time limit | device | 1200 / 10000 | 1 | 70 | 8 | 3 MiB (torch.cuda" in table

@@ -38,7 +38,7 @@ def test_radius_and_bond_edges_match_brute_force(periodic):
     bond_index = np.concatenate([bonds.T, bonds.T[::-1]], axis=1)
     cutoff = 4.0
     t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
-    edge_index, edge_vec, edge_type = cg_edges(
+    edge_index, edge_vec, edge_type, _ = cg_edges(
         t(pos), t(cell)[None], torch.tensor([periodic]), torch.zeros(40, dtype=torch.long),
         torch.tensor([0, 40]), torch.tensor(bond_index), cutoff,
     )
@@ -73,7 +73,7 @@ def test_minimum_image_leaves_open_systems_alone():
 def test_systems_in_a_batch_never_connect():
     pos = torch.zeros(4, 3, dtype=torch.float64)
     pos[1, 0] = pos[3, 0] = 1.0
-    edge_index, _, _ = cg_edges(
+    edge_index, _, _, _ = cg_edges(
         pos, torch.zeros(2, 3, 3, dtype=torch.float64), torch.tensor([False, False]),
         torch.tensor([0, 0, 1, 1]), torch.tensor([0, 2, 4]),
         torch.zeros(2, 0, dtype=torch.long), 2.0,

@@ -35,7 +35,8 @@ def report(polymer_data, tmp_path_factory) -> dict:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--data", str(polymer_data), "--chains", "2",
          "--copies", "2", "3", "--repeats", "1", "--warmup", "0", "--cores", str(CORES),
-         "--device", "cpu", "--threads", "1", "--out", str(out)],
+         "--device", "cpu", "--threads", "1", "--neighbor-search", "verlet", "device",
+         "--steps", "2", "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "break-even step (tau)" in done.stdout
@@ -66,6 +67,10 @@ def test_break_even_step_from_the_reports_own_timings(report):
     rows = report["results"].values()
     assert {(r["variant"], r["refinement"] == "no refinement", r["chains"]) for r in rows} == {
         (v, bare, n) for v in ("baseline", "equivariant") for bare in (True, False) for n in (2, 3)}
+    searches = [r["refinement"].rsplit(", ", 1)[-1] for r in rows
+                if r["refinement"] != "no refinement"]
+    assert sorted(set(searches)) == ["device search", "verlet search"]
+    assert searches.count("device search") == searches.count("verlet search") == 4
     rate = report["lammps"]["chain_tau_per_second"]
     for row in rows:
         n = row["chains"]

@@ -154,3 +154,32 @@ def test_rollout_loop_syncs_only_at_save_points_and_for_edge_counts(device, monk
         assert in_file(syncs, r"eqcg/graphs/") == CALLS_PER_STEP, (step, where)
         saved = int(step % save_every == 0)
         assert in_file(syncs, r"eqcg/simulation/") == saved, (step, where)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_rollout_loop_with_the_device_search_reads_nothing_between_its_checks(device,
+                                                                              monkeypatch):
+    """The same refined 7-step rollout with ``neighbor_search: device``: after step 1 (which
+    lists the pairs and sizes the slots) no neighbour query syncs, and the loop reads the device
+    only at its save points (steps 3 and 6): zero host syncs per step in between."""
+    sim, batch = small_simulator(device)
+    starts: list[int] = []
+    predict = sim.predict
+    n_steps, save_every = 7, 3
+    with counting_syncs(device) as counter:
+        def marked(*args, **kwargs):
+            starts.append(len(counter.syncs))
+            return predict(*args, **kwargs)
+
+        monkeypatch.setattr(sim, "predict", marked)
+        rollout(sim, batch, n_steps, RolloutConfig(refine_levels=LEVELS, schedule="geometric",
+                                                   refine_start="spread",
+                                                   neighbor_search="device"),
+                save_every=save_every, show_progress=False, noise=seeded_noise(device))
+        starts.append(len(counter.syncs))
+    assert in_file(counter.syncs[:starts[1]], r"eqcg/graphs/") > 0  # the setup, at step 1
+    for step in range(2, n_steps):
+        syncs = counter.syncs[starts[step - 1] : starts[step]]
+        where = Counter(s.site.split(":")[0] for s in syncs)
+        assert in_file(syncs, r"eqcg/graphs/") == 0, (step, where)
+        assert in_file(syncs, r"eqcg/simulation/") == int(step % save_every == 0), (step, where)

@@ -8,10 +8,13 @@ list filtered from a larger one (:class:`VerletList`) is the same list in the sa
 
 from __future__ import annotations
 
+import math
+
 import torch
 import vesin.torch
 from torch.profiler import record_function
 
+from eqcg.errors import ConfigError
 from eqcg.runtime.profiling import EDGES, NEIGHBOR_LIST
 
 RADIUS_EDGE = 0
@@ -35,12 +38,7 @@ def minimum_image(
     inverted once, not once per displacement, without the host sync of ``torch.linalg.inv``'s
     singularity check (a cell is never singular: open systems use the identity).
     """
-    eye = torch.eye(3, dtype=cells.dtype, device=cells.device)
-    safe_cells = torch.where(periodic[:, None, None], cells, eye)
-    inverse = torch.linalg.inv_ex(safe_cells).inverse
-    frac = torch.einsum("ei,eij->ej", vectors, inverse[graph])
-    frac = torch.where(periodic[graph][:, None], frac - torch.round(frac), frac)
-    return torch.einsum("ei,eij->ej", frac, safe_cells[graph])
+    return vectors + _lattice_shift(vectors, cells, periodic, graph)
 
 
 def radius_edges(
@@ -172,6 +170,13 @@ class VerletList:
         kept = torch.nonzero_static(keep, size=n_kept).squeeze(1)  # no second sync
         return index[:, kept], shift[kept]
 
+    def radius_pairs(
+        self, pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor, ptr: torch.Tensor,
+        exclude: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """:meth:`__call__`'s pairs, every one of them real (no mask)."""
+        return (*self(pos, box, pbc, ptr, exclude), None)
+
     def _build(self, pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor,
                ptr: torch.Tensor) -> None:
         """Search the pairs within ``cutoff + skin`` of ``pos``."""
@@ -194,6 +199,115 @@ class VerletList:
         return self._kept
 
 
+class DeviceNeighbors:
+    """Radius pairs searched on the device at every call into a fixed number of slots: no host
+    sync per call (for GPU rollouts of many small systems).
+
+    The first call lists every ordered pair of beads within each system of the batch (less the
+    pairs of ``exclude``: the CG bonds) and counts those within the cut-off; that count times
+    ``capacity_factor`` fixes the slots. Every call then takes the minimum-image distance of
+    every listed pair (:func:`minimum_image`: the cut-off must be below half of each periodic
+    cell's narrowest width, checked at the first call) and fills the slots with the pairs within
+    the cut-off, in the order of a fresh search (:func:`radius_edges`), followed by masked
+    padding. ``overflow`` (a device flag, never read here) records a call that found more pairs
+    than slots; the rollout reads it with its other guards. Work and memory grow with the
+    square of the systems' sizes, so systems above ``max_pairs`` pairs in all are refused.
+    """
+
+    def __init__(self, cutoff: float, capacity_factor: float = 2.0,
+                 max_pairs: int = 20_000_000):
+        if capacity_factor < 1:
+            raise ValueError(f"capacity_factor must be >= 1, got {capacity_factor}")
+        self.cutoff, self.capacity_factor, self.max_pairs = cutoff, capacity_factor, max_pairs
+        self.capacity = 0
+        self.overflow: torch.Tensor | None = None
+        self._pairs: torch.Tensor | None = None
+        self._graph: torch.Tensor | None = None
+        self._excluded: torch.Tensor | None = None
+
+    def radius_pairs(
+        self, pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor, ptr: torch.Tensor,
+        exclude: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``edge_index (2, capacity)``, ``shift (capacity, 3)`` as :func:`radius_edges`
+        returns them (less the pairs of ``exclude (2, E_x)``), and ``mask (capacity,)``: which
+        slots hold a pair within the cut-off (they come first)."""
+        if self._pairs is None or self._excluded is not exclude:
+            self._setup(pos, box, pbc, ptr, exclude)
+        source, target = self._pairs
+        detached = pos.detach()
+        shift = _lattice_shift(detached[target] - detached[source], box, pbc, self._graph)
+        vec = detached[target] - detached[source] + shift
+        inside = vec.norm(dim=-1) < self.cutoff
+        count = inside.sum()
+        slots = torch.nonzero_static(inside, size=self.capacity, fill_value=0).squeeze(1)
+        mask = torch.arange(self.capacity, device=pos.device) < count
+        self.overflow = self.overflow | (count > self.capacity)
+        return self._pairs[:, slots], shift[slots], mask
+
+    def _setup(self, pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor,
+               ptr: torch.Tensor, exclude: torch.Tensor | None) -> None:
+        """List the batch's pairs and size the slots (host reads: once per rollout)."""
+        layout = BatchLayout.of(pbc, ptr)
+        sizes = [stop - start for start, stop in zip(layout.bounds[:-1], layout.bounds[1:])]
+        total = sum(n * (n - 1) for n in sizes)
+        if total > self.max_pairs:
+            raise ConfigError(
+                f"device neighbour search: the batch's systems hold {total:,} bead pairs (over "
+                f"{self.max_pairs:,}); roll out fewer or smaller systems per batch, or use the "
+                "Verlet search (rollout.neighbor_search: verlet)")
+        for g, periodic in enumerate(layout.periodic):
+            if periodic and self.cutoff >= 0.5 * float(_cell_widths(box[g]).min()):
+                raise ConfigError(
+                    f"device neighbour search: cut-off {self.cutoff:g} is not below half the "
+                    f"narrowest width ({float(_cell_widths(box[g]).min()):g}) of system {g}'s "
+                    "cell, so minimum images may miss pairs; use the Verlet search "
+                    "(rollout.neighbor_search: verlet)")
+        pairs = []
+        for start, n in zip(layout.bounds[:-1], sizes):
+            local = torch.arange(n, device=pos.device)
+            i, j = torch.meshgrid(local, local, indexing="ij")
+            off_diagonal = i != j
+            pairs.append(torch.stack([i[off_diagonal], j[off_diagonal]]) + start)
+        pairs = torch.cat(pairs, dim=1) if pairs else torch.zeros(2, 0, dtype=torch.long,
+                                                                   device=pos.device)
+        if exclude is not None:
+            n_beads = pos.shape[0]
+            pairs = pairs[:, ~torch.isin(pairs[0] * n_beads + pairs[1],
+                                         exclude[0] * n_beads + exclude[1])]
+        self._pairs, self._excluded = pairs, exclude
+        batch = torch.repeat_interleave(torch.arange(len(sizes), device=pos.device),
+                                        torch.tensor(sizes, device=pos.device))
+        self._graph = batch[pairs[0]]
+        detached = pos.detach()
+        source, target = pairs
+        vec = detached[target] - detached[source] + _lattice_shift(
+            detached[target] - detached[source], box, pbc, self._graph)
+        count = int((vec.norm(dim=-1) < self.cutoff).sum())
+        self.capacity = max(1, math.ceil(self.capacity_factor * count))
+        self.overflow = torch.zeros((), dtype=torch.bool, device=pos.device)
+
+
+def _lattice_shift(vectors: torch.Tensor, cells: torch.Tensor, periodic: torch.Tensor,
+                   graph: torch.Tensor) -> torch.Tensor:
+    """``(E, 3)`` the lattice vector that takes each displacement to its minimum image
+    (:func:`minimum_image` less the displacement: exact multiples of the cell)."""
+    eye = torch.eye(3, dtype=cells.dtype, device=cells.device)
+    safe_cells = torch.where(periodic[:, None, None], cells, eye)
+    inverse = torch.linalg.inv_ex(safe_cells).inverse
+    frac = torch.einsum("ei,eij->ej", vectors, inverse[graph])
+    images = torch.where(periodic[graph][:, None], -torch.round(frac), torch.zeros_like(frac))
+    return torch.einsum("ei,eij->ej", images, safe_cells[graph])
+
+
+def _cell_widths(cell: torch.Tensor) -> torch.Tensor:
+    """``(3,)`` distances between opposite faces of the cell with rows ``cell (3, 3)``."""
+    volume = torch.linalg.det(cell).abs()
+    areas = torch.stack([torch.linalg.cross(cell[1], cell[2]), torch.linalg.cross(cell[2], cell[0]),
+                         torch.linalg.cross(cell[0], cell[1])]).norm(dim=-1)
+    return volume / areas
+
+
 def cg_edges(
     pos: torch.Tensor,
     box: torch.Tensor,
@@ -202,8 +316,8 @@ def cg_edges(
     ptr: torch.Tensor,
     bond_index: torch.Tensor,
     cutoff: float,
-    neighbors: VerletList | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    neighbors: VerletList | DeviceNeighbors | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Radius edges plus CG-bond edges, one edge per ordered pair, typed.
 
     A pair that is a CG bond is a ``BOND_EDGE`` whatever its distance (minimum image); other
@@ -214,19 +328,28 @@ def cg_edges(
         batch: ``(n_beads,)`` system of each bead; ptr ``(n_graphs + 1,)``.
         bond_index: ``(2, n_bond_edges)`` CG bonds, both directions.
         cutoff: radius (Å).
-        neighbors: a :class:`VerletList` of this cut-off to reuse (default: a fresh search).
+        neighbors: a :class:`VerletList` or :class:`DeviceNeighbors` of this cut-off to reuse
+            (default: a fresh search).
 
-    Returns ``edge_index (2, E)``, ``edge_vec (E, 3)`` displacement source -> target and
-    ``edge_type (E,)``.
+    Returns ``edge_index (2, E)``, ``edge_vec (E, 3)`` displacement source -> target,
+    ``edge_type (E,)`` and ``edge_mask (E,)``: which edges are real (``None``: all are; a
+    :class:`DeviceNeighbors` pads its fixed slots with masked ones).
     """
     with record_function(EDGES):
         with record_function(NEIGHBOR_LIST):
             if neighbors is None:
                 r_index, r_shift = _without(*radius_edges(pos, box, pbc, ptr, cutoff),
                                             bond_index, pos.shape[0])
+                r_mask = None
             else:
-                r_index, r_shift = neighbors(pos, box, pbc, ptr, exclude=bond_index)
-        return _typed_edges(pos, box, pbc, batch, bond_index, r_index, r_shift)
+                r_index, r_shift, r_mask = neighbors.radius_pairs(pos, box, pbc, ptr,
+                                                                  exclude=bond_index)
+        edge_index, edge_vec, edge_type = _typed_edges(pos, box, pbc, batch, bond_index,
+                                                       r_index, r_shift)
+        if r_mask is not None:
+            r_mask = torch.cat([r_mask, torch.ones(bond_index.shape[1], dtype=torch.bool,
+                                                   device=pos.device)])
+        return edge_index, edge_vec, edge_type, r_mask
 
 
 def _typed_edges(

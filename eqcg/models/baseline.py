@@ -50,12 +50,15 @@ class InteractionBlock(nn.Module):
         self.node_update = mlp(2 * dim, dim, dim, mlp_layers, layer_norm=True)
 
     def forward(
-        self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor
+        self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor,
+        edge_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Updated ``h (n_nodes, dim)`` and ``e (n_edges, dim)``."""
+        """Updated ``h (n_nodes, dim)`` and ``e (n_edges, dim)``; edges outside ``edge_mask
+        (n_edges,)`` are left out of the sums."""
         src, dst = edge_index
         e = e + self.edge_update(torch.cat([e, h[src], h[dst]], dim=-1))
-        incoming = scatter(e, dst, dim=0, dim_size=h.shape[0], reduce="sum")
+        summed = e if edge_mask is None else torch.where(edge_mask[:, None], e, 0.0)
+        incoming = scatter(summed, dst, dim=0, dim_size=h.shape[0], reduce="sum")
         h = h + self.node_update(torch.cat([h, incoming], dim=-1))
         return h, e
 
@@ -81,7 +84,7 @@ class EncodeProcess(nn.Module):
         h = self.node_encoder(nodes)
         e = self.edge_encoder(edge_inputs(graph))
         for block in self.blocks:
-            h, e = block(h, e, graph.edge_index)
+            h, e = block(h, e, graph.edge_index, graph.edge_mask)
         return h
 
 

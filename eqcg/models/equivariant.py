@@ -112,6 +112,8 @@ class EquivariantProcessor(nn.Module):
     def forward(self, h: torch.Tensor, graph: GraphInputs) -> torch.Tensor:
         """Updated node features ``(n, irreps_hidden.dim)``."""
         sh, edge_scalars, envelope = self.edges(graph.edge_vec, graph.edge_type)
+        if graph.edge_mask is not None:  # masked edges carry no message
+            envelope = torch.where(graph.edge_mask, envelope, 0.0)
         coupled = self.tensor_product.couple(sh * envelope[:, None])
         weights = self.radial(edge_scalars).chunk(len(self.layers), dim=-1)
         for layer, layer_weights in zip(self.layers, weights, strict=True):

@@ -29,6 +29,9 @@ class GraphInputs:
         molecule: ``(n_beads,)`` molecule index of each bead, unique over the batch and below
             ``n_beads`` (for noise shared per molecule:
             :func:`~eqcg.models.gaussian.molecule_noise`).
+        edge_mask: ``(n_edges,)`` which edges are real, or ``None`` (all are): a fixed-capacity
+            neighbour search (:class:`~eqcg.graphs.neighbors.DeviceNeighbors`) pads its edges
+            with masked ones, which a network must leave out of every sum over edges.
     """
 
     bead_features: torch.Tensor
@@ -37,6 +40,7 @@ class GraphInputs:
     edge_type: torch.Tensor
     batch: torch.Tensor
     molecule: torch.Tensor
+    edge_mask: torch.Tensor | None = None
 
 
 @dataclass

@@ -19,7 +19,7 @@ from torch_geometric.utils import scatter
 
 from eqcg import keys
 from eqcg.config import ModelConfig, ScoreConfig
-from eqcg.graphs.neighbors import VerletList, cg_edges
+from eqcg.graphs.neighbors import DeviceNeighbors, VerletList, cg_edges
 from eqcg.graphs.system import TypeVocabulary
 from eqcg.models.embedding import EmbeddingGNN
 from eqcg.models.gaussian import GaussianAcceleration
@@ -159,25 +159,27 @@ class Simulator(nn.Module):
 
     def graph_inputs(
         self, batch: Batch, pos: torch.Tensor, bead_features: torch.Tensor,
-        neighbors: VerletList | None = None,
+        neighbors: VerletList | DeviceNeighbors | None = None,
     ) -> GraphInputs:
         """Typed CG edges at positions ``pos (n_beads, 3)``, normalised by the radius.
 
-        ``neighbors`` (a :class:`~eqcg.graphs.neighbors.VerletList` of the model's radius) is reused
-        instead of a fresh neighbour search; the edges are the same.
+        ``neighbors`` (a :class:`~eqcg.graphs.neighbors.VerletList` or
+        :class:`~eqcg.graphs.neighbors.DeviceNeighbors` of the model's radius) is reused instead
+        of a fresh neighbour search; the edges are the same (the latter's padded with masked
+        ones).
         """
-        edge_index, edge_vec, edge_type = cg_edges(
+        edge_index, edge_vec, edge_type, edge_mask = cg_edges(
             pos, batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
             batch[keys.CG_BOND_INDEX], self.radius, neighbors,
         )
         return GraphInputs(
             bead_features, edge_index, edge_vec / self.radius, edge_type, batch.batch,
-            batch[keys.BEAD_MOLECULE],
+            batch[keys.BEAD_MOLECULE], edge_mask,
         )
 
     def predict(
         self, batch: Batch, pos_history: torch.Tensor, bead_features: torch.Tensor | None = None,
-        neighbors: VerletList | None = None,
+        neighbors: VerletList | DeviceNeighbors | None = None,
     ) -> Prediction:
         """Distribution of the next acceleration given ``pos_history (n_beads, k, 3)``."""
         if bead_features is None:
@@ -187,7 +189,7 @@ class Simulator(nn.Module):
 
     def _predict(
         self, batch: Batch, pos_history: torch.Tensor, bead_features: torch.Tensor,
-        neighbors: VerletList | None,
+        neighbors: VerletList | DeviceNeighbors | None,
     ) -> Prediction:
         graph = self.graph_inputs(batch, pos_history[:, -1], bead_features, neighbors)
         velocities = finite_difference_velocities(pos_history) / self.velocity_scale
@@ -213,7 +215,7 @@ class Simulator(nn.Module):
         sigma: torch.Tensor,
         bead_features: torch.Tensor,
         context: torch.Tensor,
-        neighbors: VerletList | None = None,
+        neighbors: VerletList | DeviceNeighbors | None = None,
     ) -> torch.Tensor:
         """``(n_beads, 3)`` network output ``f = sigma * score`` at ``noisy_pos``.
 
@@ -237,7 +239,7 @@ class Simulator(nn.Module):
         sigma: torch.Tensor,
         bead_features: torch.Tensor,
         context: torch.Tensor,
-        neighbors: VerletList | None = None,
+        neighbors: VerletList | DeviceNeighbors | None = None,
     ) -> torch.Tensor:
         """``(n_beads, 3)`` score ``∇ log p`` (1/length); arguments as :meth:`score_times_sigma`."""
         f = self.score_times_sigma(batch, noisy_pos, last_pos, sigma, bead_features, context,

@@ -101,7 +101,8 @@ def noise_ladder(
 
 
 def push_apart(
-    pos: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, distance: float
+    pos: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, distance: float,
+    edge_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Move the beads of every pair closer than ``distance`` apart, half the overlap each,
     along their separation (one Jacobi sweep; equivariant, translation-invariant).
@@ -110,9 +111,12 @@ def push_apart(
         pos: ``(n_beads, 3)`` positions.
         edge_index: ``(2, E)`` ordered pairs (both directions present), source -> target.
         edge_vec: ``(E, 3)`` displacement source -> target at ``pos`` (minimum image).
+        edge_mask: ``(E,)`` the pairs to use (``None``: all).
     """
     length = edge_vec.norm(dim=-1)
     overlap = (distance - length).clamp(min=0.0)
+    if edge_mask is not None:
+        overlap = torch.where(edge_mask, overlap, 0.0)
     direction = edge_vec / length.clamp(min=1e-12)[:, None]
     push = scatter(0.5 * overlap[:, None] * direction, edge_index[1], dim=0,
                    dim_size=pos.shape[0], reduce="sum")

@@ -5,9 +5,12 @@ system whose positions turn non-finite or jump farther than ``max_displacement``
 frozen at its last good positions and its first bad step is recorded on the device; the host
 looks at that record at save points and every ``GUARD_EVERY`` steps, then stops with an error
 naming system and step. Frames saved before the failure are returned with the error, so nothing
-is lost. Between those checks the loop makes no host sync of its own; each network evaluation
-reads one edge count from its neighbour list, which decides on rebuilds in that same read
-(:class:`~eqcg.graphs.neighbors.VerletList`; ``tests/test_rollout_sync.py`` counts them).
+is lost. Between those checks the loop makes no host sync of its own. With the default
+``rollout.neighbor_search: verlet`` each network evaluation reads one edge count from its
+neighbour list, which decides on rebuilds in that same read, and a rebuild syncs as vesin's
+search does (:class:`~eqcg.graphs.neighbors.VerletList`); with ``device`` the edges come in
+fixed slots from a search on the device and the loop reads nothing between its checks
+(:class:`~eqcg.graphs.neighbors.DeviceNeighbors`; ``tests/test_rollout_sync.py`` counts both).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from tqdm.auto import tqdm
 from eqcg import keys
 from eqcg.config import RolloutConfig, check_distilled
 from eqcg.errors import SimulationError
-from eqcg.graphs.neighbors import VerletList, cg_edges
+from eqcg.graphs.neighbors import DeviceNeighbors, VerletList, cg_edges
 from eqcg.models.gaussian import NoiseFunction, gaussian_noise
 from eqcg.models.integrator import append_frame, euler_step
 from eqcg.models.simulator import Prediction, Simulator
@@ -115,9 +118,10 @@ def rollout(
             ``on_save`` that stores them) keeps only the latest, so that memory stays flat
             however many steps are taken.
 
-    One Verlet neighbour list (skin ``NEIGHBOR_SKIN`` x radius) serves the dynamics prediction
-    and every score evaluation of the rollout, rebuilt only when a bead has moved more than half
-    the skin; the edges are those a fresh search would find.
+    One neighbour list serves the dynamics prediction and every score evaluation of the rollout
+    (``settings.neighbor_search``): a Verlet list (skin ``NEIGHBOR_SKIN`` x radius) rebuilt only
+    when a bead has moved more than half the skin, or the device search; the edges are those a
+    fresh search would find.
 
     Raises :class:`RolloutFailure` (with the frames saved so far, or the last of them with
     ``keep_frames=False``) when a system blows up.
@@ -133,8 +137,10 @@ def rollout(
     settings = settings or RolloutConfig(refine=False)
     check_distilled(simulator.distilled_noise.numel(), len(simulator.sigmas), settings,
                     "rollout settings")
-    neighbors = VerletList(simulator.radius, NEIGHBOR_SKIN * simulator.radius)
+    neighbors = (DeviceNeighbors(simulator.radius) if settings.neighbor_search == "device"
+                 else VerletList(simulator.radius, NEIGHBOR_SKIN * simulator.radius))
     first_bad = torch.full((n_graphs,), -1, dtype=torch.long, device=history.device)
+    overflow_at = torch.full((), -1, dtype=torch.long, device=history.device)
     saved, saved_steps = [history[:, -1].clone()], [start_step]
     started = time.perf_counter()
     bar = tqdm(total=n_steps, initial=start_step, desc="rollout", unit="step",
@@ -161,19 +167,22 @@ def rollout(
                 first_bad = torch.where(graph_bad & (first_bad < 0), step, first_bad)
                 frozen = (first_bad >= 0)[graph_of_bead]
                 next_pos = torch.where(frozen[:, None], last, next_pos)
+                if isinstance(neighbors, DeviceNeighbors):
+                    overflow_at = torch.where((overflow_at < 0) & neighbors.overflow, step,
+                                              overflow_at)
             with record_function(INTEGRATOR):
                 history = append_frame(history, next_pos)
-            if step % GUARD_EVERY == 0 and step % save_every and bool((first_bad >= 0).any()):
-                raise _failure(first_bad, system_names, saved, saved_steps, started, step)
+            if step % GUARD_EVERY == 0 and step % save_every:
+                _check(first_bad, overflow_at, neighbors, system_names, saved, saved_steps,
+                       started, step)
             if step % save_every == 0 or step == n_steps:
                 with record_function(SAVE):
                     if not keep_frames:
                         del saved[:-1], saved_steps[:-1]
                     saved.append(next_pos.clone())
                     saved_steps.append(step)
-                    if bool((first_bad >= 0).any()):
-                        raise _failure(first_bad, system_names, saved[:-1], saved_steps[:-1],
-                                       started, step)
+                    _check(first_bad, overflow_at, neighbors, system_names, saved[:-1],
+                           saved_steps[:-1], started, step)
                     if on_save is not None:
                         on_save(step, saved[-1], history)
             bar.update()
@@ -185,7 +194,7 @@ def rollout(
 def _refine(
     simulator: Simulator, batch: Batch, next_pos: torch.Tensor, last: torch.Tensor,
     features: torch.Tensor, prediction: Prediction, settings: RolloutConfig,
-    noise: NoiseFunction, neighbors: VerletList,
+    noise: NoiseFunction, neighbors: VerletList | DeviceNeighbors,
 ) -> torch.Tensor:
     """Refine ``next_pos`` with the simulator's score network (:mod:`eqcg.simulation.refinement`):
     the sampler of ``settings`` down its noise ladder, then the optional excluded-volume pass
@@ -202,11 +211,12 @@ def _refine(
                                 simulator.distilled_noise)
     if settings.excluded_volume > 0:
         with record_function(EXCLUDED_VOLUME):
-            edge_index, edge_vec, _ = cg_edges(
+            edge_index, edge_vec, _, edge_mask = cg_edges(
                 refined, batch[keys.BOX], batch[keys.PBC], batch.batch, batch.ptr,
                 batch[keys.CG_BOND_INDEX], simulator.radius, neighbors,
             )
-            refined = push_apart(refined, edge_index, edge_vec, settings.excluded_volume)
+            refined = push_apart(refined, edge_index, edge_vec, settings.excluded_volume,
+                                 edge_mask)
     if settings.keep_com:
         refined = keep_molecule_centres(refined, next_pos, batch[keys.BEAD_MASSES],
                                         batch[keys.BEAD_MOLECULE])
@@ -219,6 +229,26 @@ def _result(saved: list[torch.Tensor], steps: list[int], started: float) -> Roll
         steps=torch.tensor(steps),
         wall_seconds=time.perf_counter() - started,
     )
+
+
+def _check(
+    first_bad: torch.Tensor, overflow_at: torch.Tensor, neighbors: VerletList | DeviceNeighbors,
+    names: list[str] | None, saved: list[torch.Tensor], steps: list[int], started: float,
+    detected: int,
+) -> None:
+    """Raise :class:`RolloutFailure` (with the frames ``saved`` at ``steps``) when a system has
+    blown up or the device neighbour search ran out of slots; one host read."""
+    blown_up, overflowed = torch.stack([(first_bad >= 0).any(), overflow_at >= 0]).tolist()
+    if blown_up:
+        raise _failure(first_bad, names, saved, steps, started, detected)
+    if overflowed:
+        raise RolloutFailure(
+            f"device neighbour search: more pairs within the cut-off than its "
+            f"{neighbors.capacity} slots ({neighbors.capacity_factor:g} x the count at the "
+            f"first step) at step "
+            f"{int(overflow_at)} (noticed at step {detected}); the frames saved up to step "
+            f"{steps[-1]} were kept; roll out with rollout.neighbor_search: verlet",
+            _result(saved, steps, started))
 
 
 def _failure(
