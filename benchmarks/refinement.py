@@ -94,13 +94,12 @@ SCHEDULES: dict[str, RolloutConfig] = {
        for start, schedule, levels in (
            ("spread", "geometric", 2), ("spread", "geometric", 5), ("spread", "geometric", 10),
            ("top", "geometric", 5), ("top", "geometric", 10), ("spread", "ancestral", 10),
-           ("top", "ancestral", 10), ("spread", "ddim", 10), ("top", "ddim", 10),
-           ("top", "distilled", 2), ("top", "distilled", 3))},
+           ("top", "ancestral", 10), ("spread", "ddim", 10), ("top", "ddim", 10))},
 }
 # schedule -> the schedule it adds the excluded-volume correction to (``--excluded-volume``)
 WITH_EXCLUDED_VOLUME = {f"{name} + excluded volume": name for name in (
     "spread geometric 5", "spread geometric 10", "top geometric 5", "top geometric 10",
-    "top ancestral 10", "spread ddim 10", "top distilled 2", "top distilled 3")}
+    "top ancestral 10", "spread ddim 10")}
 
 
 def _arguments() -> argparse.Namespace:

@@ -46,8 +46,6 @@ _EXPORTS = {
     "variants": "eqcg.models.registry",
     "system_kinds": "eqcg.systems.registry",
     "train": "eqcg.training.trainer",
-    "distill": "eqcg.commands.distillation",
-    "DistillSettings": "eqcg.commands.distillation",
     "load_simulator": "eqcg.models.checkpoint",
     "rollout": "eqcg.simulation.rollout",
     "RolloutConfig": "eqcg.config",

@@ -131,17 +131,13 @@ class ScoreConfig:
     # DSM noise levels: ladder = uniform over the n_levels (paper) / spread = log-uniform from
     # sigma_end to each system's predicted spread (the levels a spread-started sampler visits)
     training_levels: str = choice("ladder", ("ladder", "spread"))
-    # set by `eqcg distill`: the score network was distilled to this many level-to-level steps
-    # (rollout.schedule: distilled); 0: a denoising score network
-    distilled_levels: int = bounded(0, 0, maximum=10_000)
 
 
-# refinement samplers (eqcg.simulation.langevin): Langevin steps at each level, one
-# level-to-level step per level, or the steps of a distilled score network
+# refinement samplers (eqcg.simulation.langevin): Langevin steps at each level, or one
+# level-to-level step per level
 LANGEVIN_SCHEDULES = ("constant", "ncsn")
 LEVEL_SCHEDULES = ("ancestral", "geometric", "ddim")
-DISTILLED = "distilled"
-SCHEDULES = LANGEVIN_SCHEDULES + LEVEL_SCHEDULES + (DISTILLED,)
+SCHEDULES = LANGEVIN_SCHEDULES + LEVEL_SCHEDULES
 
 
 @dataclass
@@ -165,8 +161,8 @@ class RolloutConfig:
         help="Langevin step size at the smallest level (length²; paper: 5e-5)")
     schedule: str = choice(
         "geometric", SCHEDULES,
-        help="sampler: Langevin constant / ncsn, level-to-level ancestral / geometric / ddim "
-             "(one step per level), or distilled (a run made by eqcg distill)")
+        help="sampler: Langevin constant / ncsn, or level-to-level ancestral / geometric / ddim "
+             "(one step per level)")
     refine_start: str = choice(
         "top", ("top", "spread"),
         help="first level: top = score.sigma_begin / spread = each system's predicted spread")
@@ -411,36 +407,6 @@ def _check(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: score.sigma_end must not exceed score.sigma_begin")
     if config.train.noise_begin > config.train.noise_end:
         raise ConfigError(f"{where}: need train.noise_begin <= train.noise_end")
-    check_distilled(config.score.distilled_levels, config.score.n_levels, config.rollout, where)
-
-
-def check_distilled(levels: int, n_levels: int, rollout: RolloutConfig, where: str) -> None:
-    """:class:`ConfigError` unless a score network distilled for ``levels`` steps (0: not
-    distilled) from one trained on ``n_levels`` levels is refined by the distilled sampler at
-    its own levels from the top, and only it is."""
-    if levels >= n_levels:
-        raise ConfigError(f"{where}: score.distilled_levels ({levels}) must be below "
-                          f"score.n_levels ({n_levels}), the teacher's levels")
-    if not rollout.refine:
-        return
-    if rollout.schedule == DISTILLED and not levels:
-        raise ConfigError(
-            f"{where}: rollout.schedule {DISTILLED} needs a distilled score network "
-            "(score.distilled_levels > 0: a run made by eqcg distill); this one was trained by "
-            f"denoising score matching: choose another schedule ({', '.join(SCHEDULES[:-1])})")
-    if not levels:
-        return
-    if rollout.schedule != DISTILLED:
-        raise ConfigError(
-            f"{where}: the score network was distilled for {levels} levels: rollout.schedule "
-            f"must be {DISTILLED}, got {rollout.schedule!r}")
-    if rollout.refine_levels != levels:
-        raise ConfigError(
-            f"{where}: rollout.refine_levels must be {levels}, the levels the score "
-            f"network was distilled for, got {rollout.refine_levels}")
-    if rollout.refine_start != "top":
-        raise ConfigError(f"{where}: rollout.refine_start must be top for a distilled score "
-                          f"network, got {rollout.refine_start!r}")
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:

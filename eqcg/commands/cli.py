@@ -32,7 +32,6 @@ _EXAMPLES = """examples:
   eqcg ablate configs/ablation/demo.yaml --out eqcg-demo
   eqcg generate polymer --preset tiny --out data/polymer
   eqcg train configs/polymer_equivariant.yaml --data data/polymer --out runs/poly-eq
-  eqcg distill runs/poly-eq --levels 3 --out runs/poly-eq-d3
   eqcg rollout runs/poly-eq --data data/polymer --steps 200 --out rollouts/poly-eq
   eqcg simulate runs/poly-eq --topology chain.data --trajectory chain.dump --steps 200 \
        --out rollouts/chain
@@ -121,18 +120,6 @@ def _cmd_train(args: argparse.Namespace) -> None:
                    command=sys.argv)
     print(f"trained {result.step} steps; best validation NLL {result.best_val_nll:.4f}; "
           f"checkpoints in {result.run_dir}/checkpoints")
-
-
-def _cmd_distill(args: argparse.Namespace) -> None:
-    from eqcg.commands.distillation import DistillSettings, distill
-
-    settings = DistillSettings(levels=args.levels, steps=args.steps, batch_size=args.batch_size,
-                               lr=args.lr, seed=args.seed,
-                               calibration_batches=args.calibration_batches)
-    out = distill(args.run, args.out, settings, data=args.data, resume=args.resume,
-                  device=args.device, command=sys.argv)
-    print(f"distilled {args.run} to {args.levels} score calls per step in {out}; roll it out "
-          f"like any run (eqcg rollout {out} ...)")
 
 
 def _rollout_options(args: argparse.Namespace):
@@ -319,22 +306,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _add_file_arguments(p, "units of the files")
     p.add_argument("--overwrite", action="store_true", help="replace the dataset OUT holds")
-
-    p = add("distill", _cmd_distill,
-            "distil a run's score network to refine in a few score calls per step")
-    p.add_argument("run", help="the teacher: a trained run directory or checkpoint")
-    p.add_argument("--levels", type=COUNT, required=True,
-                   help="score calls per refined step (below the teacher's score.n_levels)")
-    p.add_argument("--out", required=True, help="the distilled run's directory")
-    p.add_argument("--data", default=None, help="dataset (default: the teacher's)")
-    p.add_argument("--steps", type=COUNT, default=2000, help="optimisation steps")
-    p.add_argument("--batch-size", type=COUNT, default=8, help="windows per step")
-    p.add_argument("--lr", type=POSITIVE, default=2e-4, help="Adam learning rate")
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--calibration-batches", type=COUNT, default=16,
-                   help="validation batches per level that measure the teacher's spread")
-    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last.pt")
-    p.add_argument("--device", default="auto")
 
     p = add("info", _cmd_info, "summarise a dataset, run directory or rollout")
     p.add_argument("path")

@@ -115,10 +115,6 @@ class Simulator(nn.Module):
         )
         self.register_buffer("sigmas", sigmas)
         self.training_levels = score.training_levels
-        # a distilled score network's spread per step (length), set by eqcg distill; stored
-        # only in distilled runs' checkpoints
-        self.register_buffer("distilled_noise", torch.zeros(score.distilled_levels),
-                             persistent=score.distilled_levels > 0)
         self.compiled = False
 
     def compile_networks(self) -> None:

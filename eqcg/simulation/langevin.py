@@ -28,9 +28,7 @@ sigma_i`` to ``b = sigma_{i+1}``, towards the denoised estimate ``x0 = x + a² s
   the randomness of the dynamics sample is kept and only moved, as in PDE-Refiner.
 
 Each removes most of a level's noise in one step, so a few levels suffice where Langevin
-dynamics needs several steps per level. Fewer levels still take a distilled score network
-(:func:`distilled_steps`, trained by :mod:`eqcg.commands.distillation`): each of its steps
-stands for several of the teacher's. Levels may differ per bead: ``sigmas`` of shape
+dynamics needs several steps per level. Levels may differ per bead: ``sigmas`` of shape
 ``(n_levels, n)`` gives each bead (in practice each system) its own ladder, e.g. one that
 starts at the dynamics network's predicted spread.
 """
@@ -132,21 +130,6 @@ def level_to_level(
     Returns the refined ``(n, 3)`` positions after ``n_levels`` score calls (the last one the
     denoising step at the smallest level).
     """
-    per_bead = _per_bead(sigmas, x)
-    x = descend(score, x, per_bead, noise, schedule)
-    return denoise_step(score, x, per_bead[-1])
-
-
-def descend(
-    score: ScoreFunction,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    noise: NoiseFunction,
-    schedule: str = "geometric",
-) -> torch.Tensor:
-    """Move ``x (n, 3)``, a sample at the first level of ``sigmas``, to a sample at the last
-    one: :func:`level_to_level` without its final denoising step (``n_levels - 1`` score
-    calls)."""
     if schedule not in LEVEL_SCHEDULES:
         raise ValueError(f"unknown level-to-level schedule {schedule!r}; known: "
                          f"{', '.join(LEVEL_SCHEDULES)}")
@@ -159,49 +142,5 @@ def descend(
         if schedule != "ddim":
             spread = b if schedule == "ancestral" else (a * b).sqrt()
             x = x + spread[:, None] * (1.0 - ratio.pow(2)).sqrt() * noise(x)
-    return x
-
-
-def denoise_step(score: ScoreFunction, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Tweedie's posterior mean ``x + sigma² score(x, sigma)`` at the levels ``sigma (n,)``."""
-    return x + sigma.pow(2)[:, None] * score(x, sigma)
-
-
-def distilled_ladder(top: torch.Tensor, bottom: float | torch.Tensor, n_steps: int
-                     ) -> torch.Tensor:
-    """``(n_steps, *top.shape)`` levels of a distilled sampler: the geometric ladder of
-    ``n_steps + 1`` levels from ``top`` to ``bottom``, less ``bottom`` itself (its last step
-    lands on the teacher's denoised output, so the smallest level needs no call of its own).
-    When ``n_steps`` divides the teacher's ``n_levels - 1`` every level is one of the
-    teacher's."""
-    return geometric_ladder(top, bottom, n_steps + 1)[:-1]
-
-
-def distilled_steps(
-    score: ScoreFunction,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    step_noise: torch.Tensor,
-    noise: NoiseFunction,
-) -> torch.Tensor:
-    """Refine ``x (n, 3)`` with a distilled score network: one step per level.
-
-    The step from level ``a`` to the next ``b`` (0 after the last level) is the level-to-level
-    mean ``x + (1 - b²/a²) a² score(x, a)`` plus ``step_noise[k] z``: the distilled network
-    learned the mean of the teacher's many smaller steps from ``a`` to ``b``
-    (:mod:`eqcg.commands.distillation`), ``step_noise (n_steps,)`` is their spread per
-    component (length).
-
-    Args:
-        score, x, noise: as for :func:`annealed_langevin`.
-        sigmas: ``(n_steps,)`` or per bead ``(n_steps, n)`` levels, largest first
-            (:func:`distilled_ladder`).
-
-    Returns the refined ``(n, 3)`` positions after ``n_steps`` score calls.
-    """
-    per_bead = _per_bead(sigmas, x)
-    following = torch.cat([per_bead[1:], torch.zeros_like(per_bead[:1])])
-    for a, b, spread in zip(per_bead, following, step_noise):
-        x = x + (1.0 - (b / a).pow(2))[:, None] * a.pow(2)[:, None] * score(x, a)
-        x = x + spread * noise(x)
-    return x
+    last = per_bead[-1]
+    return x + last.pow(2)[:, None] * score(x, last)

@@ -3,9 +3,8 @@
 Its settings are the run's ``rollout`` section (:class:`~eqcg.config.RolloutConfig`). A
 refinement visits ``refine_levels`` noise levels falling geometrically to the model's smallest
 training level ``sigma_end``, with ``langevin_steps`` Langevin steps each and an optional final
-denoising step, or one level-to-level step each (:mod:`eqcg.simulation.langevin`); the
-``distilled`` schedule takes ``refine_levels`` steps of a distilled score network
-(:mod:`eqcg.commands.distillation`) from the top down. The ladder starts (``refine_start``) at
+denoising step, or one level-to-level step each (:mod:`eqcg.simulation.langevin`). The ladder
+starts (``refine_start``) at
 
 * ``top``: the model's largest training level ``sigma_begin`` (the paper), or
 * ``spread``: each system's predicted spread, the RMS over its beads of the std of the
@@ -30,14 +29,12 @@ from __future__ import annotations
 import torch
 from torch_geometric.utils import scatter
 
-from eqcg.config import DISTILLED, LEVEL_SCHEDULES, RolloutConfig
+from eqcg.config import LEVEL_SCHEDULES, RolloutConfig
 from eqcg.models.gaussian import predicted_spread
 from eqcg.simulation.langevin import (
     NoiseFunction,
     ScoreFunction,
     annealed_langevin,
-    distilled_ladder,
-    distilled_steps,
     evaluations,
     geometric_ladder,
     level_to_level,
@@ -49,24 +46,16 @@ def score_evaluations(settings: RolloutConfig, model_levels: int) -> int:
     without refinement)."""
     if not settings.refine:
         return 0
-    if settings.schedule == DISTILLED:
-        return settings.levels(model_levels)
     return evaluations(settings.schedule, settings.levels(model_levels), settings.langevin_steps,
                        settings.denoise)
 
 
 def refine_sample(
     settings: RolloutConfig, score: ScoreFunction, x: torch.Tensor, sigmas: torch.Tensor,
-    noise: NoiseFunction, step_noise: torch.Tensor | None = None,
+    noise: NoiseFunction,
 ) -> torch.Tensor:
     """Refine ``x (n, 3)`` down the per-bead ladder ``sigmas (n_levels, n)`` with the sampler
-    ``settings.schedule``; ``step_noise (n_levels,)`` is a distilled score network's spread per
-    step (:attr:`~eqcg.models.simulator.Simulator.distilled_noise`)."""
-    if settings.schedule == DISTILLED:
-        if step_noise is None or step_noise.shape != sigmas.shape[:1]:
-            raise ValueError(f"the distilled sampler needs one step noise per level "
-                             f"({sigmas.shape[0]}), got {step_noise}")
-        return distilled_steps(score, x, sigmas, step_noise, noise)
+    ``settings.schedule``."""
     if settings.schedule in LEVEL_SCHEDULES:
         return level_to_level(score, x, sigmas, noise, settings.schedule)
     return annealed_langevin(score, x, sigmas, settings.langevin_steps, settings.step_size, noise,
@@ -89,9 +78,6 @@ def noise_ladder(
         graph_of_bead: ``(n_beads,)`` system of each bead.
     """
     top, bottom = model_sigmas[0], model_sigmas[-1]
-    if settings.schedule == DISTILLED:
-        start = top.expand(graph_of_bead.shape[0])
-        return distilled_ladder(start, bottom, settings.levels(len(model_sigmas)))
     if settings.refine_start == "spread":
         spread = predicted_spread(covariance, graph_of_bead, n_graphs)
         start = spread.maximum(bottom).minimum(top)[graph_of_bead]

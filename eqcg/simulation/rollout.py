@@ -26,7 +26,7 @@ from torch_geometric.utils import scatter
 from tqdm.auto import tqdm
 
 from eqcg import keys
-from eqcg.config import RolloutConfig, check_distilled
+from eqcg.config import RolloutConfig
 from eqcg.errors import SimulationError
 from eqcg.graphs.neighbors import DeviceNeighbors, VerletList, cg_edges
 from eqcg.models.gaussian import NoiseFunction, gaussian_noise
@@ -135,8 +135,6 @@ def rollout(
     history = batch[keys.POS_HISTORY].clone()
     features = simulator.embed(batch)
     settings = settings or RolloutConfig(refine=False)
-    check_distilled(simulator.distilled_noise.numel(), len(simulator.sigmas), settings,
-                    "rollout settings")
     neighbors = (DeviceNeighbors(simulator.radius) if settings.neighbor_search == "device"
                  else VerletList(simulator.radius, NEIGHBOR_SKIN * simulator.radius))
     first_bad = torch.full((n_graphs,), -1, dtype=torch.long, device=history.device)
@@ -207,8 +205,7 @@ def _refine(
         sigmas = noise_ladder(settings, simulator.sigmas,
                               prediction.acceleration.marginal_covariance(),
                               batch.batch, batch.num_graphs)
-        refined = refine_sample(settings, score, next_pos, sigmas, noise,
-                                simulator.distilled_noise)
+        refined = refine_sample(settings, score, next_pos, sigmas, noise)
     if settings.excluded_volume > 0:
         with record_function(EXCLUDED_VOLUME):
             edge_index, edge_vec, _, edge_mask = cg_edges(

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from eqcg.cg.mapping import CGSettings
-from eqcg.config import Config, RolloutConfig, build_section, check_distilled, check_section
+from eqcg.config import Config, RolloutConfig, build_section, check_section
 from eqcg.data.rollout_file import COMPLETE
 from eqcg.data.store import TrajectoryDataset, load_dataset
 from eqcg.errors import ConfigError
@@ -241,8 +241,6 @@ def execute(
     :func:`rollout_session`); returns ``out``."""
     out = Path(out)
     settings = options.resolved_settings(loaded.config.rollout)
-    score = loaded.config.score
-    check_distilled(score.distilled_levels, score.n_levels, settings, "the rollout options")
     request = json.loads(json.dumps({
         "checkpoint": str(loaded.checkpoint), "checkpoint_step": loaded.metadata.step,
         **start.request, "systems": start.names, "settings": dataclasses.asdict(settings),

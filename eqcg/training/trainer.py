@@ -142,7 +142,7 @@ def within_bead_budget(indices: np.ndarray, beads: np.ndarray, max_beads: int) -
 _TRAIN_STREAM, _VALIDATION_STREAM = 0, 1
 
 
-def step_generator(
+def _step_generator(
     seed: int, stream: int, step: int, rank: int, device: torch.device
 ) -> torch.Generator:
     """A generator on ``device`` determined by ``(seed, stream, step, rank)`` alone."""
@@ -151,8 +151,7 @@ def step_generator(
     return generator
 
 
-def window_batch(dataset: WindowDataset, indices: Sequence[int], device: torch.device) -> Batch:
-    """The windows ``indices`` of ``dataset`` batched on ``device``."""
+def _batch(dataset: WindowDataset, indices: Sequence[int], device: torch.device) -> Batch:
     return Batch.from_data_list([dataset[int(i)] for i in indices]).to(device)
 
 
@@ -168,9 +167,9 @@ def validate(
     for start in range(0, len(chosen), config.train.batch_size):
         indices = chosen[start : start + config.train.batch_size]
         terms = compute_losses(
-            simulator, window_batch(dataset, indices, device), noise_begin=0.0, noise_end=0.0,
+            simulator, _batch(dataset, indices, device), noise_begin=0.0, noise_end=0.0,
             score_weight=config.train.score_weight, property_weight=config.train.property_weight,
-            generator=step_generator(config.train.seed, _VALIDATION_STREAM, start, 0, device),
+            generator=_step_generator(config.train.seed, _VALIDATION_STREAM, start, 0, device),
         )
         for name, value in terms.as_floats().items():
             sums[name] = sums.get(name, 0.0) + value * len(indices)
@@ -178,11 +177,10 @@ def validate(
     return {name: value / len(chosen) for name, value in sums.items()}
 
 
-class MetricsLog:
-    """CSV (columns ``fields``) + TensorBoard log of training and validation losses (rank 0
-    only); resuming at ``start_step`` drops the rows logged after it."""
+class _MetricsLog:
+    """CSV + TensorBoard log of training and validation losses (rank 0 only)."""
 
-    def __init__(self, run_dir: Path, start_step: int, fields: Sequence[str] = _CSV_FIELDS):
+    def __init__(self, run_dir: Path, start_step: int):
         from torch.utils.tensorboard import SummaryWriter
 
         self.csv_path = run_dir / METRICS_CSV
@@ -190,9 +188,8 @@ class MetricsLog:
         if self.csv_path.exists():
             with open(self.csv_path, newline="") as f:
                 kept = [row for row in csv.DictReader(f) if int(row["step"]) <= start_step]
-        self.fields = tuple(fields)
         with open(self.csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields)
+            writer = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
             writer.writeheader()
             writer.writerows(kept)
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
@@ -201,9 +198,9 @@ class MetricsLog:
         self, step: int, split: str, values: dict[str, float], lr: float, seconds: float
     ) -> None:
         row = {"step": step, "split": split, "lr": lr, "seconds": round(seconds, 3)}
-        row.update({k: values[k] for k in self.fields if k in values})
+        row.update({k: values[k] for k in _CSV_FIELDS if k in values})
         with open(self.csv_path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields).writerow(row)
+            csv.DictWriter(f, fieldnames=_CSV_FIELDS).writerow(row)
         for name, value in values.items():
             self.tensorboard.add_scalar(f"{split}/{name}", value, step)
         self.tensorboard.add_scalar("lr", lr, step)
@@ -282,7 +279,7 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     metadata: RunMetadata
-    log: MetricsLog | None  # rank 0 only: rank 0 alone logs and writes checkpoints
+    log: _MetricsLog | None  # rank 0 only: rank 0 alone logs and writes checkpoints
     step: int
     best_val: float
     last_val: dict[str, float] = field(default_factory=dict)
@@ -342,11 +339,6 @@ def train(
     :class:`~eqcg.runtime.interrupt.Interrupted` saying the step reached.
     """
     config = dataclasses.replace(config, model=check_variant(config.model, config.source))
-    if config.score.distilled_levels:
-        raise ConfigError(f"{config.source}: score.distilled_levels is "
-                          f"{config.score.distilled_levels}: that is a distilled run's (eqcg "
-                          "distill); train the teacher with score.distilled_levels 0, then "
-                          "distil it")
     if max_steps is not None:
         at_least("max_steps (--max-steps)", max_steps, 1)
         config = dataclasses.replace(
@@ -486,7 +478,7 @@ def _start_run(
         save_config(config, job.run_dir / CONFIG_FILE)
         write_run_info(job.run_dir, config.to_dict(), config.train.seed, job.command,
                        extra={"world_size": ctx.world, "compile": job.compile})
-        log = MetricsLog(job.run_dir, step)
+        log = _MetricsLog(job.run_dir, step)
     return _Run(job=job, ctx=ctx, simulator=simulator, module=module, optimizer=optimizer,
                 scheduler=scheduler, metadata=data.metadata, log=log, step=step,
                 best_val=best_val)
@@ -515,8 +507,8 @@ def _train_step(run: _Run, data: _Data) -> dict[str, float]:
         step_windows(run.step, len(data.windows), config.train.batch_size * ctx.world, seed,
                      ctx.rank, ctx.world),
         data.window_beads, config.train.max_beads)
-    batch = window_batch(data.windows, indices, ctx.device)
-    generator = step_generator(seed, _TRAIN_STREAM, run.step, ctx.rank, ctx.device)
+    batch = _batch(data.windows, indices, ctx.device)
+    generator = _step_generator(seed, _TRAIN_STREAM, run.step, ctx.rank, ctx.device)
     terms = run.module(batch, generator, config)
     loss = terms["total"]
     if not torch.isfinite(loss):
