@@ -4,7 +4,9 @@
 Every variant returns this one type, so losses and rollouts never depend on the variant. The
 per-bead covariance is a full symmetric positive-definite matrix; the frame-dependent baseline
 fills it as a diagonal, the equivariant variant as ``s² I`` (isotropic) or
-``expm(S) + s_min² I`` (full), which transforms as ``R Σ Rᵀ`` under a rotation ``R``.
+``expm(S) + s_min² I`` (full), which transforms as ``R Σ Rᵀ`` under a rotation ``R``. The matrix
+functions a prediction and a sample need (:func:`matrix_exp`, :func:`symmetric_sqrt`) make no
+host synchronisation, so a rollout on a GPU never waits for them.
 
 **Shared noise** (``model.shared_noise_rank = r > 0``). Over one learned step the beads of a
 molecule move together (a chain's centre of mass diffuses with ``D = kT / (M gamma)``, which
@@ -129,9 +131,8 @@ class GaussianAcceleration:
 
     def sqrt_covariance(self) -> torch.Tensor:
         """``(n, 3, 3)`` symmetric square root ``Σ_i^{1/2}`` of each bead's own covariance
-        (rotates as ``R Σ^{1/2} Rᵀ``)."""
-        eigvals, eigvecs = torch.linalg.eigh(self.covariance)
-        return eigvecs @ torch.diag_embed(eigvals.clamp_min(0.0).sqrt()) @ eigvecs.transpose(-1, -2)
+        (rotates as ``R Σ^{1/2} Rᵀ``; :func:`symmetric_sqrt`)."""
+        return symmetric_sqrt(self.covariance)
 
     def sample(self, noise: torch.Tensor, shared_noise: torch.Tensor | None = None
                ) -> torch.Tensor:
@@ -184,9 +185,94 @@ def isotropic_covariance(std: torch.Tensor) -> torch.Tensor:
 
 
 def full_covariance(log_cov: torch.Tensor, min_std: float) -> torch.Tensor:
-    """``(n, 3, 3)`` covariance ``expm(S) + min_std² I`` from symmetric ``S (n, 3, 3)``."""
+    """``(n, 3, 3)`` covariance ``expm(S) + min_std² I`` from symmetric ``S (n, 3, 3)``
+    (:func:`matrix_exp`)."""
     eye = torch.eye(3, dtype=log_cov.dtype, device=log_cov.device)
-    return torch.linalg.matrix_exp(log_cov) + (min_std**2) * eye
+    return matrix_exp(log_cov) + (min_std**2) * eye
+
+
+# scaling and squaring of matrix_exp: Taylor terms after scaling to a Frobenius norm <= 1/2 (the
+# first term left out is below 2e-14 of the sum: float64 rounding after the squarings), and the
+# most halvings it undoes (norms up to 2^15; exp(2^15) overflows float64 long before)
+_EXP_TAYLOR_TERMS = 12
+_EXP_MAX_SQUARINGS = 16
+
+
+def matrix_exp(a: torch.Tensor) -> torch.Tensor:
+    """``(..., 3, 3)`` matrix exponential of ``a (..., 3, 3)`` by scaling and squaring, with
+    the number of squarings chosen per matrix on the device: no host synchronisation (where
+    ``torch.linalg.matrix_exp`` reads norms on the host), differentiable, and a polynomial in
+    ``a`` whose degree and coefficients depend on its Frobenius norm only (so ``expm(R a Rᵀ) =
+    R expm(a) Rᵀ``). Matches ``torch.linalg.matrix_exp`` to ~1e-13 (float64) for the norms a
+    covariance can have."""
+    norm = a.pow(2).sum((-2, -1)).sqrt()  # Frobenius: the same for R a Rᵀ, (...,)
+    squarings = torch.ceil(torch.log2(norm.clamp_min(1e-30)) + 1.0).clamp(
+        0, _EXP_MAX_SQUARINGS)
+    x = a / torch.exp2(squarings)[..., None, None]
+    eye = torch.eye(3, dtype=a.dtype, device=a.device).expand_as(a)
+    result = eye
+    for k in range(_EXP_TAYLOR_TERMS, 0, -1):  # Horner: I + x/1 (I + x/2 (I + ...))
+        result = eye + (x @ result) / k
+    for j in range(_EXP_MAX_SQUARINGS):
+        result = torch.where((squarings > j)[..., None, None], result @ result, result)
+    return result
+
+
+def symmetric_eigenvalues(a: torch.Tensor) -> torch.Tensor:
+    """``(..., 3)`` eigenvalues of symmetric ``a (..., 3, 3)`` in closed form (the
+    trigonometric solution of the characteristic cubic, from rotation invariants: no host
+    synchronisation, unlike ``torch.linalg.eigh``), largest first; forward only."""
+    q = torch.diagonal(a, dim1=-2, dim2=-1).sum(-1) / 3.0
+    eye = torch.eye(3, dtype=a.dtype, device=a.device)
+    shifted = a - q[..., None, None] * eye
+    p = (shifted.pow(2).sum((-2, -1)) / 6.0).sqrt()
+    degenerate = p <= 1e-12 * (q.abs() + p)
+    b = shifted / torch.where(degenerate, 1.0, p)[..., None, None]
+    r = (_det3(b) / 2.0).clamp(-1.0, 1.0)
+    phi = torch.acos(r) / 3.0
+    largest = q + 2.0 * p * torch.cos(phi)
+    smallest = q + 2.0 * p * torch.cos(phi + 2.0 * math.pi / 3.0)
+    middle = 3.0 * q - largest - smallest
+    eigenvalues = torch.stack([largest, middle, smallest], -1)
+    return torch.where(degenerate[..., None], q[..., None].expand_as(eigenvalues), eigenvalues)
+
+
+def _det3(a: torch.Tensor) -> torch.Tensor:
+    """``(...,)`` determinants of ``a (..., 3, 3)`` by cofactors (elementwise: no LU)."""
+    return (a[..., 0, 0] * (a[..., 1, 1] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 1])
+            - a[..., 0, 1] * (a[..., 1, 0] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 0])
+            + a[..., 0, 2] * (a[..., 1, 0] * a[..., 2, 1] - a[..., 1, 1] * a[..., 2, 0]))
+
+
+def symmetric_sqrt(a: torch.Tensor) -> torch.Tensor:
+    """``(..., 3, 3)`` symmetric square root of positive-definite ``a (..., 3, 3)`` without a
+    host synchronisation (``torch.linalg.eigh`` checks its convergence on the host).
+
+    With the eigenvalues ``λ_1..3`` of ``a`` (:func:`symmetric_eigenvalues`, computed in
+    float64, where their closed form stays accurate to ~1e-10 of the largest up to condition
+    numbers of 1e5) and ``s_i = sqrt(λ_i)``, the square root is the Newton form of the
+    polynomial interpolating ``sqrt`` at the eigenvalues, whose divided differences have no
+    cancellation (``1 / (s_1 + s_2)`` and ``-1 / ((s_1 + s_2)(s_2 + s_3)(s_1 + s_3))``), so equal
+    or close eigenvalues need no special case:
+
+        a^{1/2} = s_1 I + (a - λ_1 I) / (s_1 + s_2)
+                  - (a - λ_1 I)(a - λ_2 I) / ((s_1 + s_2)(s_2 + s_3)(s_1 + s_3))
+
+    A polynomial in ``a`` with invariant coefficients: rotates as ``R a^{1/2} Rᵀ``. Eigenvalues
+    below ``1e-15`` of the largest are raised to it (the covariances here are floored far
+    above). Forward only."""
+    x = a.double()
+    lam = symmetric_eigenvalues(x)
+    lam = lam.maximum(1e-15 * lam[..., :1].clamp_min(torch.finfo(x.dtype).tiny))
+    s = lam.sqrt()
+    s12, s23, s13 = s[..., 0] + s[..., 1], s[..., 1] + s[..., 2], s[..., 0] + s[..., 2]
+    eye = torch.eye(3, dtype=x.dtype, device=x.device)
+    first = x - lam[..., 0, None, None] * eye
+    second = first @ (x - lam[..., 1, None, None] * eye)
+    denominator = (s12 * s23 * s13).clamp_min(torch.finfo(x.dtype).tiny)
+    root = (s[..., 0, None, None] * eye + first / s12.clamp_min(torch.finfo(x.dtype).tiny)[
+        ..., None, None] - second / denominator[..., None, None])
+    return root.to(a.dtype)
 
 
 def predicted_spread(

@@ -9,8 +9,9 @@ is lost. Between those checks the loop makes no host sync of its own. With the d
 ``rollout.neighbor_search: verlet`` each network evaluation reads one edge count from its
 neighbour list, which decides on rebuilds in that same read, and a rebuild syncs as vesin's
 search does (:class:`~eqcg.graphs.neighbors.VerletList`); with ``device`` the edges come in
-fixed slots from a search on the device and the loop reads nothing between its checks
-(:class:`~eqcg.graphs.neighbors.DeviceNeighbors`; ``tests/test_rollout_sync.py`` counts both).
+fixed slots from a search on the device and nothing reads the device between the loop's checks,
+the networks included (:class:`~eqcg.graphs.neighbors.DeviceNeighbors`;
+``tests/test_rollout_sync.py`` counts both).
 """
 
 from __future__ import annotations
