@@ -92,6 +92,28 @@ def in_file(syncs: list[HostSync], pattern: str) -> int:
     return sum(bool(re.match(pattern, s.site)) for s in syncs)
 
 
+N_STEPS, SAVE_EVERY = 7, 3  # a refined rollout saving at steps 3 and 6
+
+
+def syncs_per_step(sim: Simulator, batch, device: str, search: str, monkeypatch
+                   ) -> list[list[HostSync]]:
+    """The syncs of each step of an ``N_STEPS``-step refined rollout with ``search`` (from one
+    dynamics prediction to the next; the last step's include gathering the result)."""
+    starts: list[int] = []
+    predict = sim.predict
+    with counting_syncs(device) as counter:
+        def marked(*args, **kwargs):
+            starts.append(len(counter.syncs))
+            return predict(*args, **kwargs)
+
+        monkeypatch.setattr(sim, "predict", marked)
+        rollout(sim, batch, N_STEPS, RolloutConfig(refine_levels=LEVELS, schedule="geometric",
+                                                   refine_start="spread", neighbor_search=search),
+                save_every=SAVE_EVERY, show_progress=False, noise=seeded_noise(device))
+        starts.append(len(counter.syncs))
+    return [counter.syncs[a:b] for a, b in zip(starts[:-1], starts[1:])]
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_verlet_list_reads_the_device_once_per_call_between_rebuilds(device):
     batch, _ = random_batch(n_systems=3, history=2, triclinic=True)
@@ -134,26 +156,13 @@ def test_rollout_loop_syncs_only_at_save_points_and_for_edge_counts(device, monk
             lists.append(self)
 
     monkeypatch.setattr(rollout_module, "VerletList", Recorded)
-    starts: list[int] = []
-    predict = sim.predict
-    n_steps, save_every = 7, 3
-    with counting_syncs(device) as counter:
-        def marked(*args, **kwargs):
-            starts.append(len(counter.syncs))
-            return predict(*args, **kwargs)
-
-        monkeypatch.setattr(sim, "predict", marked)
-        rollout(sim, batch, n_steps, RolloutConfig(refine_levels=LEVELS, schedule="geometric",
-                                                   refine_start="spread"),
-                save_every=save_every, show_progress=False,
-                noise=seeded_noise(device))
-        starts.append(len(counter.syncs))
+    per_step = syncs_per_step(sim, batch, device, "verlet", monkeypatch)
     assert lists[0].builds == 1  # at step 1: later steps reuse the list
-    for step in range(2, n_steps):
-        syncs = counter.syncs[starts[step - 1] : starts[step]]
+    for step in range(2, N_STEPS):
+        syncs = per_step[step - 1]
         where = Counter(s.site.split(":")[0] for s in syncs)
         assert in_file(syncs, r"eqcg/graphs/") == CALLS_PER_STEP, (step, where)
-        saved = int(step % save_every == 0)
+        saved = int(step % SAVE_EVERY == 0)
         assert in_file(syncs, r"eqcg/simulation/") == saved, (step, where)
 
 
@@ -165,23 +174,10 @@ def test_rollout_loop_with_the_device_search_reads_nothing_between_its_checks(de
     Gaussian head included (eqcg.models.gaussian's matrix functions), but the loop's one read at
     each save point (steps 3 and 6): zero host syncs per step in between."""
     sim, batch = small_simulator(device)
-    starts: list[int] = []
-    predict = sim.predict
-    n_steps, save_every = 7, 3
-    with counting_syncs(device) as counter:
-        def marked(*args, **kwargs):
-            starts.append(len(counter.syncs))
-            return predict(*args, **kwargs)
-
-        monkeypatch.setattr(sim, "predict", marked)
-        rollout(sim, batch, n_steps, RolloutConfig(refine_levels=LEVELS, schedule="geometric",
-                                                   refine_start="spread",
-                                                   neighbor_search="device"),
-                save_every=save_every, show_progress=False, noise=seeded_noise(device))
-        starts.append(len(counter.syncs))
-    assert in_file(counter.syncs[:starts[1]], r"eqcg/graphs/") > 0  # the setup, at step 1
-    for step in range(2, n_steps):
-        syncs = counter.syncs[starts[step - 1] : starts[step]]
+    per_step = syncs_per_step(sim, batch, device, "device", monkeypatch)
+    assert in_file(per_step[0], r"eqcg/graphs/") > 0  # the setup, at step 1
+    for step in range(2, N_STEPS):
+        syncs = per_step[step - 1]
         where = Counter(s.site for s in syncs)
-        saved = int(step % save_every == 0)  # the loop's one read at a save point
+        saved = int(step % SAVE_EVERY == 0)  # the loop's one read at a save point
         assert len(syncs) == saved and in_file(syncs, r"eqcg/simulation/") == saved, (step, where)
