@@ -34,6 +34,7 @@ def test_device_search_fills_its_slots_with_the_pairs_of_a_fresh_search(pbc, tri
                                             bonds, pos.shape[0])
         n = fresh_index.shape[1]
         assert index.shape[1] == search.capacity >= n > 0
+        assert search.capacity <= sum(int(c) * (int(c) - 1) for c in ptr.diff())
         assert bool(mask[:n].all()) and not bool(mask[n:].any())
         assert torch.equal(index[:, :n], fresh_index)
         torch.testing.assert_close(shift[:n], fresh_shift, rtol=0, atol=1e-12)

@@ -205,7 +205,7 @@ class DeviceNeighbors:
 
     The first call lists every ordered pair of beads within each system of the batch (less the
     pairs of ``exclude``: the CG bonds) and counts those within the cut-off; that count times
-    ``capacity_factor`` fixes the slots. Every call then takes the minimum-image distance of
+    ``capacity_factor`` fixes the slots (at most one per listed pair: then none can overflow). Every call then takes the minimum-image distance of
     every listed pair (:func:`minimum_image`: the cut-off must be below half of each periodic
     cell's narrowest width, checked at the first call) and fills the slots with the pairs within
     the cut-off, in the order of a fresh search (:func:`radius_edges`), followed by masked
@@ -284,7 +284,7 @@ class DeviceNeighbors:
         vec = detached[target] - detached[source] + _lattice_shift(
             detached[target] - detached[source], box, pbc, self._graph)
         count = int((vec.norm(dim=-1) < self.cutoff).sum())
-        self.capacity = max(1, math.ceil(self.capacity_factor * count))
+        self.capacity = max(1, min(pairs.shape[1], math.ceil(self.capacity_factor * count)))
         self.overflow = torch.zeros((), dtype=torch.bool, device=pos.device)
 
 
