@@ -13,3 +13,6 @@ python benchmarks/step_breakdown.py --copies 1 50 --steps 5 --out "$out/step_bre
 python benchmarks/step_cost.py --compile --out "$out/step_cost.json"
 python benchmarks/scaling.py --out "$out/scaling.json"
 python benchmarks/polymer_throughput.py --out "$out/polymer_throughput.json"
+python benchmarks/polymer_throughput.py --data benchmarks/results/refine22/polymer-small \
+  --chains 4 --copies 48 480 --neighbor-search verlet device --steps 3 --repeats 2 \
+  --out "$out/polymer_throughput_search.json"
