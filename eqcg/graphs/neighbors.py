@@ -205,13 +205,14 @@ class DeviceNeighbors:
 
     The first call lists every ordered pair of beads within each system of the batch (less the
     pairs of ``exclude``: the CG bonds) and counts those within the cut-off; that count times
-    ``capacity_factor`` fixes the slots (at most one per listed pair: then none can overflow). Every call then takes the minimum-image distance of
-    every listed pair (:func:`minimum_image`: the cut-off must be below half of each periodic
-    cell's narrowest width, checked at the first call) and fills the slots with the pairs within
-    the cut-off, in the order of a fresh search (:func:`radius_edges`), followed by masked
-    padding. ``overflow`` (a device flag, never read here) records a call that found more pairs
-    than slots; the rollout reads it with its other guards. Work and memory grow with the
-    square of the systems' sizes, so systems above ``max_pairs`` pairs in all are refused.
+    ``capacity_factor`` fixes the slots (at most one per listed pair: then none can overflow).
+    Every call then takes the minimum-image distance of every listed pair
+    (:func:`minimum_image`: the cut-off must be below half of each periodic cell's narrowest
+    width, checked at the first call) and fills the slots with the pairs within the cut-off, in
+    the order of a fresh search (:func:`radius_edges`), followed by masked padding.
+    ``overflow`` (a device flag, never read here) records a call that found more pairs than
+    slots; the rollout reads it with its other guards. Work and memory grow with the square of
+    the systems' sizes, so systems above ``max_pairs`` pairs in all are refused.
     """
 
     def __init__(self, cutoff: float, capacity_factor: float = 2.0,
@@ -234,16 +235,22 @@ class DeviceNeighbors:
         slots hold a pair within the cut-off (they come first)."""
         if self._pairs is None or self._excluded is not exclude:
             self._setup(pos, box, pbc, ptr, exclude)
-        source, target = self._pairs
-        detached = pos.detach()
-        shift = _lattice_shift(detached[target] - detached[source], box, pbc, self._graph)
-        vec = detached[target] - detached[source] + shift
-        inside = vec.norm(dim=-1) < self.cutoff
+        shift, inside = self._within_cutoff(pos, box, pbc)
         count = inside.sum()
         slots = torch.nonzero_static(inside, size=self.capacity, fill_value=0).squeeze(1)
         mask = torch.arange(self.capacity, device=pos.device) < count
         self.overflow = self.overflow | (count > self.capacity)
         return self._pairs[:, slots], shift[slots], mask
+
+    def _within_cutoff(self, pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``shift (P, 3)``, the minimum-image lattice shift of every listed pair, and
+        ``inside (P,)``, whether the pair lies within the cut-off."""
+        source, target = self._pairs
+        detached = pos.detach()
+        vec = detached[target] - detached[source]
+        shift = _lattice_shift(vec, box, pbc, self._graph)
+        return shift, (vec + shift).norm(dim=-1) < self.cutoff
 
     def _setup(self, pos: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor,
                ptr: torch.Tensor, exclude: torch.Tensor | None) -> None:
@@ -257,12 +264,12 @@ class DeviceNeighbors:
                 f"{self.max_pairs:,}); roll out fewer or smaller systems per batch, or use the "
                 "Verlet search (rollout.neighbor_search: verlet)")
         for g, periodic in enumerate(layout.periodic):
-            if periodic and self.cutoff >= 0.5 * float(_cell_widths(box[g]).min()):
+            width = float(_cell_widths(box[g]).min()) if periodic else math.inf
+            if self.cutoff >= 0.5 * width:
                 raise ConfigError(
                     f"device neighbour search: cut-off {self.cutoff:g} is not below half the "
-                    f"narrowest width ({float(_cell_widths(box[g]).min()):g}) of system {g}'s "
-                    "cell, so minimum images may miss pairs; use the Verlet search "
-                    "(rollout.neighbor_search: verlet)")
+                    f"narrowest width ({width:g}) of system {g}'s cell, so minimum images may "
+                    "miss pairs; use the Verlet search (rollout.neighbor_search: verlet)")
         pairs = []
         for start, n in zip(layout.bounds[:-1], sizes):
             local = torch.arange(n, device=pos.device)
@@ -279,11 +286,7 @@ class DeviceNeighbors:
         batch = torch.repeat_interleave(torch.arange(len(sizes), device=pos.device),
                                         torch.tensor(sizes, device=pos.device))
         self._graph = batch[pairs[0]]
-        detached = pos.detach()
-        source, target = pairs
-        vec = detached[target] - detached[source] + _lattice_shift(
-            detached[target] - detached[source], box, pbc, self._graph)
-        count = int((vec.norm(dim=-1) < self.cutoff).sum())
+        count = int(self._within_cutoff(pos, box, pbc)[1].sum())
         self.capacity = max(1, min(pairs.shape[1], math.ceil(self.capacity_factor * count)))
         self.overflow = torch.zeros((), dtype=torch.bool, device=pos.device)
 

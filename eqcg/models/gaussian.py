@@ -266,12 +266,14 @@ def symmetric_sqrt(a: torch.Tensor) -> torch.Tensor:
     lam = lam.maximum(1e-15 * lam[..., :1].clamp_min(torch.finfo(x.dtype).tiny))
     s = lam.sqrt()
     s12, s23, s13 = s[..., 0] + s[..., 1], s[..., 1] + s[..., 2], s[..., 0] + s[..., 2]
+    tiny = torch.finfo(x.dtype).tiny
+    first_divided = 1.0 / s12.clamp_min(tiny)
+    second_divided = -1.0 / (s12 * s23 * s13).clamp_min(tiny)
     eye = torch.eye(3, dtype=x.dtype, device=x.device)
     first = x - lam[..., 0, None, None] * eye
     second = first @ (x - lam[..., 1, None, None] * eye)
-    denominator = (s12 * s23 * s13).clamp_min(torch.finfo(x.dtype).tiny)
-    root = (s[..., 0, None, None] * eye + first / s12.clamp_min(torch.finfo(x.dtype).tiny)[
-        ..., None, None] - second / denominator[..., None, None])
+    root = (s[..., 0, None, None] * eye + first_divided[..., None, None] * first
+            + second_divided[..., None, None] * second)
     return root.to(a.dtype)
 
 

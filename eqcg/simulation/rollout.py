@@ -243,9 +243,9 @@ def _check(
         raise RolloutFailure(
             f"device neighbour search: more pairs within the cut-off than its "
             f"{neighbors.capacity} slots ({neighbors.capacity_factor:g} x the count at the "
-            f"first step) at step "
-            f"{int(overflow_at)} (noticed at step {detected}); the frames saved up to step "
-            f"{steps[-1]} were kept; roll out with rollout.neighbor_search: verlet",
+            f"first step) at step {int(overflow_at)} (noticed at step {detected}); the frames "
+            f"saved up to step {steps[-1]} were kept; roll out with "
+            "rollout.neighbor_search: verlet",
             _result(saved, steps, started))
 
 
